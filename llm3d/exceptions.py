@@ -1,0 +1,32 @@
+"""One exception tree for the whole project.
+
+Each class also subclasses the standard exception it stands for, so callers that
+catch ``ValueError`` or ``RuntimeError`` keep working, and each one pickles (they
+cross process boundaries: fork servers, Celery workers).
+"""
+
+from __future__ import annotations
+
+
+class LLM3DError(Exception):
+    """Base class of every error llm3d raises on purpose."""
+
+
+class ConfigError(LLM3DError, ValueError):
+    """The configuration is invalid: an unknown key, a wrong type or a missing file."""
+
+
+class SandboxRefusedError(LLM3DError, ValueError):
+    """The sandbox policy rejected a program before it ran."""
+
+
+class ExecutionError(LLM3DError, RuntimeError):
+    """The executor itself failed (not the user's program)."""
+
+
+class InfraError(LLM3DError, RuntimeError):
+    """A part of the reward infrastructure failed: never the program's fault."""
+
+
+class MeshError(LLM3DError, ValueError):
+    """A mesh could not be read or is unusable."""
