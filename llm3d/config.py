@@ -180,6 +180,13 @@ class FarmConfig(Section):
     concurrency: int = Field(0, ge=0, description="worker processes; 0 = one per core")
     max_tasks_per_child: int = Field(500, ge=1)
     task_margin_s: float = Field(30.0, ge=1, description="task soft limit above the executor's")
+    visibility_timeout_s: float = Field(
+        900.0, ge=5, description="unacked tasks of a lost worker are redelivered after this"
+    )
+    result_timeout_s: float = Field(
+        3600.0, gt=0, description="longest wait for a batch's results before 503"
+    )
+    cache_ttl_s: int = Field(86_400, ge=1, description="lifetime of cached rewards in Redis")
 
 
 class DataConfig(Section):

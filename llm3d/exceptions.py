@@ -30,3 +30,25 @@ class InfraError(LLM3DError, RuntimeError):
 
 class MeshError(LLM3DError, ValueError):
     """A mesh could not be read or is unusable."""
+
+
+class BackendUnavailableError(InfraError):
+    """The reward service's execution backend (Redis, the Celery workers, Modal) cannot be reached."""
+
+
+class UnknownTaskError(LLM3DError, KeyError):
+    """A request names a task id (ground truth) the reward service does not know."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0]) if self.args else "unknown task id"
+
+
+class RewardServiceError(LLM3DError, RuntimeError):
+    """The reward service answered with an error (raised by :class:`llm3d.client.RewardClient`)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[type[RewardServiceError], tuple[str, int | None]]:
+        return (type(self), (str(self), self.status_code))

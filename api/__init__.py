@@ -1,0 +1,1 @@
+"""The reward service (DESIGN §5): FastAPI app factory, routes, cache, jobs, metrics."""

@@ -1,0 +1,216 @@
+"""Wire types of the reward service (DESIGN §5), shared by the API, its client and the environment.
+
+Plain Pydantic: this module is part of the light core and imports neither Blender nor the
+farm's dependencies. The limits that depend on configuration (items per batch, program
+size, request size) are checked by the API, which knows the configuration; what is checked
+here is the shape of a request: exactly one ground truth per item, meshes made of triples,
+unique item ids.
+
+A request::
+
+    {"request_id": "step-12", "timeout_s": 30, "points": 10000,
+     "items": [{"id": "a", "code": "from bpy_lib import *\\n...", "task_id": "chair-001"},
+               {"id": "b", "code": "...", "reference": {"code": "from bpy_lib import *\\n..."}},
+               {"id": "c", "code": "...", "reference": {"vertices": [[0, 0, 0], ...],
+                                                        "faces": [[0, 1, 2], ...]}}]}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "ItemStatus",
+    "JobAccepted",
+    "JobState",
+    "JobStatus",
+    "Reference",
+    "RewardItem",
+    "RewardRequest",
+    "RewardResponse",
+    "RewardResult",
+    "TaskCreate",
+    "TaskList",
+    "TaskPublic",
+]
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+TaskId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/-]+$")
+]
+Vertex = Annotated[list[float], Field(min_length=3, max_length=3)]
+Triangle = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)]
+
+
+class _Wire(BaseModel):
+    """Base of the wire types: unknown fields are errors (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemStatus(StrEnum):
+    """The status of one scored item: the execution statuses of DESIGN §2."""
+
+    EMPTY = "empty"
+    REFUSED = "refused"
+    EXEC_FAILED = "exec_failed"
+    TIMEOUT = "timeout"
+    NO_GEOMETRY = "no_geometry"
+    DEGENERATE = "degenerate"
+    OK = "ok"
+    INFRA_ERROR = "infra_error"
+
+
+class Reference(_Wire):
+    """A ground truth given inline: a ``bpy_lib`` program, or a triangle mesh.
+
+    Give either ``code``, or both ``vertices`` (``(n, 3)`` floats) and ``faces``
+    (``(m, 3)`` vertex indices).
+    """
+
+    code: str | None = Field(None, min_length=1, description="a bpy_lib program that builds it")
+    vertices: list[Vertex] | None = Field(None, description="(n, 3) vertex coordinates")
+    faces: list[Triangle] | None = Field(None, description="(m, 3) triangles indexing vertices")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        has_mesh = self.vertices is not None or self.faces is not None
+        if self.code is not None and has_mesh:
+            raise ValueError("give either reference.code or reference.vertices+faces, not both")
+        if self.code is None and not has_mesh:
+            raise ValueError("reference needs code, or vertices and faces")
+        if has_mesh:
+            if not self.vertices or not self.faces:
+                raise ValueError("a mesh reference needs both non-empty vertices and faces")
+            n = len(self.vertices)
+            worst = max(max(f) for f in self.faces)
+            if worst >= n:
+                raise ValueError(
+                    f"reference.faces index vertex {worst} but there are only {n} vertices"
+                )
+        return self
+
+
+class RewardItem(_Wire):
+    """One program to score against exactly one ground truth (``task_id`` or ``reference``)."""
+
+    id: ItemId = Field(description="the caller's id, echoed in the result")
+    code: str = Field(description="the generated bpy_lib program")
+    task_id: TaskId | None = Field(None, description="a ground truth the service knows")
+    reference: Reference | None = Field(None, description="or a ground truth given inline")
+
+    @model_validator(mode="after")
+    def _one_ground_truth(self) -> Self:
+        if (self.task_id is None) == (self.reference is None):
+            raise ValueError(
+                f"item {self.id!r}: give exactly one of task_id or reference "
+                f"(got {'both' if self.task_id is not None else 'neither'})"
+            )
+        return self
+
+
+class RewardRequest(_Wire):
+    """``POST /reward/batch`` and ``POST /reward/jobs``."""
+
+    request_id: str | None = Field(
+        None, max_length=256, description="idempotency key: a repeated id gets the same answer"
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="per-program limit (default executor.timeout_s)"
+    )
+    points: int | None = Field(
+        None, ge=100, le=1_000_000, description="surface samples (default from config)"
+    )
+    items: list[RewardItem] = Field(min_length=1, description="scored in this order")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for item in self.items:
+            if item.id in seen:
+                raise ValueError(f"item ids must be unique; {item.id!r} appears twice")
+            seen.add(item.id)
+        return self
+
+
+class RewardResult(_Wire):
+    """The score of one item (DESIGN §4): ``reward`` is null for ``infra_error``."""
+
+    id: str
+    status: ItemStatus
+    reward: float | None
+    components: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    cached: bool = False
+    seconds: float = 0.0
+
+
+class RewardResponse(_Wire):
+    """The answer to a batch: one result per item, in the order of ``items``."""
+
+    request_id: str
+    reward_version: str
+    results: list[RewardResult]
+
+
+class JobState(StrEnum):
+    """Where an asynchronous job stands."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobAccepted(_Wire):
+    """``202`` answer of ``POST /reward/jobs``: poll ``url`` until ``state`` is done."""
+
+    job_id: str
+    request_id: str
+    state: JobState
+    url: str
+    items: int
+
+
+class JobStatus(_Wire):
+    """``GET /reward/jobs/{job_id}``."""
+
+    job_id: str
+    request_id: str
+    state: JobState
+    items: int
+    completed: int = 0
+    created_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    response: RewardResponse | None = None
+
+
+class TaskCreate(_Wire):
+    """``POST /tasks``: register a ground truth under ``task_id``."""
+
+    task_id: TaskId
+    reference: Reference
+    meta: dict[str, Any] = Field(default_factory=dict, description="free-form, echoed back")
+
+
+class TaskPublic(_Wire):
+    """A ground truth the service knows."""
+
+    task_id: str
+    kind: str = Field(description="'code' or 'mesh'")
+    source: str = Field(description="where it came from: a dataset file or 'api'")
+    key: str = Field(description="content hash of the reference (part of the cache key)")
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskList(_Wire):
+    """``GET /tasks``."""
+
+    count: int
+    tasks: list[TaskPublic]
