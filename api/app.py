@@ -1,0 +1,124 @@
+"""The reward service's app factory: ``create_app(config)``; nothing happens at import.
+
+``uvicorn --factory api.app:create_app`` or ``llm3d serve`` build it. The lifespan starts
+the backend named by ``api.backend`` (and the Redis cache and job store when it is
+``celery``), loads the datasets of ``api.datasets``, and closes everything on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.cache import MemoryCache, RedisCache, ResultCache
+from api.jobs import JobManager, JobStore, MemoryJobStore, RedisJobStore
+from api.limits import BodyLimitMiddleware, validation_message
+from api.registry import TaskRegistry
+from api.routes import health, reward, tasks
+from api.service import RequestConflictError, RewardService
+from api.telemetry import Telemetry
+from llm3d.config import Config, load_config
+from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
+from worker.backends import Backend, make_backend
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Config], Backend]
+
+
+def create_app(
+    config: Config | None = None, *, backend_factory: BackendFactory | None = None
+) -> FastAPI:
+    """Build the reward service.
+
+    Args:
+        config: the effective configuration (default: :func:`llm3d.config.load_config`).
+        backend_factory: builds the backend at start-up (default: by ``api.backend``).
+    """
+    config = config or load_config()
+    telemetry = Telemetry()
+    registry = TaskRegistry()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from worker.reward import REWARD_VERSION
+
+        if config.api.datasets:
+            count = registry.load(config.api.datasets)
+            logger.info("%d tasks loaded from %d datasets", count, len(config.api.datasets))
+        backend = (backend_factory or make_backend)(config)
+        cache: ResultCache
+        store: JobStore
+        if config.api.backend == "celery":
+            cache = RedisCache(config.farm.redis_url, ttl_s=config.farm.cache_ttl_s)
+            store = RedisJobStore(config.farm.redis_url, ttl_s=config.api.job_ttl_s)
+        else:
+            cache = MemoryCache(config.api.cache_size)
+            store = MemoryJobStore(config.api.job_ttl_s)
+        service = RewardService(config, backend, cache, registry, telemetry, REWARD_VERSION)
+        jobs = JobManager(service, store)
+        app.state.service = service
+        app.state.jobs = jobs
+        logger.info(
+            "reward service up: backend=%s, reward_version=%s", backend.name, REWARD_VERSION
+        )
+        try:
+            yield
+        finally:
+            await jobs.close()
+            await backend.close()
+            await cache.close()
+            await store.close()
+
+    app = FastAPI(
+        title="llm3d reward service",
+        version="0.1.0",
+        summary="Runs generated bpy_lib programs in Blender and scores their meshes (DESIGN §5).",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.tasks = registry
+    app.state.telemetry = telemetry
+    app.include_router(reward.router)
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(config.api.max_request_mb * 1024 * 1024))
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        telemetry.requests.labels(name, request.method, str(response.status_code)).inc()
+        telemetry.request_seconds.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = validation_message(exc.errors())
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(UnknownTaskError)
+    async def on_unknown_task(_: Request, exc: UnknownTaskError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestConflictError)
+    async def on_conflict(_: Request, exc: RequestConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(BackendUnavailableError)
+    async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    return app

@@ -1,0 +1,138 @@
+"""The ground truths the service knows by ``task_id``: loaded from datasets or ``POST /tasks``.
+
+A dataset is a JSONL file (or a JSON list) of rows as written by the data pipeline
+(DESIGN §6): ``{"id": ..., "mesh": "meshes/x.glb", "code": ..., ...}``. A row's ground
+truth is its ``mesh`` (a path relative to the dataset file) when it has one, else its
+``code`` (a ``bpy_lib`` program, run once in the sandbox when first needed), else inline
+``vertices`` + ``faces``. Other keys are kept as ``meta``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from llm3d.exceptions import ConfigError, UnknownTaskError
+from llm3d.schemas import TaskPublic
+from worker.scoring import ReferencePayload, reference_key
+
+__all__ = ["RegisteredTask", "TaskRegistry", "read_dataset"]
+
+logger = logging.getLogger(__name__)
+
+META_KEYS = ("category", "difficulty", "n_parts", "name")
+
+
+class RegisteredTask:
+    """One known ground truth: its public description and its payload."""
+
+    __slots__ = ("payload", "public")
+
+    def __init__(self, public: TaskPublic, payload: ReferencePayload) -> None:
+        self.public = public
+        self.payload = payload
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: a JSON dataset must be a list of rows")
+        yield from data
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not valid JSON: {exc}") from exc
+
+
+def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, Any]]]:
+    """``(task_id, payload, meta)`` of every row of a dataset file."""
+    if not path.is_file():
+        raise ConfigError(f"api.datasets: {path} does not exist (a JSONL file of tasks)")
+    for row in _rows(path):
+        task_id = row.get("task_id") or row.get("id")
+        if not task_id:
+            raise ConfigError(f"{path}: every row needs an 'id' (got keys {sorted(row)})")
+        meta = {k: row[k] for k in META_KEYS if k in row}
+        if row.get("mesh"):
+            from worker.metrics import load_mesh
+
+            mesh_path = Path(row["mesh"])
+            if not mesh_path.is_absolute():
+                mesh_path = path.parent / mesh_path
+            vertices, faces = load_mesh(mesh_path)
+            payload = ReferencePayload(vertices=vertices.tolist(), faces=faces.tolist())
+            meta["mesh"] = str(row["mesh"])
+        elif row.get("code"):
+            payload = ReferencePayload(code=str(row["code"]))
+        elif row.get("vertices") and row.get("faces"):
+            payload = ReferencePayload(vertices=row["vertices"], faces=row["faces"])
+        else:
+            raise ConfigError(f"{path}: task {task_id!r} has neither mesh, code nor vertices+faces")
+        yield str(task_id), payload, meta
+
+
+class TaskRegistry:
+    """task id → ground truth, thread-safe."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, RegisteredTask] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add(
+        self,
+        task_id: str,
+        payload: ReferencePayload,
+        *,
+        source: str,
+        meta: dict[str, Any] | None = None,
+    ) -> TaskPublic:
+        """Register (or replace) a ground truth; returns its public description."""
+        public = TaskPublic(
+            task_id=task_id,
+            kind=payload.kind,
+            source=source,
+            key=reference_key(payload),
+            meta=meta or {},
+        )
+        with self._lock:
+            self._tasks[task_id] = RegisteredTask(public, payload)
+        return public
+
+    def load(self, paths: Iterable[Path]) -> int:
+        """Load dataset files; returns how many tasks they held."""
+        count = 0
+        for path in paths:
+            for task_id, payload, meta in read_dataset(Path(path)):
+                self.add(task_id, payload, source=str(path), meta=meta)
+                count += 1
+            logger.info("loaded tasks from %s", path)
+        return count
+
+    def get(self, task_id: str) -> RegisteredTask:
+        """The task, or :class:`UnknownTaskError` naming it."""
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise UnknownTaskError(
+                f"unknown task_id {task_id!r}: GET /tasks lists the {len(self._tasks)} known "
+                "ground truths; register one with POST /tasks or give a reference inline"
+            ) from None
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def public(self) -> list[TaskPublic]:
+        with self._lock:
+            return [t.public for t in self._tasks.values()]

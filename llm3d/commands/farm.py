@@ -1,0 +1,102 @@
+"""``llm3d serve`` (the reward API) and ``llm3d worker`` (a Celery worker on the blender queue).
+
+Both read the configuration of DESIGN §8; their flags override it. They are what the
+Docker images run (``docker/api.Dockerfile``, ``docker/worker.Dockerfile``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from llm3d.cli import ConfigOption, err_console
+from llm3d.config import Config, load_config
+from llm3d.exceptions import ConfigError
+
+__all__ = ["serve_command", "worker_command"]
+
+BackendName = Literal["inline", "celery", "modal"]
+
+
+def _load(config_path: Path | None, **overrides: Any) -> Config:
+    try:
+        return load_config(config_path, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        err_console.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve_command(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface (default api.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default api.port).")] = None,
+    backend: Annotated[
+        BackendName | None, typer.Option(help="Execution backend (default api.backend).")
+    ] = None,
+) -> None:
+    """Serve the reward API (DESIGN §5) with uvicorn until interrupted."""
+    import uvicorn
+
+    from api.app import create_app
+
+    cfg = _load(config, api__host=host, api__port=port, api__backend=backend)
+    _logging(cfg.log_level)
+    if cfg.api.token is None and cfg.api.host not in {"127.0.0.1", "localhost", "::1"}:
+        logging.getLogger("llm3d.serve").warning(
+            "serving on %s without a token: set LLM3D_API_TOKEN to require one", cfg.api.host
+        )
+    uvicorn.run(
+        create_app(cfg),
+        host=cfg.api.host,
+        port=cfg.api.port,
+        log_level=cfg.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def worker_command(
+    config: ConfigOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes, each with its fork server (default farm.concurrency)."
+        ),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Queue to consume (default farm.queue).")
+    ] = None,
+) -> None:
+    """Run a Celery worker on the ``blender`` queue (Redis at farm.redis_url)."""
+    from worker import tasks
+    from worker.celery_app import app, configure
+
+    cfg = _load(config, farm__concurrency=concurrency, farm__queue=queue)
+    _logging(cfg.log_level)
+    configure(app, cfg)
+    tasks.use_config(cfg)
+    processes = cfg.farm.concurrency or os.cpu_count() or 1
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            cfg.farm.queue,
+            "--concurrency",
+            str(processes),
+            "--loglevel",
+            cfg.log_level,
+            "--hostname",
+            f"blender-{os.getpid()}@{socket.gethostname()}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

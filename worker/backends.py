@@ -1,0 +1,271 @@
+"""Execution backends of the reward service: one :class:`Backend` protocol, three implementations.
+
+- ``inline`` (:class:`InlineBackend`): a pool of warm Blender fork servers owned by the API
+  process (:class:`worker.executor.ExecutorPool`). The embedded default: no Redis, no Docker.
+- ``celery`` (:class:`worker.celery_backend.CeleryBackend`): a group of thin Celery tasks on
+  the ``blender`` queue, gathered without blocking the event loop.
+- ``modal`` (:class:`ModalBackend`): the functions of :mod:`worker.modal_app`, deployed with
+  ``modal deploy``.
+
+All three run :func:`worker.scoring.score_job`, so they give the same result for the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from llm3d.config import Config
+from llm3d.exceptions import BackendUnavailableError, ConfigError, InfraError
+from llm3d.schemas import RewardResult
+from worker.scoring import ScoreJob, build_ground_truth, gt_cache_key, infra_result, score_job
+from worker.types import ExecResult, ExecStatus
+
+if TYPE_CHECKING:
+    from worker.executor import ExecutorPool
+
+__all__ = [
+    "HEALTH_PROGRAM",
+    "Backend",
+    "InlineBackend",
+    "ModalBackend",
+    "make_backend",
+    "redis_unavailable",
+]
+
+logger = logging.getLogger(__name__)
+
+# The smallest real program: imports bpy_lib, builds nothing. A healthy executor answers
+# `no_geometry`; anything else (infra_error, a timeout) means the backend is not usable.
+HEALTH_PROGRAM = "from bpy_lib import *\n# health check: builds nothing\n"
+HEALTHY_STATUSES = frozenset({ExecStatus.NO_GEOMETRY.value, ExecStatus.OK.value})
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where programs run. Implementations must be safe to call from one event loop."""
+
+    name: str
+
+    async def score_batch(
+        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+    ) -> list[RewardResult]:
+        """Score ``jobs``: one result per job, in order. Never raises for a program's fault.
+
+        ``progress(done)`` is called as results arrive. Raises
+        :class:`~llm3d.exceptions.BackendUnavailableError` when the backend cannot be reached.
+        """
+        ...
+
+    async def health(self) -> dict[str, Any]:
+        """Check that the backend really answers; raise :class:`InfraError` when it does not."""
+        ...
+
+    async def close(self) -> None:
+        """Release processes and connections."""
+        ...
+
+
+def redis_unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
+    """The 503 error of a Redis outage, naming the server and what to do."""
+    safe = url.split("@")[-1]
+    return BackendUnavailableError(
+        f"Redis at {safe} is unreachable ({type(exc).__name__}: {exc}); the celery backend "
+        "cannot queue or collect work until it is back. Retry later."
+    )
+
+
+def default_pool_size(config: Config) -> int:
+    """Fork servers side by side: ``executor.servers``, or one per core."""
+    return config.executor.servers or os.cpu_count() or 1
+
+
+class InlineBackend:
+    """A pool of fork servers in the API's process tree; metrics run on a thread pool.
+
+    Args:
+        config: the effective configuration.
+        pool: an already started pool (tests, benchmarks); by default one is started here
+            with ``executor.servers`` servers.
+    """
+
+    name = "inline"
+
+    def __init__(self, config: Config, *, pool: ExecutorPool | None = None) -> None:
+        from worker.executor import ExecutorPool
+        from worker.metrics import GroundTruthCache
+
+        self.config = config
+        self._size = default_pool_size(config)
+        self._owns_pool = pool is None
+        self._pool = pool if pool is not None else ExecutorPool(config.executor, size=self._size)
+        if self._owns_pool:
+            self._pool.start()  # warm the fork servers now, not on the first request
+        self._gt_cache = GroundTruthCache(config.metrics.gt_cache_size)
+        # Threads only wait on the pool and compute metrics: a few per server keep it busy.
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(4, 3 * self._size), thread_name_prefix="llm3d-score"
+        )
+        self._gt_locks: dict[str, threading.Lock] = {}
+        self._gt_locks_guard = threading.Lock()
+        self._closed = False
+
+    def run_program(self, code: str, timeout_s: float) -> ExecResult:
+        """The runner of :func:`worker.scoring.score_job`: one program through the pool."""
+        if self._closed:
+            raise InfraError("the inline backend is closed")
+        return self._pool.submit(code, timeout_s=timeout_s).result()
+
+    def score_one(self, job: ScoreJob) -> RewardResult:
+        """Score one job on the calling thread (blocking)."""
+        return score_job(
+            job,
+            runner=self.run_program,
+            gt_cache=self._gt_cache,
+            metrics_config=self.config.metrics,
+        )
+
+    def _prepare(self, job: ScoreJob) -> str | None:
+        """Build a ground truth once even when many threads ask for it; the error or None."""
+        key = gt_cache_key(job.gt_key, job.settings)
+        with self._gt_locks_guard:
+            lock = self._gt_locks.setdefault(key, threading.Lock())
+        ref = job.reference
+        if ref is None:
+            return None
+        with lock:
+            try:
+                self._gt_cache.get_or_build(
+                    key, lambda: build_ground_truth(ref, job.settings, self.run_program)
+                )
+            except InfraError as exc:
+                return str(exc)
+            except Exception as exc:  # the pool broke while building: infrastructure
+                return f"the executor failed while building the ground truth: {exc}"
+        return None
+
+    async def score_batch(
+        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+    ) -> list[RewardResult]:
+        loop = asyncio.get_running_loop()
+        firsts: dict[str, ScoreJob] = {}
+        for job in jobs:
+            firsts.setdefault(gt_cache_key(job.gt_key, job.settings), job)
+        errors = await asyncio.gather(
+            *(loop.run_in_executor(self._threads, self._prepare, j) for j in firsts.values())
+        )
+        failed = {k: e for k, e in zip(firsts, errors, strict=True) if e is not None}
+        futures: list[asyncio.Future[RewardResult]] = []
+        for job in jobs:
+            error = failed.get(gt_cache_key(job.gt_key, job.settings))
+            if error is not None:  # every item of a broken ground truth says so, once built
+                future: asyncio.Future[RewardResult] = loop.create_future()
+                future.set_result(infra_result(job.item_id, error))
+                futures.append(future)
+            else:
+                futures.append(loop.run_in_executor(self._threads, self.score_one, job))
+        if progress is not None:
+            done = 0
+
+            def _tick(_: object) -> None:
+                nonlocal done
+                done += 1
+                progress(done)
+
+            for future in futures:
+                future.add_done_callback(_tick)
+        return list(await asyncio.gather(*futures))
+
+    async def health(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._threads, self.run_program, HEALTH_PROGRAM, 30.0
+            )
+        except Exception as exc:
+            raise InfraError(f"the inline executor pool does not answer: {exc}") from exc
+        if result.status.value not in HEALTHY_STATUSES:
+            raise InfraError(
+                f"the inline executor ran the health program with status "
+                f"{result.status.value}: {result.error}"
+            )
+        return {
+            "backend": self.name,
+            "servers": self._size,
+            "probe_seconds": round(time.perf_counter() - start, 4),
+        }
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._owns_pool:
+            await asyncio.to_thread(self._pool.close)
+
+
+class ModalBackend:
+    """Scores on Modal: calls the ``score`` function of the deployed :mod:`worker.modal_app`.
+
+    Needs ``pip install 'llm3d[modal]'``, Modal credentials, and ``modal deploy
+    worker/modal_app.py`` done once.
+    """
+
+    name = "modal"
+
+    def __init__(self, config: Config, *, app_name: str | None = None) -> None:
+        try:
+            import modal
+        except ImportError as exc:
+            raise ConfigError(
+                "api.backend=modal needs the modal SDK: pip install 'llm3d[modal]'"
+            ) from exc
+        from worker.modal_app import APP_NAME
+
+        self.config = config
+        self.app_name = app_name or APP_NAME
+        self._score = modal.Function.from_name(self.app_name, "score")
+
+    async def score_batch(
+        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+    ) -> list[RewardResult]:
+        payloads = [job.to_dict() for job in jobs]
+        try:
+            raw = [r async for r in self._score.map.aio(payloads, order_outputs=True)]
+        except Exception as exc:
+            raise InfraError(f"Modal app {self.app_name!r} failed: {exc}") from exc
+        return [RewardResult.model_validate(r) for r in raw]
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self._score.hydrate.aio()
+        except Exception as exc:
+            raise InfraError(
+                f"Modal app {self.app_name!r} is not reachable ({exc}); "
+                "deploy it with `modal deploy worker/modal_app.py`"
+            ) from exc
+        return {"backend": self.name, "app": self.app_name}
+
+    async def close(self) -> None:
+        return None
+
+
+def make_backend(config: Config) -> Backend:
+    """The backend named by ``api.backend``."""
+    kind = config.api.backend
+    if kind == "inline":
+        return InlineBackend(config)
+    if kind == "celery":
+        from worker.celery_backend import CeleryBackend
+
+        return CeleryBackend(config)
+    if kind == "modal":
+        return ModalBackend(config)
+    raise ConfigError(f"unknown api.backend {kind!r}; use inline, celery or modal")

@@ -1,0 +1,100 @@
+"""The Celery application of the reward farm: Redis broker and result backend, ``blender`` queue.
+
+Start a worker with ``llm3d worker`` (or ``celery -A worker.celery_app worker -Q blender``).
+The settings follow Celery's guidance for long, idempotent, CPU-bound tasks:
+
+- ``acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it
+  finished, so a worker killed mid-task leaves its message to be redelivered to another
+  worker (after ``farm.visibility_timeout_s`` with the Redis transport);
+- ``worker_prefetch_multiplier = 1``: a worker holds at most one task per process;
+- ``worker_max_tasks_per_child``: processes are recycled (and their Blender fork server with
+  them), bounding any slow leak;
+- soft and hard time limits *nested above* the executor's own timeout: the executor kills a
+  slow program first (status ``timeout``); the soft limit only fires when the executor itself
+  hangs (result ``infra_error``), the hard limit when even that does not return.
+
+The module-level :data:`app` is built from the configuration of the environment
+(``LLM3D_FARM__REDIS_URL`` ...), which is how ``celery -A`` finds it; creating it opens no
+connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from llm3d.config import Config, load_config
+
+__all__ = ["SCORE_TASK", "app", "configure", "make_celery", "task_time_limits"]
+
+logger = logging.getLogger(__name__)
+
+SCORE_TASK = "llm3d.score"
+HARD_LIMIT_EXTRA_S = 10.0
+
+
+def task_time_limits(config: Config, timeout_s: float | None = None) -> tuple[float, float]:
+    """``(soft, hard)`` time limits of one scoring task.
+
+    A task may run two programs (the reference, once per worker process and ground truth,
+    and the candidate), each bounded by ``timeout_s``; the soft limit sits
+    ``farm.task_margin_s`` above that, the hard limit a little above the soft one.
+    """
+    timeout = timeout_s or config.executor.timeout_s
+    soft = 2 * timeout + config.farm.task_margin_s
+    return soft, soft + HARD_LIMIT_EXTRA_S
+
+
+def configure(celery: Celery, config: Config) -> Celery:
+    """Apply ``config`` (broker, queue, limits, acknowledgement policy) to ``celery``."""
+    farm = config.farm
+    soft, hard = task_time_limits(config)
+    if farm.visibility_timeout_s <= hard:
+        logger.warning(
+            "farm.visibility_timeout_s=%s is not above the task hard limit %ss: a long task "
+            "may be redelivered while it still runs (harmless, the tasks are idempotent, but "
+            "wasted work)",
+            farm.visibility_timeout_s,
+            hard,
+        )
+    transport: dict[str, Any] = {"visibility_timeout": farm.visibility_timeout_s}
+    celery.conf.update(
+        broker_url=farm.redis_url,
+        result_backend=farm.redis_url,
+        task_default_queue=farm.queue,
+        task_routes={SCORE_TASK: {"queue": farm.queue}},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=farm.max_tasks_per_child,
+        worker_concurrency=farm.concurrency or None,
+        task_soft_time_limit=soft,
+        task_time_limit=hard,
+        result_expires=config.api.job_ttl_s,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        result_backend_always_retry=True,
+        result_backend_max_retries=30,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        task_send_sent_event=False,
+        worker_send_task_events=False,
+    )
+    return celery
+
+
+def make_celery(config: Config | None = None) -> Celery:
+    """A Celery app configured from ``config`` (default: :func:`llm3d.config.load_config`)."""
+    config = config or load_config()
+    return configure(Celery("llm3d", include=["worker.tasks"]), config)
+
+
+app = make_celery()

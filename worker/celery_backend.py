@@ -1,0 +1,203 @@
+"""The ``celery`` backend, API side: fan a batch out as a Celery group, gather it asynchronously.
+
+Sending goes through Celery (``group(...).apply_async()``, run on a thread: kombu is
+blocking); gathering reads the result keys straight from Redis with the asyncio client
+(``MGET`` of the pending tasks every ``poll_s``), so a long batch never blocks the event
+loop and thousands of items cost one round trip per poll. A Redis outage while gathering is
+retried until ``farm.result_timeout_s``; a batch that cannot even be sent, or whose deadline
+passes, raises :class:`~llm3d.exceptions.BackendUnavailableError` (the API answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from celery import group
+
+from llm3d.config import Config
+from llm3d.exceptions import BackendUnavailableError
+from llm3d.schemas import RewardResult
+from worker.backends import redis_unavailable
+from worker.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.scoring import ScoreJob, infra_result
+from worker.tasks import REFERENCE_KEY_PREFIX
+
+__all__ = ["CeleryBackend"]
+
+logger = logging.getLogger(__name__)
+
+READY = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+class CeleryBackend:
+    """Scores batches on Celery workers consuming ``farm.queue``.
+
+    Args:
+        config: the effective configuration (``farm.redis_url``, ``farm.queue``, ...).
+        poll_s: how often pending results are read while gathering.
+    """
+
+    name = "celery"
+
+    def __init__(self, config: Config, *, poll_s: float = 0.05) -> None:
+        self.config = config
+        self.app = make_celery(config)
+        self.redis_url = config.farm.redis_url
+        self.poll_s = poll_s
+        self.redis = aioredis.Redis.from_url(
+            self.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
+        )
+        self._stored_refs: set[str] = set()
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _store_references(self, jobs: Sequence[ScoreJob]) -> list[ScoreJob]:
+        """Put mesh references in Redis once; messages then carry only their key."""
+        ttl = max(self.config.farm.cache_ttl_s, int(self.config.farm.result_timeout_s) * 2)
+        out: list[ScoreJob] = []
+        to_store: dict[str, str] = {}
+        for job in jobs:
+            ref = job.reference
+            if ref is not None and ref.kind == "mesh":
+                to_store.setdefault(job.gt_key, json.dumps(ref.to_dict()))
+                job = ScoreJob(job.item_id, job.code, job.gt_key, job.settings, None)
+            out.append(job)
+        if to_store:
+            pipe = self.redis.pipeline(transaction=False)
+            for key, value in to_store.items():
+                pipe.set(REFERENCE_KEY_PREFIX + key, value, ex=ttl)
+            await pipe.execute()
+        return out
+
+    def _send(self, jobs: Sequence[ScoreJob]) -> list[str]:
+        signatures = []
+        for job in jobs:
+            soft, hard = task_time_limits(self.config, job.settings.timeout_s)
+            signatures.append(
+                self.app.signature(
+                    SCORE_TASK,
+                    args=(job.to_dict(),),
+                    queue=self.config.farm.queue,
+                    soft_time_limit=soft,
+                    time_limit=hard,
+                )
+            )
+        result = group(signatures).apply_async()
+        return [r.id for r in result.results]
+
+    # -- gathering -----------------------------------------------------------------------
+
+    def _decode(self, job: ScoreJob, raw: bytes | str) -> RewardResult | None:
+        meta = self.app.backend.decode_result(raw)
+        status = meta.get("status")
+        if status not in READY:
+            return None
+        if status == "SUCCESS":
+            result = RewardResult.model_validate(meta["result"])
+            return result.model_copy(update={"id": job.item_id})
+        error = meta.get("result")
+        if isinstance(error, dict):
+            error = f"{error.get('exc_type', 'error')}: {error.get('exc_message', '')}"
+        return infra_result(job.item_id, f"the Celery task failed ({status}): {error}")
+
+    async def score_batch(
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[RewardResult]:
+        if not jobs:
+            return []
+        try:
+            sent = await self._store_references(jobs)
+            ids = await asyncio.to_thread(self._send, sent)
+        except Exception as exc:  # redis-py or kombu (OperationalError): cannot enqueue
+            raise redis_unavailable(self.redis_url, exc) from exc
+        keys = [self.app.backend.get_key_for_task(task_id) for task_id in ids]
+        results: list[RewardResult | None] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        deadline = time.monotonic() + self.config.farm.result_timeout_s
+        outage: BaseException | None = None
+        while pending:
+            if time.monotonic() > deadline:
+                if outage is not None:
+                    raise redis_unavailable(self.redis_url, outage)
+                raise BackendUnavailableError(
+                    f"{len(pending)} of {len(jobs)} items got no result within "
+                    f"farm.result_timeout_s={self.config.farm.result_timeout_s}s: are Celery "
+                    f"workers consuming queue {self.config.farm.queue!r}? (llm3d worker)"
+                )
+            try:
+                values = await self.redis.mget([keys[i] for i in pending])
+                outage = None
+            except (redis.RedisError, OSError) as exc:
+                if outage is None:
+                    logger.warning("Redis unreachable while gathering results: %s", exc)
+                outage = exc
+                await asyncio.sleep(min(1.0, 10 * self.poll_s))
+                continue
+            still: list[int] = []
+            for i, raw in zip(pending, values, strict=True):
+                done = self._decode(jobs[i], raw) if raw is not None else None
+                if done is None:
+                    still.append(i)
+                else:
+                    results[i] = done
+            if progress is not None and len(still) != len(pending):
+                progress(len(jobs) - len(still))
+            pending = still
+            if pending:
+                await asyncio.sleep(self.poll_s)
+        await self._forget(ids)
+        return [r for r in results if r is not None]
+
+    async def _forget(self, ids: Sequence[str]) -> None:
+        """Results are gathered: drop them from the result backend (the API caches them)."""
+        try:
+            await self.redis.delete(*[self.app.backend.get_key_for_task(i) for i in ids])
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("could not delete %d gathered results: %s", len(ids), exc)
+
+    # -- health --------------------------------------------------------------------------
+
+    async def queue_depth(self) -> int:
+        """Messages waiting in the ``blender`` queue."""
+        try:
+            return int(await self.redis.llen(self.config.farm.queue))
+        except (redis.RedisError, OSError) as exc:
+            raise redis_unavailable(self.redis_url, exc) from exc
+
+    def _ping_workers(self) -> list[str]:
+        replies = self.app.control.ping(timeout=1.0) or []
+        return sorted(name for reply in replies for name in reply)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self.redis.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise redis_unavailable(self.redis_url, exc) from exc
+        try:
+            workers = await asyncio.to_thread(self._ping_workers)
+        except Exception as exc:
+            raise redis_unavailable(self.redis_url, exc) from exc
+        if not workers:
+            raise BackendUnavailableError(
+                f"no Celery worker answers on {self.redis_url.split('@')[-1]}: start one with "
+                "`llm3d worker` (or `docker compose up --scale worker=N`)"
+            )
+        return {
+            "backend": self.name,
+            "workers": workers,
+            "queue": self.config.farm.queue,
+            "queue_depth": await self.queue_depth(),
+        }
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await asyncio.to_thread(self.app.close)

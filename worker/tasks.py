@@ -1,0 +1,151 @@
+"""Thin Celery tasks: deserialize, call the pure :func:`worker.scoring.score_job`, return JSON.
+
+Each worker process owns one warm :class:`worker.executor.Executor` (a Blender fork server)
+and one ground-truth cache, created on its first task and closed when the process exits.
+The task is idempotent (its result depends only on its arguments), which is what makes
+``acks_late`` and redelivery after a lost worker safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from llm3d.config import Config, load_config
+from llm3d.exceptions import InfraError
+from worker.celery_app import SCORE_TASK, app
+from worker.scoring import ReferencePayload, ScoreJob, infra_result, score_job
+from worker.types import ExecResult
+
+__all__ = [
+    "REFERENCE_KEY_PREFIX",
+    "WorkerState",
+    "score",
+    "score_payload",
+    "state",
+    "use_config",
+]
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_KEY_PREFIX = "llm3d:ref:"
+
+
+class WorkerState:
+    """What one worker process keeps between tasks: its executor, ground truths, Redis client."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or load_config()
+        self._executor: Any = None
+        self._gt_cache: Any = None
+        self._redis: Any = None
+        self._lock = threading.Lock()
+
+    def run_program(self, code: str, timeout_s: float) -> ExecResult:
+        """Run one program on this process's warm fork server (started on first use)."""
+        with self._lock:
+            if self._executor is None:
+                from worker.executor import Executor
+
+                self._executor = Executor(self.config.executor)
+            executor = self._executor
+        result: ExecResult = executor.run(code, timeout_s=timeout_s)
+        return result
+
+    @property
+    def gt_cache(self) -> Any:
+        if self._gt_cache is None:
+            from worker.metrics import GroundTruthCache
+
+            self._gt_cache = GroundTruthCache(self.config.metrics.gt_cache_size)
+        return self._gt_cache
+
+    def load_reference(self, gt_key: str) -> ReferencePayload:
+        """A reference the API stored in Redis (meshes travel once, not in every message)."""
+        import redis
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.config.farm.redis_url)
+        try:
+            raw = self._redis.get(REFERENCE_KEY_PREFIX + gt_key)
+        except redis.RedisError as exc:
+            raise InfraError(f"cannot read ground truth {gt_key} from Redis: {exc}") from exc
+        if raw is None:
+            raise InfraError(
+                f"ground truth {gt_key} is not in Redis (expired or never stored); resubmit"
+            )
+        return ReferencePayload.from_dict(json.loads(raw))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            try:
+                self._executor.close()
+            except Exception:  # closing at exit: log, never mask the exit
+                logger.exception("closing the executor failed")
+            self._executor = None
+
+
+_state: WorkerState | None = None
+_config: Config | None = None
+
+
+def use_config(config: Config) -> None:
+    """Make worker processes use ``config`` (``llm3d worker --config FILE``); before forking."""
+    global _config, _state
+    _config = config
+    _state = None
+
+
+def state() -> WorkerState:
+    """This process's :class:`WorkerState` (created on first use)."""
+    global _state
+    if _state is None:
+        _state = WorkerState(_config)
+    return _state
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _reset_after_fork(**_: Any) -> None:
+    # A forked pool process must not share its parent's executor or sockets.
+    global _state
+    _state = None
+
+
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _close_on_exit(**_: Any) -> None:
+    if _state is not None:
+        _state.close()
+
+
+def score_payload(
+    payload: dict[str, Any], worker_state: WorkerState | None = None
+) -> dict[str, Any]:
+    """The body of the task, a plain function: a :class:`ScoreJob` dict → a result dict."""
+    ws = worker_state or state()
+    job = ScoreJob.from_dict(payload)
+    result = score_job(
+        job,
+        runner=ws.run_program,
+        gt_cache=ws.gt_cache,
+        metrics_config=ws.config.metrics,
+        load_reference=ws.load_reference,
+    )
+    return result.model_dump(mode="json")
+
+
+@app.task(name=SCORE_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def score(payload: dict[str, Any]) -> dict[str, Any]:
+    """Score one job (see :func:`score_payload`); a soft time limit gives ``infra_error``."""
+    try:
+        return score_payload(payload)
+    except SoftTimeLimitExceeded:
+        item_id = str(payload.get("item_id", "?"))
+        logger.error("item %s: task soft time limit exceeded; the executor did not return", item_id)
+        return infra_result(
+            item_id, "the worker's time limit fired before the executor returned"
+        ).model_dump(mode="json")
