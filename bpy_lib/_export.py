@@ -1,0 +1,93 @@
+"""Mesh file writers in plain numpy: Wavefront OBJ, binary PLY and binary glTF (GLB).
+
+No Blender operators, no optional packages: the bytes depend only on the arrays, so the
+same program writes the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+FORMATS = (".obj", ".ply", ".glb")
+
+
+def write_obj(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:
+    """Write ``v``/``f`` lines (1-based indices)."""
+    with path.open("w", encoding="ascii") as fh:
+        fh.write("# bpy_lib export\n")
+        np.savetxt(fh, vertices, fmt="v %.6f %.6f %.6f")
+        np.savetxt(fh, faces.astype(np.int64) + 1, fmt="f %d %d %d")
+
+
+def write_ply(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:
+    """Write binary little-endian PLY with float vertices and triangle lists."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    tri = np.zeros(len(faces), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    tri["n"] = 3
+    tri["i"] = faces
+    with path.open("wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(vertices.astype("<f4").tobytes())
+        fh.write(tri.tobytes())
+
+
+def write_glb(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:
+    """Write one glTF 2.0 binary with a single triangle mesh (glTF is Y-up: Z-up is turned)."""
+    pos = np.ascontiguousarray(vertices[:, [0, 2, 1]] * np.array([1, 1, -1], np.float32))
+    pos = pos.astype("<f4")
+    idx = faces.astype("<u4").ravel()
+    pos_bytes, idx_bytes = pos.tobytes(), idx.tobytes()
+    binary = pos_bytes + idx_bytes
+    binary += b"\0" * (-len(binary) % 4)
+    lo = pos.min(axis=0).tolist() if len(pos) else [0.0, 0.0, 0.0]
+    hi = pos.max(axis=0).tolist() if len(pos) else [0.0, 0.0, 0.0]
+    doc = {
+        "asset": {"version": "2.0", "generator": "bpy_lib"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "buffers": [{"byteLength": len(binary)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": len(pos_bytes), "target": 34962},
+            {
+                "buffer": 0,
+                "byteOffset": len(pos_bytes),
+                "byteLength": len(idx_bytes),
+                "target": 34963,
+            },
+        ],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": len(pos),
+                "type": "VEC3",
+                "min": lo,
+                "max": hi,
+            },
+            {"bufferView": 1, "componentType": 5125, "count": len(idx), "type": "SCALAR"},
+        ],
+    }
+    text = json.dumps(doc, separators=(",", ":")).encode("ascii")
+    text += b" " * (-len(text) % 4)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<III", 0x46546C67, 2, total))
+        fh.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
+        fh.write(struct.pack("<II", len(binary), 0x004E4942) + binary)
+
+
+def write(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:
+    """Write by suffix: .obj, .ply or .glb."""
+    writers = {".obj": write_obj, ".ply": write_ply, ".glb": write_glb}
+    writers[path.suffix.lower()](path, vertices, faces)
