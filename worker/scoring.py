@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ from llm3d.schemas import ItemStatus, Reference, RewardResult
 from worker.types import ExecResult, ExecStatus
 
 __all__ = [
+    "LocalScorer",
     "ReferencePayload",
     "Runner",
     "ScoreJob",
@@ -289,3 +291,64 @@ def score_job(
         cached=False,
         seconds=round(time.perf_counter() - start, 6),
     )
+
+
+class LocalScorer:
+    """One process's scoring state: a warm executor (started on first use) and ground truths.
+
+    What a Celery worker process or a Modal container keeps between jobs; :meth:`score`
+    is the plain-function body of their tasks.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        from llm3d.config import load_config
+
+        self.config = config or load_config()
+        self._executor: Any = None
+        self._gt_cache: Any = None
+        self._lock = threading.Lock()
+
+    def run_program(self, code: str, timeout_s: float) -> ExecResult:
+        """Run one program on this process's warm fork server."""
+        with self._lock:
+            if self._executor is None:
+                from worker.executor import Executor
+
+                self._executor = Executor(self.config.executor)
+            executor = self._executor
+        result: ExecResult = executor.run(code, timeout_s=timeout_s)
+        return result
+
+    @property
+    def gt_cache(self) -> Any:
+        with self._lock:
+            if self._gt_cache is None:
+                from worker.metrics import GroundTruthCache
+
+                self._gt_cache = GroundTruthCache(self.config.metrics.gt_cache_size)
+            return self._gt_cache
+
+    def load_reference(self, gt_key: str) -> ReferencePayload:
+        """Find a reference that did not travel with its job (none here; see subclasses)."""
+        raise ReferenceFailedError(f"no reference payload for ground truth {gt_key}")
+
+    def score(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A :meth:`ScoreJob.to_dict` mapping → a :class:`RewardResult` JSON mapping."""
+        job = ScoreJob.from_dict(payload)
+        result = score_job(
+            job,
+            runner=self.run_program,
+            gt_cache=self.gt_cache,
+            metrics_config=self.config.metrics,
+            load_reference=self.load_reference,
+        )
+        return result.model_dump(mode="json")
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            try:
+                executor.close()
+            except Exception:  # closing at exit: log, never mask the exit
+                logger.exception("closing the executor failed")

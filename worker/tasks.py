@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from llm3d.config import Config, load_config
+from llm3d.config import Config
 from llm3d.exceptions import InfraError
 from worker.celery_app import SCORE_TASK, app
-from worker.scoring import ReferencePayload, ScoreJob, infra_result, score_job
-from worker.types import ExecResult
+from worker.scoring import LocalScorer, ReferencePayload, infra_result
 
 __all__ = [
     "REFERENCE_KEY_PREFIX",
@@ -36,34 +34,12 @@ logger = logging.getLogger(__name__)
 REFERENCE_KEY_PREFIX = "llm3d:ref:"
 
 
-class WorkerState:
-    """What one worker process keeps between tasks: its executor, ground truths, Redis client."""
+class WorkerState(LocalScorer):
+    """A Celery worker process's :class:`LocalScorer`, which also reads meshes from Redis."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.config = config or load_config()
-        self._executor: Any = None
-        self._gt_cache: Any = None
+        super().__init__(config)
         self._redis: Any = None
-        self._lock = threading.Lock()
-
-    def run_program(self, code: str, timeout_s: float) -> ExecResult:
-        """Run one program on this process's warm fork server (started on first use)."""
-        with self._lock:
-            if self._executor is None:
-                from worker.executor import Executor
-
-                self._executor = Executor(self.config.executor)
-            executor = self._executor
-        result: ExecResult = executor.run(code, timeout_s=timeout_s)
-        return result
-
-    @property
-    def gt_cache(self) -> Any:
-        if self._gt_cache is None:
-            from worker.metrics import GroundTruthCache
-
-            self._gt_cache = GroundTruthCache(self.config.metrics.gt_cache_size)
-        return self._gt_cache
 
     def load_reference(self, gt_key: str) -> ReferencePayload:
         """A reference the API stored in Redis (meshes travel once, not in every message)."""
@@ -80,14 +56,6 @@ class WorkerState:
                 f"ground truth {gt_key} is not in Redis (expired or never stored); resubmit"
             )
         return ReferencePayload.from_dict(json.loads(raw))
-
-    def close(self) -> None:
-        if self._executor is not None:
-            try:
-                self._executor.close()
-            except Exception:  # closing at exit: log, never mask the exit
-                logger.exception("closing the executor failed")
-            self._executor = None
 
 
 _state: WorkerState | None = None
@@ -126,16 +94,7 @@ def score_payload(
     payload: dict[str, Any], worker_state: WorkerState | None = None
 ) -> dict[str, Any]:
     """The body of the task, a plain function: a :class:`ScoreJob` dict → a result dict."""
-    ws = worker_state or state()
-    job = ScoreJob.from_dict(payload)
-    result = score_job(
-        job,
-        runner=ws.run_program,
-        gt_cache=ws.gt_cache,
-        metrics_config=ws.config.metrics,
-        load_reference=ws.load_reference,
-    )
-    return result.model_dump(mode="json")
+    return (worker_state or state()).score(payload)
 
 
 @app.task(name=SCORE_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
