@@ -112,6 +112,17 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+# Part commands, imported last: they may use the helpers above.
+from llm3d.commands.run import run_command  # noqa: E402
+
+app.command("run")(run_command)
+
+from llm3d.commands.farm import serve_command, worker_command  # noqa: E402
+
+app.command("serve")(serve_command)
+app.command("worker")(worker_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -104,6 +104,9 @@ class ExecutorConfig(Section):
     queue_size: int = Field(
         64, ge=1, description="programs waiting per server before back-pressure"
     )
+    children_per_server: int = Field(
+        0, ge=0, description="programs one server runs at once; 0 = one per core"
+    )
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of the parts, registered in :mod:`llm3d.cli`."""

@@ -1,0 +1,196 @@
+"""The AST policy on its own (no Blender): what passes, what is refused, with which rule."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from worker.sandbox import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_policy, imports_bpy_lib
+
+BPY_LIB_NAMES = ["box", "cylinder", "sphere", "move", "export_scene", "union"]
+
+
+def verdict(code: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    return check_policy(
+        textwrap.dedent(code),
+        ("bpy_lib", "math"),
+        module_names={"bpy_lib": BPY_LIB_NAMES},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+ALLOWED = {
+    "star import": "from bpy_lib import *\nbox()\nexport_scene()",
+    "named import": "from bpy_lib import box, move as mv\nmv(box(), [0, 0, 1])",
+    "math": "from bpy_lib import *\nimport math\nfrom math import pi, cos as c\nx = math.sin(pi) + c(0)",
+    "loops and functions": """
+        from bpy_lib import *
+        def leg(i, *, h=0.5):
+            return box(size=[0.1, 0.1, h], location=[i, 0, 0])
+        legs = [leg(i) for i in range(4)]
+        for i, name in enumerate(legs):
+            if i % 2:
+                move(name, [0, 0, 0.1])
+        total = sum(len(n) for n in legs)
+        """,
+    "literal format": 'from bpy_lib import *\nname = "leg_{}_{:02d}".format("a", 3)',
+    "f-string": 'from bpy_lib import *\ni = 2\nname = f"leg_{i:02d}"',
+    "main guard": 'from bpy_lib import *\nif __name__ == "__main__":\n    box()',
+    "try/except": "from bpy_lib import *\ntry:\n    box()\nexcept ValueError as e:\n    print(e)",
+    "lambda and comprehension": "from bpy_lib import *\nf = lambda x: x * 2\nd = {k: f(k) for k in range(3)}",
+    "string methods": 'from bpy_lib import *\ns = "a,b".split(",")\nt = "-".join(s).upper()',
+}
+
+
+@pytest.mark.parametrize("code", ALLOWED.values(), ids=list(ALLOWED))
+def test_ordinary_modeling_programs_are_allowed(code: str) -> None:
+    result = verdict(code)
+    assert result.ok, result.describe()
+    assert result.imports_bpy_lib
+
+
+REFUSED = {
+    # (code, rule, line)
+    "import os": ("from bpy_lib import *\nimport os", "import", 2),
+    "import subprocess": ("from bpy_lib import *\nimport subprocess as sp", "import", 2),
+    "from os import": ("from bpy_lib import *\nfrom os import system", "import", 2),
+    "import bpy": ("from bpy_lib import *\nimport bpy", "import", 2),
+    "plain import bpy_lib": ("from bpy_lib import *\nimport bpy_lib", "import", 2),
+    "private bpy_lib name": ("from bpy_lib import _mesh", "private_name", 1),
+    "non-public bpy_lib name": ("from bpy_lib import np", "forbidden_name", 1),
+    "unknown bpy_lib name": ("from bpy_lib import frobnicate", "import", 1),
+    "relative import": ("from bpy_lib import *\nfrom . import x", "import", 2),
+    "submodule import": ("from bpy_lib import *\nfrom bpy_lib.scene import parts", "import", 2),
+    "import math submodule": ("from bpy_lib import *\nimport math.foo", "import", 2),
+    "unknown math name": ("from bpy_lib import *\nfrom math import nothing", "import", 2),
+    "dunder attribute": ("from bpy_lib import *\nx = ().__class__", "private_name", 2),
+    "subclasses walk": (
+        "from bpy_lib import *\nfor c in ().__class__.__base__.__subclasses__(): pass",
+        "private_name",
+        2,
+    ),
+    "dunder name": ("from bpy_lib import *\nb = __builtins__", "private_name", 2),
+    "assign __name__": ("from bpy_lib import *\n__name__ = 'x'", "private_name", 2),
+    "private attribute": ("from bpy_lib import *\nx = box._cache", "private_name", 2),
+    "exec alias": ("from bpy_lib import *\nf = exec", "forbidden_name", 2),
+    "eval call": ("from bpy_lib import *\neval('1')", "forbidden_name", 2),
+    "open": ("from bpy_lib import *\nopen('/tmp/x', 'w')", "forbidden_name", 2),
+    "getattr": ("from bpy_lib import *\ngetattr(box, 'x')", "forbidden_name", 2),
+    "globals": ("from bpy_lib import *\ng = globals()", "forbidden_name", 2),
+    "vars": ("from bpy_lib import *\nv = vars()", "forbidden_name", 2),
+    "compile": ("from bpy_lib import *\ncompile('1', 'x', 'eval')", "forbidden_name", 2),
+    "breakpoint": ("from bpy_lib import *\nbreakpoint()", "forbidden_name", 2),
+    "input": ("from bpy_lib import *\ninput()", "forbidden_name", 2),
+    "type": ("from bpy_lib import *\nT = type('T', (), {})", "forbidden_name", 2),
+    "bpy name": ("from bpy_lib import *\nbpy.ops.wm.quit_blender()", "forbidden_name", 2),
+    "os name": ("from bpy_lib import *\nos.system('id')", "forbidden_name", 2),
+    "shadowing a forbidden name": ("from bpy_lib import *\nsys = 1", "forbidden_name", 2),
+    "generator frame": (
+        "from bpy_lib import *\ng = (i for i in [1])\nf = g.gi_frame.f_back",
+        "forbidden_attribute",
+        3,
+    ),
+    "traceback frame": (
+        "from bpy_lib import *\ntry:\n    box(size=-1)\nexcept Exception as e:\n    t = e.with_traceback",
+        "forbidden_attribute",
+        5,
+    ),
+    "array tofile": (
+        "from bpy_lib import *\nv, f = export_scene()\nv.tofile('x')",
+        "forbidden_attribute",
+        3,
+    ),
+    "array ctypes": (
+        "from bpy_lib import *\nv, f = export_scene()\np = v.ctypes",
+        "forbidden_attribute",
+        3,
+    ),
+    "array data": (
+        "from bpy_lib import *\nv, f = export_scene()\nm = v.data",
+        "forbidden_attribute",
+        3,
+    ),
+    "array dump": (
+        "from bpy_lib import *\nv, f = export_scene()\nv.dump('x')",
+        "forbidden_attribute",
+        3,
+    ),
+    "mro walk": ("from bpy_lib import *\nm = int.mro()", "forbidden_attribute", 2),
+    "handlers": ("from bpy_lib import *\nx.app.handlers", "forbidden_attribute", 2),
+    "format on a variable": ('from bpy_lib import *\ns = "{0}"\ns.format(1)', "format_string", 3),
+    "format attribute walk": (
+        'from bpy_lib import *\n"{0.__class__}".format(1)',
+        "format_string",
+        2,
+    ),
+    "format item walk": ('from bpy_lib import *\n"{0[x]}".format({})', "format_string", 2),
+    "nested format spec walk": (
+        'from bpy_lib import *\n"{0:{1.x}}".format(1, 2)',
+        "format_string",
+        2,
+    ),
+    "format_map on a variable": (
+        'from bpy_lib import *\nt = "{a.b}"\nt.format_map({"a": 1})',
+        "format_string",
+        3,
+    ),
+    "class definition": ("from bpy_lib import *\nclass A:\n    pass", "statement", 2),
+    "async": ("from bpy_lib import *\nasync def f():\n    pass", "statement", 2),
+    "dunder argument": ("from bpy_lib import *\ndef f(__x):\n    return __x", "private_name", 2),
+    "dunder keyword": ("from bpy_lib import *\nbox(__class__=1)", "private_name", 2),
+    "global private": ("from bpy_lib import *\ndef f():\n    global _x", "private_name", 3),
+}
+
+
+@pytest.mark.parametrize(("code", "rule", "line"), REFUSED.values(), ids=list(REFUSED))
+def test_hostile_constructs_are_refused_with_rule_and_line(code: str, rule: str, line: int) -> None:
+    result = verdict(code)
+    assert not result.ok
+    assert (result.rule, result.line) == (rule, line), result.describe()
+    described = result.describe()
+    assert f"[{rule}]" in described and f"(line {line})" in described
+
+
+def test_allowed_imports_are_configurable() -> None:
+    code = "from bpy_lib import *\nimport math"
+    assert check_policy(code, ("bpy_lib", "math")).ok
+    refused = check_policy(code, ("bpy_lib",))
+    assert (refused.rule, refused.line) == ("import", 2)
+    assert "allowed: bpy_lib" in (refused.message or "")
+
+
+def test_program_without_bpy_lib_import_is_flagged() -> None:
+    assert not verdict("x = 1").imports_bpy_lib
+    assert not verdict("import os").imports_bpy_lib  # empty comes before refused
+    assert verdict("from bpy_lib import *\nimport os").imports_bpy_lib
+
+
+def test_syntax_error_is_reported_with_its_line_not_as_refusal() -> None:
+    result = verdict("from bpy_lib import *\nbox(\nx = = 1")
+    assert result.rule == "syntax"
+    assert result.line is not None and result.line >= 2
+    assert result.describe().startswith("SyntaxError")
+    assert result.imports_bpy_lib  # textual check: the gate then says exec_failed, not empty
+    assert imports_bpy_lib("  from bpy_lib import box")
+    assert not imports_bpy_lib("# no import here\nx = 1")
+
+
+def test_size_limit() -> None:
+    code = "from bpy_lib import *\n" + "# padding\n" * 1000
+    assert verdict(code, max_code_bytes=len(code)).ok
+    refused = verdict(code, max_code_bytes=100)
+    assert refused.rule == "code_size"
+    assert str(len(code)) in (refused.message or "")
+
+
+def test_pathologically_nested_code_is_refused_not_crashing() -> None:
+    deep = "from bpy_lib import *\nx = 1" + " + 1" * 200_000
+    result = verdict(deep)
+    assert not result.ok and result.rule == "too_complex"
+
+
+def test_safe_builtins_hold_no_forbidden_name() -> None:
+    assert not SAFE_BUILTIN_NAMES & FORBIDDEN_NAMES
+    assert "print" in SAFE_BUILTIN_NAMES and "range" in SAFE_BUILTIN_NAMES
+    assert not {n for n in SAFE_BUILTIN_NAMES if n.startswith("_")}

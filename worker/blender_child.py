@@ -1,0 +1,219 @@
+"""What one forked child of the fork server does (runs inside Blender, never returns).
+
+The child is the only process that runs untrusted code. In order it: leaves the server's
+process group for its own (so a timeout kills everything it started), dies with the server,
+closes every descriptor of the server, points fd 1/2 at the server's capture pipes, moves
+into its empty temporary directory, lowers its rlimits, runs the program with the safe
+builtins table, reads the mesh with ``bpy_lib.export.scene_arrays`` and writes one result
+frame (JSON header + raw array bytes) to its result pipe, then ``os._exit``\\ s without
+running Blender's exit handlers. Whatever the program changed (module state, the scene)
+dies with the child: the server's own scene stays empty.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import io
+import os
+import resource
+import signal
+import sys
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import numpy as np
+
+from worker.exec_protocol import encode_arrays, encode_frame
+from worker.sandbox import SAFE_BUILTIN_NAMES
+
+__all__ = ["ChildJob", "ChildRuntime", "describe_exception", "run_child"]
+
+PROGRAM_FILENAME = "<program>"
+_PR_SET_PDEATHSIG = 1
+_EXIT_NO_RESULT = 70
+
+
+@dataclass(frozen=True)
+class ChildRuntime:
+    """What the server prepares once and every child shares (built before any fork)."""
+
+    allowed_imports: frozenset[str]
+    modules: Mapping[str, types.ModuleType]  # name -> module or facade a program may import
+    scene_arrays: Callable[[], tuple[np.ndarray, np.ndarray]]
+    memory_mb: int
+    cpu_seconds: int
+    max_open_files: int
+    max_file_mb: int
+    max_vertices: int
+    libc: ctypes.CDLL | None = None
+
+
+@dataclass
+class ChildJob:
+    """One program and the descriptors the server opened for it."""
+
+    code: str
+    workdir: str
+    stdout_fd: int
+    stderr_fd: int
+    result_fd: int
+    server_fds: Sequence[int] = field(default_factory=list)
+    policy: bool = True
+
+
+def describe_exception(exc: BaseException, *, memory_mb: int | None = None) -> str:
+    """One line: ``Type: message (line N)`` with N the deepest line of the user's program."""
+    line: int | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename == PROGRAM_FILENAME:
+        line = exc.lineno
+        message = exc.msg
+    elif isinstance(exc, MemoryError):
+        limit = f" (each program may use {memory_mb} MiB)" if memory_mb else ""
+        message = f"the program ran out of memory{limit}"
+    else:
+        try:
+            message = str(exc)
+        except Exception:  # a hostile __str__ cannot hide the failure
+            message = "<unprintable message>"
+    message = " ".join(message.split())
+    if len(message) > 400:
+        message = message[:397] + "..."
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{text} (line {line})" if line is not None else text
+
+
+def _safe_builtins(runtime: ChildRuntime) -> dict[str, Any]:
+    table = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
+    modules = runtime.modules
+
+    def restricted_import(
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        if level != 0 or name not in modules:
+            allowed = ", ".join(sorted(modules))
+            raise ImportError(f"import of {name!r} is not allowed; allowed: {allowed}")
+        if name == "bpy_lib" and not fromlist:
+            raise ImportError("write 'from bpy_lib import *' (the module itself is not exposed)")
+        return modules[name]
+
+    table["__import__"] = restricted_import
+    return table
+
+
+def _apply_limits(runtime: ChildRuntime) -> dict[str, str]:
+    """Lower the rlimits; return a note for each one the OS refused."""
+    notes: dict[str, str] = {}
+    mib = 1 << 20
+    limits = {
+        "RLIMIT_AS": (runtime.memory_mb * mib, runtime.memory_mb * mib),
+        "RLIMIT_CPU": (runtime.cpu_seconds, runtime.cpu_seconds + 5),
+        "RLIMIT_NOFILE": (runtime.max_open_files, runtime.max_open_files),
+        "RLIMIT_FSIZE": (runtime.max_file_mb * mib, runtime.max_file_mb * mib),
+        "RLIMIT_CORE": (0, 0),
+    }
+    for name, (soft, hard) in limits.items():
+        which = getattr(resource, name)
+        try:
+            _, current_hard = resource.getrlimit(which)
+            if current_hard != resource.RLIM_INFINITY:
+                soft, hard = min(soft, current_hard), min(hard, current_hard)
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError) as exc:
+            notes[f"rlimit.{name}"] = f"not applied: {exc}"
+    return notes
+
+
+def _write_all(fd: int, pieces: Sequence[bytes]) -> None:
+    for piece in pieces:
+        view = memoryview(piece)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+def _prepare_process(job: ChildJob, runtime: ChildRuntime) -> None:
+    os.setpgid(0, 0)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    if runtime.libc is not None:
+        runtime.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    for fd in job.server_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    os.dup2(job.stdout_fd, 1)
+    os.dup2(job.stderr_fd, 2)
+    os.close(job.stdout_fd)
+    os.close(job.stderr_fd)
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace"
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True
+    )
+    os.chdir(job.workdir)
+
+
+def _run_program(job: ChildJob, runtime: ChildRuntime) -> tuple[dict[str, Any], list[bytes]]:
+    header: dict[str, Any] = {"outcome": "ok"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    if job.policy:
+        namespace["__builtins__"] = _safe_builtins(runtime)
+    start = time.perf_counter()
+    try:
+        compiled = compile(job.code, PROGRAM_FILENAME, "exec", dont_inherit=True)
+        exec(compiled, namespace)
+    except BaseException as exc:  # the program's failure, whatever it is, is its result
+        header["outcome"] = "exception"
+        header["error"] = describe_exception(exc, memory_mb=runtime.memory_mb)
+        header["program_s"] = time.perf_counter() - start
+        return header, []
+    header["program_s"] = time.perf_counter() - start
+    del namespace
+    try:
+        vertices, faces = runtime.scene_arrays()
+        vertices = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
+        faces = np.asarray(faces, dtype=np.int32).reshape(-1, 3)
+    except BaseException as exc:
+        header["outcome"] = "exception"
+        header["error"] = "the scene could not be read: " + describe_exception(exc)
+        return header, []
+    header["extract_s"] = time.perf_counter() - start - header["program_s"]
+    header["n_vertices"], header["n_faces"] = len(vertices), len(faces)
+    if len(vertices) > runtime.max_vertices:
+        return header, []  # degenerate: the counts say so, the arrays stay here
+    specs, blobs = encode_arrays({"vertices": vertices, "faces": faces})
+    header["arrays"] = specs
+    return header, blobs
+
+
+def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
+    """The body of a forked child: never returns, always ``os._exit``\\ s."""
+    code = _EXIT_NO_RESULT
+    try:
+        _prepare_process(job, runtime)
+        notes = _apply_limits(runtime)
+        header, blobs = _run_program(job, runtime)
+        header["diagnostics"] = notes
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # a closed or broken stream must not lose the result
+            pass
+        _write_all(job.result_fd, encode_frame(header, *blobs))
+        code = 0
+    finally:
+        os._exit(code)

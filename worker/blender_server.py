@@ -1,0 +1,524 @@
+"""The warm fork server: ``python -m worker.blender_server --fd N`` (runs inside Blender).
+
+Started by :class:`worker.executor.Executor`, never by hand. It imports ``bpy`` and ``bpy_lib``
+once, empties the scene, drops its network namespace, and then serves frames on the
+socket ``--fd``: for each ``run`` request it checks the sandbox policy, forks one child
+(:mod:`worker.blender_child`) that runs the program, and answers with one result frame.
+
+The server itself never runs untrusted code. One thread, one ``selectors`` loop:
+
+* requests queue in arrival order; at most ``executor.children_per_server`` children run at
+  once;
+* each child has three pipes (stdout, stderr, result) and a pidfd; stdout/stderr are read as
+  they come and only their last ``executor.output_tail_bytes`` are kept (a print flood costs
+  CPU, not memory);
+* the wall-clock deadline is enforced here by ``killpg(SIGKILL)`` of the child's process
+  group; when a child exits, its group is killed too (nothing it started survives), it is
+  reaped and its temporary directory removed;
+* a crash of a child (segfault, ``os._exit``, a limit) is that program's ``exec_failed``.
+
+When the socket closes (the executor went away) or on SIGTERM, every child is killed and the
+server exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import errno
+import gc
+import logging
+import math
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm3d.config import ExecutorConfig
+from worker.blender_child import ChildJob, ChildRuntime, run_child
+from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame
+from worker.outcome import classify_child
+from worker.sandbox import check_policy
+
+logger = logging.getLogger("llm3d.blender_server")
+
+_CLONE_NEWNET = 0x40000000
+#: Largest request (code is at most max_code_bytes; this bounds a broken client).
+MAX_REQUEST_BYTES = 4 << 20
+#: Largest result frame a child may send (100k vertices need ~1.2 MB; this is generous).
+MAX_RESULT_BYTES = 256 << 20
+
+
+class OutputTail:
+    """The last ``limit`` bytes of a stream, and how many bytes it carried in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._buf = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        self._buf += data
+        if len(self._buf) > 2 * self.limit:
+            del self._buf[: len(self._buf) - self.limit]
+
+    def text(self) -> str:
+        """The tail as text (at most ``limit`` bytes before decoding)."""
+        return bytes(self._buf[-self.limit :]).decode("utf-8", errors="replace")
+
+    @property
+    def dropped(self) -> int:
+        return max(0, self.total - self.limit)
+
+
+@dataclass
+class Request:
+    """A ``run`` request as received."""
+
+    id: str
+    code: str
+    timeout_s: float
+    policy: bool
+
+
+@dataclass
+class Running:
+    """A forked child and everything the server holds for it."""
+
+    request: Request
+    pid: int
+    pidfd: int
+    workdir: str
+    started: float
+    deadline: float
+    fds: dict[str, int]  # "stdout" / "stderr" / "result" -> read end, removed at EOF
+    stdout: OutputTail
+    stderr: OutputTail
+    result: bytearray = field(default_factory=bytearray)
+    result_overflow: bool = False
+    timed_out: bool = False
+
+
+class ForkServer:
+    """The selector loop; see the module docstring."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        config: ExecutorConfig,
+        runtime: ChildRuntime,
+        bpy_lib_names: list[str],
+        *,
+        allow_unsafe: bool = False,
+        diagnostics: dict[str, str] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.config = config
+        self.runtime = runtime
+        self.bpy_lib_names = bpy_lib_names
+        self.allow_unsafe = allow_unsafe
+        self.diagnostics = dict(diagnostics or {})
+        self.capacity = config.children_per_server or (os.cpu_count() or 1)
+        self.selector = selectors.DefaultSelector()
+        self.decoder = FrameDecoder(max_payload=MAX_REQUEST_BYTES)
+        self.queue: deque[Request] = deque()
+        self.running: dict[int, Running] = {}
+        self.root = tempfile.mkdtemp(prefix="llm3d-exec-")
+        self.closing = False
+
+    # -- the loop --------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve until the socket closes; kill and reap every child on the way out."""
+        self.sock.setblocking(False)
+        self.selector.register(self.sock, selectors.EVENT_READ, None)
+        try:
+            while not self.closing or self.running:
+                if self.closing:
+                    self._kill_all()
+                self._start_queued()
+                for key, _ in self.selector.select(self._next_wakeup()):
+                    if key.data is None:
+                        self._read_control()
+                    else:
+                        running, kind = key.data
+                        self._on_child_event(running, kind)
+                self._enforce_deadlines()
+        finally:
+            self._kill_all()
+            for running in list(self.running.values()):
+                self._reap(running, block=True)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _next_wakeup(self) -> float:
+        deadlines = [r.deadline for r in self.running.values() if not r.timed_out]
+        if not deadlines:
+            return 1.0  # idle, or only killed children whose pidfds will fire
+        return max(0.0, min(1.0, min(deadlines) - time.monotonic()))
+
+    def _read_control(self) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            logger.warning("control socket failed (%s); shutting down", exc)
+            data = b""
+        if not data:
+            self.closing = True
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self.sock)
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            logger.error("malformed request (%s); shutting down", exc)
+            self.closing = True
+            return
+        for header, payload in frames:
+            self._on_request(header, payload)
+
+    def _on_request(self, header: dict[str, Any], payload: bytearray) -> None:
+        op = header.get("op")
+        if op == "ping":
+            self._send({"op": "pong", "id": header.get("id"), "running": len(self.running)})
+            return
+        if op != "run":
+            logger.error("unknown op %r ignored", op)
+            return
+        rid = str(header.get("id"))
+        timeout = float(header.get("timeout_s") or self.config.timeout_s)
+        policy = bool(header.get("policy", True)) or not self.allow_unsafe
+        try:
+            code = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            code = payload.decode("utf-8", errors="replace")
+        self.queue.append(Request(rid, code, timeout, policy))
+
+    # -- starting children -------------------------------------------------------------
+
+    def _start_queued(self) -> None:
+        while self.queue and len(self.running) < self.capacity and not self.closing:
+            request = self.queue.popleft()
+            answer = self._precheck(request)
+            if answer is not None:
+                self._send(answer)
+                continue
+            try:
+                self._fork(request)
+            except OSError as exc:  # fork or pipe failed: the server's problem, not the program's
+                logger.exception("could not start a child")
+                self._send(
+                    {
+                        "op": "result",
+                        "id": request.id,
+                        "status": "infra_error",
+                        "error": f"the fork server could not start a child: {exc}",
+                    }
+                )
+
+    def _precheck(self, request: Request) -> dict[str, Any] | None:
+        """The answer for a program that must not run (empty, refused, broken), or None."""
+        base: dict[str, Any] = {"op": "result", "id": request.id, "seconds": 0.0}
+        if not request.code.strip():
+            return {**base, "status": "empty", "error": "the program is empty"}
+        if not request.policy:
+            return None
+        verdict = check_policy(
+            request.code,
+            self.config.allowed_imports,
+            module_names={"bpy_lib": self.bpy_lib_names},
+            max_code_bytes=self.config.max_code_bytes,
+        )
+        if not verdict.imports_bpy_lib:
+            return {
+                **base,
+                "status": "empty",
+                "error": "the program does not import bpy_lib; start with 'from bpy_lib import *'",
+            }
+        if verdict.ok:
+            return None
+        status = "exec_failed" if verdict.rule == "syntax" else "refused"
+        return {
+            **base,
+            "status": status,
+            "error": verdict.describe(),
+            "diagnostics": {"policy_rule": verdict.rule or ""},
+        }
+
+    def _server_fds(self) -> list[int]:
+        fds = [self.sock.fileno()]
+        with contextlib.suppress(AttributeError, OSError):
+            fds.append(self.selector.fileno())
+        for running in self.running.values():
+            fds.append(running.pidfd)
+            fds.extend(running.fds.values())
+        return fds
+
+    def _fork(self, request: Request) -> None:
+        workdir = tempfile.mkdtemp(prefix="run-", dir=self.root)
+        pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            job = ChildJob(
+                code=request.code,
+                workdir=workdir,
+                stdout_fd=pipes["stdout"][1],
+                stderr_fd=pipes["stderr"][1],
+                result_fd=pipes["result"][1],
+                server_fds=[*self._server_fds(), *(r for r, _ in pipes.values())],
+                policy=request.policy,
+            )
+            run_child(job, self.runtime)
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
+        for read_end, write_end in pipes.values():
+            os.close(write_end)
+            os.set_blocking(read_end, False)
+        pidfd = os.pidfd_open(pid)
+        tail = self.config.output_tail_bytes
+        running = Running(
+            request=request,
+            pid=pid,
+            pidfd=pidfd,
+            workdir=workdir,
+            started=started,
+            deadline=started + request.timeout_s,
+            fds={name: r for name, (r, _) in pipes.items()},
+            stdout=OutputTail(tail),
+            stderr=OutputTail(tail),
+        )
+        self.running[pid] = running
+        for name, fd in running.fds.items():
+            self.selector.register(fd, selectors.EVENT_READ, (running, name))
+        self.selector.register(pidfd, selectors.EVENT_READ, (running, "exit"))
+
+    # -- children's events -------------------------------------------------------------
+
+    def _on_child_event(self, running: Running, kind: str) -> None:
+        if running.pid not in self.running:
+            return
+        if kind == "exit":
+            self._reap(running, block=False)
+        else:
+            self._drain(running, kind)
+
+    def _drain(self, running: Running, kind: str) -> None:
+        """Read what the pipe ``kind`` holds now; close it at EOF."""
+        fd = running.fds.get(kind)
+        if fd is None:
+            return
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                data = b""
+            if not data:
+                self.selector.unregister(fd)
+                os.close(fd)
+                del running.fds[kind]
+                return
+            if kind == "stdout":
+                running.stdout.add(data)
+            elif kind == "stderr":
+                running.stderr.add(data)
+            elif len(running.result) + len(data) <= MAX_RESULT_BYTES:
+                running.result += data
+            else:
+                running.result_overflow = True
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for running in self.running.values():
+            if not running.timed_out and now >= running.deadline:
+                running.timed_out = True
+                _kill_group(running.pid)
+
+    def _kill_all(self) -> None:
+        for running in self.running.values():
+            _kill_group(running.pid)
+
+    def _reap(self, running: Running, *, block: bool) -> None:
+        # The child is a zombie now, so its pid (= its group id) cannot be reused yet: kill
+        # whatever it left in its group before reaping it.
+        _kill_group(running.pid)
+        try:
+            _, wait_status = os.waitpid(running.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            wait_status = 0
+        seconds = time.monotonic() - running.started
+        for kind in list(running.fds):
+            self._drain(running, kind)
+        for kind, fd in list(running.fds.items()):
+            self.selector.unregister(fd)
+            os.close(fd)
+            del running.fds[kind]
+        self.selector.unregister(running.pidfd)
+        os.close(running.pidfd)
+        del self.running[running.pid]
+        shutil.rmtree(running.workdir, ignore_errors=True)
+        if self.closing:
+            return
+        header, blobs = classify_child(
+            running.request.id,
+            wait_status=wait_status,
+            timed_out=running.timed_out,
+            timeout_s=running.request.timeout_s,
+            result=running.result,
+            result_overflow=running.result_overflow,
+            config=self.config,
+        )
+        diagnostics = {**self.diagnostics, **header.get("diagnostics", {})}
+        for name, tail in (("stdout", running.stdout), ("stderr", running.stderr)):
+            header[name] = tail.text()
+            if tail.dropped:
+                diagnostics[f"{name}_dropped_bytes"] = str(tail.dropped)
+        header["seconds"] = seconds
+        header["diagnostics"] = diagnostics
+        self._send(header, *blobs)
+
+    def _send(self, header: dict[str, Any], *blobs: bytes) -> None:
+        if self.closing:
+            return
+        self.sock.setblocking(True)
+        try:
+            for piece in encode_frame(header, *blobs):
+                self.sock.sendall(piece)
+        except OSError as exc:
+            logger.warning("could not answer the executor (%s); shutting down", exc)
+            self.closing = True
+        finally:
+            self.sock.setblocking(False)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------------------
+# start-up
+
+
+def _isolate_network(libc: ctypes.CDLL | None) -> str:
+    """Move this server (and so every child) into a new, empty network namespace."""
+    if libc is None:
+        return "not isolated: libc unavailable"
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        return f"not isolated: unshare(CLONE_NEWNET) failed ({os.strerror(err)})"
+    return "isolated (empty network namespace)"
+
+
+def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict[str, str]]:
+    """Import Blender and bpy_lib, empty the scene, and prepare what children share."""
+    import importlib
+
+    import bpy
+
+    import bpy_lib
+
+    # engineer A's extraction (evaluated depsgraph, loop_triangles, foreach_get)
+    scene_arrays = importlib.import_module("bpy_lib.export").scene_arrays
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    leftover = len(bpy.data.objects)
+    if leftover:
+        raise RuntimeError(f"the server's scene is not empty after reset ({leftover} objects)")
+    names = [str(n) for n in getattr(bpy_lib, "__all__", [])]
+    facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
+    for name in names:
+        setattr(facade, name, getattr(bpy_lib, name))
+    facade.__all__ = list(names)  # type: ignore[attr-defined]
+    modules: dict[str, types.ModuleType] = {}
+    for name in config.allowed_imports:
+        if name == "bpy_lib":
+            modules[name] = facade
+        elif name in sys.modules or name == "math":
+            modules[name] = sys.modules.get(name) or math
+        else:
+            modules[name] = __import__(name)
+    try:
+        libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        libc = None
+    runtime = ChildRuntime(
+        allowed_imports=frozenset(config.allowed_imports),
+        modules=modules,
+        scene_arrays=scene_arrays,
+        memory_mb=config.memory_mb,
+        cpu_seconds=config.cpu_seconds,
+        max_open_files=config.max_open_files,
+        max_file_mb=config.max_file_mb,
+        max_vertices=config.max_vertices,
+        libc=libc,
+    )
+    info = {"blender": bpy.app.version_string}
+    if config.isolate_network:
+        info["network"] = _isolate_network(libc)
+    else:
+        info["network"] = "not isolated (executor.isolate_network is false)"
+    # RLIMIT_NPROC is not used: root ignores it, and for other users Blender's worker threads
+    # count against it. New processes are kept out by the policy and the builtins instead,
+    # and whatever a child starts dies with its process group.
+    info["nproc"] = "not limited by rlimit (policy and builtins give no way to fork)"
+    return runtime, names, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the server process."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--fd", type=int, required=True, help="connected socket to serve")
+    parser.add_argument("--config-json", required=True, help="ExecutorConfig as JSON")
+    parser.add_argument("--allow-unsafe", action="store_true", help="tests only: policy off")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sock = socket.socket(fileno=args.fd)
+    config = ExecutorConfig.model_validate_json(args.config_json)
+    try:
+        runtime, names, diagnostics = build_runtime(config)
+    except Exception as exc:
+        logger.exception("the fork server could not start")
+        with contextlib.suppress(OSError):
+            for piece in encode_frame({"op": "hello", "error": f"{type(exc).__name__}: {exc}"}):
+                sock.sendall(piece)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    gc.collect()
+    gc.freeze()  # keep the warm heap out of the collector: fewer copy-on-write pages per child
+    hello = {
+        "op": "hello",
+        "pid": os.getpid(),
+        "bpy_lib": names,
+        "diagnostics": diagnostics,
+    }
+    for piece in encode_frame(hello):
+        sock.sendall(piece)
+    logger.info("fork server %d ready (%s)", os.getpid(), diagnostics)
+    # Every result carries the sandbox's shortfalls (DESIGN §2: say so and carry on).
+    shortfalls = {k: v for k, v in diagnostics.items() if k == "network" and "not" in v}
+    server = ForkServer(
+        sock, config, runtime, names, allow_unsafe=args.allow_unsafe, diagnostics=shortfalls
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""Run untrusted programs in warm Blender: the client side (plain Python, no ``bpy``).
+
+:class:`Executor` owns one fork server (``python -m worker.blender_server``, see that module)
+and talks to it over a socketpair with length-prefixed frames (:mod:`worker.exec_protocol`).
+:meth:`Executor.run` is thread-safe; many programs may be in flight at once (the server runs
+``executor.children_per_server`` of them in parallel and queues the rest; callers block once
+``executor.queue_size`` are waiting). :class:`ExecutorPool` spreads programs over several
+servers side by side (one per core by default).
+
+If the server dies (or stops answering), every program in flight gets
+``ExecStatus.INFRA_ERROR`` (never the program's fault) and the next call starts a new one.
+
+Example
+-------
+>>> with Executor() as ex:  # doctest: +SKIP
+...     result = ex.run("from bpy_lib import *\\nbox(size=[1, 1, 1])\\nexport_scene()")
+...     result.status, result.vertices.shape
+(<ExecStatus.OK: 'ok'>, (8, 3))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llm3d.config import REPO_ROOT, ExecutorConfig, load_config
+from worker.exec_protocol import ProtocolError, decode_arrays, recv_frame, send_frame
+from worker.types import ExecResult, ExecStatus
+
+__all__ = ["Executor", "ExecutorPool", "face_normals"]
+
+logger = logging.getLogger(__name__)
+
+#: How long a fork server may take to import Blender and say hello.
+STARTUP_TIMEOUT_S = 120.0
+#: A program whose answer is this late past its own timeout means the server is stuck.
+ANSWER_GRACE_S = 30.0
+_MAX_ANSWER_BYTES = 300 << 20
+#: The module run as the fork server (``python -m``).
+SERVER_MODULE = "worker.blender_server"
+
+
+def face_normals(
+    vertices: npt.NDArray[np.float32], faces: npt.NDArray[np.int32]
+) -> npt.NDArray[np.float32]:
+    """Unit normals of the triangles (zero for degenerate ones), ``(m, 3) float32``."""
+    if len(faces) == 0:
+        return np.zeros((0, 3), dtype=np.float32)
+    tri = vertices[faces].astype(np.float64)
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = np.where(length > 0, normals / np.where(length > 0, length, 1.0), 0.0)
+    return unit.astype(np.float32)
+
+
+def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
+    return ExecResult(
+        status=ExecStatus.INFRA_ERROR, error=error, seconds=seconds, diagnostics=diagnostics
+    )
+
+
+class _Pending:
+    __slots__ = ("deadline", "future", "started")
+
+    def __init__(self, future: Future[ExecResult], deadline: float) -> None:
+        self.future = future
+        self.deadline = deadline
+        self.started = time.monotonic()
+
+
+class _Server:
+    """One running fork server process and the thread that reads its answers."""
+
+    def __init__(self, config: ExecutorConfig, *, policy: bool, on_exit: Any) -> None:
+        self.config = config
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = parent
+        self.log: IO[bytes] = tempfile.TemporaryFile(prefix="llm3d-server-")  # noqa: SIM115
+        cmd = [
+            sys.executable,
+            "-m",
+            SERVER_MODULE,
+            "--fd",
+            str(child.fileno()),
+            "--config-json",
+            config.model_dump_json(),
+        ]
+        if not policy:
+            cmd.append("--allow-unsafe")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+            pass_fds=(child.fileno(),),
+            cwd=tempfile.gettempdir(),
+            env=env,
+            start_new_session=True,  # a Ctrl-C in the caller's terminal is the caller's
+        )
+        child.close()
+        self.pending: dict[str, _Pending] = {}
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.dead = False
+        self.on_exit = on_exit
+        self.hello: dict[str, Any] = {}
+        self._hello_event = threading.Event()
+        self._hello_error: str | None = None
+        self.reader = threading.Thread(target=self._read_loop, name="llm3d-executor", daemon=True)
+        self.reader.start()
+
+    def wait_ready(self) -> None:
+        if not self._hello_event.wait(STARTUP_TIMEOUT_S):
+            self.kill()
+            raise TimeoutError(f"the fork server did not start within {STARTUP_TIMEOUT_S:g} s")
+        if self._hello_error is not None:
+            raise RuntimeError(self._hello_error)
+
+    def log_tail(self, limit: int = 2000) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - limit))
+            return self.log.read().decode("utf-8", errors="replace")
+        return ""
+
+    def submit(self, rid: str, code: str, timeout_s: float, policy: bool) -> Future[ExecResult]:
+        future: Future[ExecResult] = Future()
+        future.set_running_or_notify_cancel()
+        with self.lock:
+            if self.dead:
+                future.set_result(_infra("the fork server is not running"))
+                return future
+            self.pending[rid] = _Pending(future, time.monotonic() + timeout_s + ANSWER_GRACE_S)
+        header = {"op": "run", "id": rid, "timeout_s": timeout_s, "policy": policy}
+        try:
+            with self.send_lock:
+                send_frame(self.sock, header, code.encode("utf-8", errors="surrogatepass"))
+        except OSError as exc:
+            self._fail_all(f"the fork server stopped accepting programs ({exc})")
+        return future
+
+    def _read_loop(self) -> None:
+        self.sock.settimeout(1.0)
+        reason = "the fork server closed its connection"
+        try:
+            while True:
+                try:
+                    header, payload = recv_frame(self.sock, max_payload=_MAX_ANSWER_BYTES)
+                except TimeoutError:
+                    self._check_deadlines()
+                    continue
+                op = header.get("op")
+                if op == "hello":
+                    self.hello = header
+                    self._hello_error = header.get("error")
+                    self._hello_event.set()
+                elif op == "result":
+                    self._deliver(header, payload)
+        except (EOFError, OSError, ProtocolError) as exc:
+            reason = f"the fork server was lost ({type(exc).__name__}: {exc})"
+        finally:
+            code = self.proc.poll()
+            if code is None:
+                self.kill()
+                code = self.proc.poll()
+            if not self._hello_event.is_set():
+                self._hello_error = f"the fork server exited during start-up: {self.log_tail()}"
+                self._hello_event.set()
+            self._fail_all(f"{reason}; exit status {code}")
+            self.on_exit(self)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            late = [rid for rid, p in self.pending.items() if now > p.deadline]
+        if late:
+            logger.error("fork server %d stopped answering; killing it", self.proc.pid)
+            self.kill()
+
+    def _deliver(self, header: dict[str, Any], payload: bytearray) -> None:
+        rid = str(header.get("id"))
+        with self.lock:
+            pending = self.pending.pop(rid, None)
+        if pending is None:
+            logger.warning("answer for an unknown program %s ignored", rid)
+            return
+        try:
+            result = _decode_result(header, payload)
+        except (ProtocolError, KeyError, ValueError) as exc:
+            result = _infra(f"the fork server sent a malformed answer ({exc})")
+        pending.future.set_result(result)
+
+    def _fail_all(self, reason: str) -> None:
+        with self.lock:
+            self.dead = True
+            pending, self.pending = self.pending, {}
+        now = time.monotonic()
+        for item in pending.values():
+            if not item.future.done():
+                item.future.set_result(_infra(reason, seconds=now - item.started))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        """Close the socket (the server then kills its children and exits) and wait."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.reader.join(5)
+        self.sock.close()
+        self.log.close()
+
+
+def _decode_result(header: dict[str, Any], payload: bytearray) -> ExecResult:
+    arrays = decode_arrays(header.get("arrays") or [], payload)
+    vertices = arrays.get("vertices", np.zeros((0, 3), dtype=np.float32))
+    faces = arrays.get("faces", np.zeros((0, 3), dtype=np.int32))
+    diagnostics = {str(k): str(v) for k, v in dict(header.get("diagnostics") or {}).items()}
+    return ExecResult(
+        status=ExecStatus(header["status"]),
+        vertices=vertices.astype(np.float32, copy=False),
+        faces=faces.astype(np.int32, copy=False),
+        face_normals=face_normals(vertices, faces) if len(faces) else None,
+        stdout=str(header.get("stdout") or ""),
+        stderr=str(header.get("stderr") or ""),
+        seconds=float(header.get("seconds") or 0.0),
+        error=header.get("error"),
+        diagnostics=diagnostics,
+    )
+
+
+class Executor:
+    """A warm Blender fork server that runs programs in sandboxed children.
+
+    Parameters
+    ----------
+    config : ExecutorConfig, optional
+        Limits and policy; ``load_config().executor`` when omitted.
+    policy : bool
+        **Tests only.** ``False`` runs programs without the AST policy and with the full
+        builtins (to make a child crash on purpose). Never expose it to users.
+
+    Use as a context manager, or call :meth:`close`. The server starts on :meth:`start` (the
+    context manager calls it) or on the first :meth:`run`.
+    """
+
+    def __init__(self, config: ExecutorConfig | None = None, *, policy: bool = True) -> None:
+        self.config = config if config is not None else load_config().executor
+        self.policy = policy
+        self._server: _Server | None = None
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._slots = threading.BoundedSemaphore(self._max_in_flight())
+        self._closed = False
+        self.restarts = 0
+
+    def _max_in_flight(self) -> int:
+        children = self.config.children_per_server or (os.cpu_count() or 1)
+        return children + self.config.queue_size
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the fork server now (blocks until Blender is imported, about a second)."""
+        self._ensure_server()
+
+    def _ensure_server(self) -> _Server:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this Executor is closed")
+            if self._server is not None and not self._server.dead:
+                return self._server
+            if self._server is not None:
+                self.restarts += 1
+                logger.warning("restarting the fork server (restart %d)", self.restarts)
+                self._server.close()
+            server = _Server(self.config, policy=self.policy, on_exit=self._on_server_exit)
+            try:
+                server.wait_ready()
+            except (TimeoutError, RuntimeError):
+                server.close()
+                raise
+            self._server = server
+            logger.info("fork server %d ready: %s", server.proc.pid, server.hello)
+            return server
+
+    def _on_server_exit(self, server: _Server) -> None:
+        if not self._closed:
+            logger.warning("fork server %d exited", server.proc.pid)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The fork server's process id (None before it starts)."""
+        return self._server.proc.pid if self._server is not None else None
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """The server's hello: ``bpy_lib`` names and sandbox ``diagnostics``."""
+        return dict(self._server.hello) if self._server is not None else {}
+
+    @property
+    def in_flight(self) -> int:
+        """Programs sent and not yet answered."""
+        server = self._server
+        return server.in_flight if server is not None else 0
+
+    def close(self) -> None:
+        """Stop the server (its running children are killed). Idempotent."""
+        with self._lock:
+            self._closed = True
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- running -----------------------------------------------------------------------
+
+    def submit(self, code: str, *, timeout_s: float | None = None) -> Future[ExecResult]:
+        """Send a program; the future resolves to its :class:`ExecResult` (never raises).
+
+        Blocks while ``queue_size`` programs are already waiting (back-pressure).
+        """
+        timeout = float(timeout_s if timeout_s is not None else self.config.timeout_s)
+        if not timeout > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        self._slots.acquire()
+        try:
+            server = self._ensure_server()
+        except (TimeoutError, RuntimeError) as exc:
+            self._slots.release()
+            done: Future[ExecResult] = Future()
+            done.set_result(_infra(f"the fork server could not start: {exc}"))
+            return done
+        future = server.submit(f"{os.getpid()}-{next(self._ids)}", code, timeout, self.policy)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        """Run one program and wait for its result (thread-safe)."""
+        return self.submit(code, timeout_s=timeout_s).result()
+
+    def run_many(self, codes: Iterable[str], *, timeout_s: float | None = None) -> list[ExecResult]:
+        """Run programs concurrently on this server; results in input order."""
+        futures = [self.submit(code, timeout_s=timeout_s) for code in codes]
+        return [f.result() for f in futures]
+
+
+class ExecutorPool:
+    """Several fork servers side by side; programs go to the least busy one.
+
+    Parameters
+    ----------
+    config : ExecutorConfig, optional
+        As for :class:`Executor`.
+    size : int, optional
+        Servers; default ``config.servers``, or one per core when that is 0.
+    """
+
+    def __init__(self, config: ExecutorConfig | None = None, size: int | None = None) -> None:
+        self.config = config if config is not None else load_config().executor
+        count = size or self.config.servers or (os.cpu_count() or 1)
+        if count < 1:
+            raise ValueError(f"size must be at least 1, got {size!r}")
+        self.executors = [Executor(self.config) for _ in range(count)]
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start every server now, in parallel."""
+        threads = [threading.Thread(target=ex.start) for ex in self.executors]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def submit(self, code: str, *, timeout_s: float | None = None) -> Future[ExecResult]:
+        """Send a program to the server with the fewest programs in flight."""
+        with self._lock:  # held while sending, so the next pick sees this program counted
+            executor = min(self.executors, key=lambda ex: ex.in_flight)
+            return executor.submit(code, timeout_s=timeout_s)
+
+    def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
+        """Run one program and wait for it."""
+        return self.submit(code, timeout_s=timeout_s).result()
+
+    def run_many(self, codes: Sequence[str], *, timeout_s: float | None = None) -> list[ExecResult]:
+        """Run programs on all servers concurrently; results in input order."""
+        futures = [self.submit(code, timeout_s=timeout_s) for code in codes]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop every server."""
+        for executor in self.executors:
+            executor.close()
+
+    def __enter__(self) -> ExecutorPool:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

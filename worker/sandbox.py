@@ -1,0 +1,557 @@
+"""The sandbox policy: an AST check that runs before any program does (DESIGN §2).
+
+Plain Python: this module imports without Blender. :func:`check_policy` parses a program and
+walks every node; it works on *names and attributes*, not on call sites, so aliasing
+(``f = exec``) or reaching an object through a chain (``x.gi_frame.f_globals``) is refused
+where the name or attribute appears, whatever is done with it afterwards.
+
+The rules, each with the ``rule`` string a refusal carries:
+
+``code_size``
+    the program is larger than ``executor.max_code_bytes``.
+``too_complex``
+    the parser or the checker ran out of stack or memory (absurdly nested code).
+``import``
+    only the modules of ``executor.allowed_imports`` (default ``bpy_lib`` and ``math``); no
+    relative imports; ``bpy_lib`` only as ``from bpy_lib import *`` or
+    ``from bpy_lib import <public verbs>`` (``import bpy_lib`` would expose the module object
+    and its ``bpy`` attribute).
+``private_name``
+    a name or attribute starting with ``_`` (dunders and private module state). The one
+    exception is reading ``__name__`` (``if __name__ == "__main__":``).
+``forbidden_name``
+    ``eval``, ``exec``, ``compile``, ``open``, ``getattr``/``setattr``/``delattr``,
+    ``globals``/``locals``/``vars``, ``breakpoint``, ``input``, direct ``bpy``/``os``/``sys``
+    access and the like (:data:`FORBIDDEN_NAMES`).
+``forbidden_attribute``
+    attributes that reach frames, code, tracebacks, files, processes, raw memory or Blender's
+    machinery (:data:`FORBIDDEN_ATTRIBUTES`, :data:`FORBIDDEN_ATTRIBUTE_PREFIXES`).
+``format_string``
+    ``.format``/``.format_map`` on anything but a string literal, or a literal whose
+    replacement fields walk attributes or items (``"{0.x}"``, ``"{0[k]}"``).
+``syntax``
+    not a rule but a parse failure: the executor reports it as ``exec_failed`` (the program is
+    broken, not hostile).
+``statement``
+    class definitions and ``async`` constructs (not needed by modeling programs; a class body
+    is where dunder methods would be defined).
+
+The executor also runs the program with :func:`safe_builtin_names` only, so a name that slips
+through here still finds nothing to call.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import string
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "FORBIDDEN_ATTRIBUTES",
+    "FORBIDDEN_ATTRIBUTE_PREFIXES",
+    "FORBIDDEN_NAMES",
+    "SAFE_BUILTIN_NAMES",
+    "PolicyVerdict",
+    "check_policy",
+    "imports_bpy_lib",
+]
+
+#: Names a program may not mention at all (load, store or delete).
+FORBIDDEN_NAMES: frozenset[str] = frozenset(
+    {
+        # code execution and introspection
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "getattr",
+        "setattr",
+        "delattr",
+        "hasattr",
+        "globals",
+        "locals",
+        "vars",
+        "dir",
+        "breakpoint",
+        "input",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+        "type",
+        "object",
+        "super",
+        "classmethod",
+        "staticmethod",
+        "property",
+        "copyright",
+        "credits",
+        "license",
+        # modules a program must not reach even if something handed them over
+        "bpy",
+        "bmesh",
+        "mathutils",
+        "os",
+        "sys",
+        "subprocess",
+        "socket",
+        "ctypes",
+        "importlib",
+        "builtins",
+        "shutil",
+        "signal",
+        "threading",
+        "multiprocessing",
+        "pickle",
+        "marshal",
+        "gc",
+        "inspect",
+        "io",
+        "pathlib",
+        "np",
+        "numpy",
+    }
+)
+
+#: Attribute names a program may not use on any object.
+FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        # class hierarchy walks without dunders
+        "mro",
+        "with_traceback",
+        # numpy arrays (export_scene returns them): files, pickles and raw memory
+        "tofile",
+        "dump",
+        "dumps",
+        "save",
+        "savez",
+        "savetxt",
+        "load",
+        "loads",
+        "ctypes",
+        "data",
+        "base",
+        "fromfile",
+        "memmap",
+        # Blender machinery, should a bpy object ever be reachable
+        "ops",
+        "app",
+        "handlers",
+        "timers",
+        "texts",
+        "libraries",
+        "utils",
+        "context",
+        "preferences",
+        "register_class",
+        "unregister_class",
+        "register_module",
+        "quit_blender",
+        "addon_utils",
+        "script_paths",
+        # processes, files and modules, should a module ever be reachable
+        "system",
+        "popen",
+        "fork",
+        "forkpty",
+        "kill",
+        "killpg",
+        "spawn",
+        "execv",
+        "execve",
+        "remove",
+        "unlink",
+        "rmdir",
+        "rmtree",
+        "chdir",
+        "environ",
+        "modules",
+        "path",
+        "write_text",
+        "write_bytes",
+        "import_module",
+    }
+)
+
+#: Attribute prefixes of frames, code objects, tracebacks, generators and coroutines.
+FORBIDDEN_ATTRIBUTE_PREFIXES: tuple[str, ...] = ("f_", "gi_", "cr_", "ag_", "tb_", "co_")
+
+#: The builtins a program runs with (plus a restricted ``__import__`` the executor adds).
+SAFE_BUILTIN_NAMES: frozenset[str] = frozenset(
+    {
+        "abs",
+        "all",
+        "any",
+        "ascii",
+        "bin",
+        "bool",
+        "bytes",
+        "callable",
+        "chr",
+        "complex",
+        "dict",
+        "divmod",
+        "enumerate",
+        "filter",
+        "float",
+        "frozenset",
+        "hash",
+        "hex",
+        "int",
+        "isinstance",
+        "issubclass",
+        "iter",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "next",
+        "oct",
+        "ord",
+        "pow",
+        "print",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "True",
+        "False",
+        "None",
+        "NotImplemented",
+        "Ellipsis",
+        # exceptions a modeling program may raise or catch
+        "Exception",
+        "ArithmeticError",
+        "AssertionError",
+        "AttributeError",
+        "IndexError",
+        "KeyError",
+        "LookupError",
+        "NameError",
+        "NotImplementedError",
+        "OverflowError",
+        "RuntimeError",
+        "StopIteration",
+        "TypeError",
+        "ValueError",
+        "ZeroDivisionError",
+    }
+)
+
+#: Private names a program may read (``if __name__ == "__main__":``).
+_READABLE_PRIVATE_NAMES = frozenset({"__name__"})
+
+#: Modules a program may only take names from (their module object exposes internals).
+_FROM_IMPORT_ONLY = frozenset({"bpy_lib"})
+
+_BPY_LIB_IMPORT = re.compile(r"^\s*(from\s+bpy_lib[\s.]|import\s+bpy_lib\b)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    """The outcome of :func:`check_policy`.
+
+    Attributes
+    ----------
+    ok : bool
+        True when the program may run.
+    rule : str or None
+        Which rule refused it (see the module docstring); ``syntax`` for a parse error.
+    line : int or None
+        1-based line of the offending node in the user's program.
+    message : str or None
+        One line naming what was refused and what is allowed instead.
+    imports_bpy_lib : bool
+        Whether the program imports from ``bpy_lib`` at all (without it the status is
+        ``empty``, which comes before ``refused`` in the gate order).
+    """
+
+    ok: bool
+    rule: str | None = None
+    line: int | None = None
+    message: str | None = None
+    imports_bpy_lib: bool = True
+
+    def describe(self) -> str:
+        """One line for :attr:`ExecResult.error`: ``policy <rule>: <message> (line N)``."""
+        if self.ok:
+            return "allowed"
+        where = f" (line {self.line})" if self.line is not None else ""
+        if self.rule == "syntax":
+            return f"{self.message}{where}"
+        return f"refused by sandbox policy [{self.rule}]: {self.message}{where}"
+
+
+class _RefusalError(Exception):
+    def __init__(self, rule: str, node: ast.AST | None, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.line: int | None = getattr(node, "lineno", None) if node is not None else None
+        self.message = message
+
+
+def imports_bpy_lib(code: str) -> bool:
+    """True when ``code`` imports ``bpy_lib`` (textually; used when it does not parse)."""
+    return bool(_BPY_LIB_IMPORT.search(code))
+
+
+def check_policy(
+    code: str,
+    allowed_imports: Collection[str] = ("bpy_lib", "math"),
+    *,
+    module_names: Mapping[str, Collection[str]] | None = None,
+    max_code_bytes: int | None = None,
+) -> PolicyVerdict:
+    """Check a program against the sandbox policy without running it.
+
+    Parameters
+    ----------
+    code : str
+        The program's source.
+    allowed_imports : collection of str
+        Top-level modules a program may import (``executor.allowed_imports``).
+    module_names : mapping of str to collection of str, optional
+        For a module named here, the only names ``from module import name`` may take (the
+        executor passes ``bpy_lib.__all__``). ``math`` defaults to its public names.
+    max_code_bytes : int, optional
+        Refuse programs whose UTF-8 encoding is larger.
+
+    Returns
+    -------
+    PolicyVerdict
+        ``ok`` or the first rule broken, with its line. A program that does not parse gives
+        ``rule="syntax"`` (the caller reports it as a failed execution, not a refusal).
+    """
+    textual = imports_bpy_lib(code)
+    if max_code_bytes is not None:
+        size = len(code.encode("utf-8", errors="surrogatepass"))
+        if size > max_code_bytes:
+            message = f"the program is {size} bytes; at most {max_code_bytes} are accepted"
+            return PolicyVerdict(False, "code_size", None, message, textual)
+    try:
+        tree = ast.parse(code, filename="<program>", mode="exec")
+    except SyntaxError as exc:
+        return PolicyVerdict(False, "syntax", exc.lineno, f"SyntaxError: {exc.msg}", textual)
+    except (RecursionError, MemoryError, ValueError) as exc:
+        message = f"the program could not be parsed safely ({type(exc).__name__})"
+        return PolicyVerdict(False, "too_complex", None, message, textual)
+    names = dict(module_names or {})
+    names.setdefault("math", _public_math_names())
+    checker = _Checker(frozenset(allowed_imports), names)
+    try:
+        found = any(
+            isinstance(node, ast.ImportFrom) and node.module == "bpy_lib" and not node.level
+            for node in ast.walk(tree)
+        )
+        checker.visit(tree)
+    except _RefusalError as refusal:
+        return PolicyVerdict(False, refusal.rule, refusal.line, refusal.message, found)
+    except (RecursionError, MemoryError) as exc:
+        message = f"the program is nested too deeply to check ({type(exc).__name__})"
+        return PolicyVerdict(False, "too_complex", None, message, textual)
+    return PolicyVerdict(True, imports_bpy_lib=found)
+
+
+def _public_math_names() -> frozenset[str]:
+    import math
+
+    return frozenset(n for n in dir(math) if not n.startswith("_"))
+
+
+def _format_fields(fmt: str) -> Iterable[str]:
+    """Every replacement field name of a format string, nested specs included."""
+    for _literal, field, spec, _conversion in string.Formatter().parse(fmt):
+        if field is not None:
+            yield field
+        if spec:
+            yield from _format_fields(spec)
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, allowed: frozenset[str], module_names: Mapping[str, Collection[str]]):
+        self.allowed = allowed
+        self.module_names = module_names
+
+    # -- names and attributes ----------------------------------------------------------
+
+    def _check_identifier(self, name: str, node: ast.AST, *, kind: str) -> None:
+        if name.startswith("_"):
+            raise _RefusalError(
+                "private_name",
+                node,
+                f"{kind} {name!r} starts with '_' (dunder and private names are not allowed)",
+            )
+        if name in FORBIDDEN_NAMES:
+            raise _RefusalError(
+                "forbidden_name",
+                node,
+                f"{kind} {name!r} is not allowed; use the bpy_lib verbs and math",
+            )
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in _READABLE_PRIVATE_NAMES and isinstance(node.ctx, ast.Load):
+            return
+        self._check_identifier(node.id, node, kind="name")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.generic_visit(node)  # the object first: `bpy.ops` is refused for `bpy`
+        attr = node.attr
+        if attr.startswith("_"):
+            raise _RefusalError(
+                "private_name", node, f"attribute {attr!r} starts with '_' (not allowed)"
+            )
+        if attr in ("format", "format_map"):
+            self._check_format(node)
+        elif attr in FORBIDDEN_ATTRIBUTES or attr.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
+            raise _RefusalError(
+                "forbidden_attribute",
+                node,
+                f"attribute {attr!r} reaches files, frames, processes or Blender internals",
+            )
+
+    def _check_format(self, node: ast.Attribute) -> None:
+        target = node.value
+        if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
+            raise _RefusalError(
+                "format_string",
+                node,
+                f".{node.attr}() is only allowed on a string literal; use an f-string",
+            )
+        try:
+            fields = list(_format_fields(target.value))
+        except ValueError as exc:
+            raise _RefusalError("format_string", node, f"malformed format string: {exc}") from exc
+        for field in fields:
+            if "." in field or "[" in field:
+                raise _RefusalError(
+                    "format_string",
+                    node,
+                    f"format field {{{field}}} walks attributes or items; use an f-string",
+                )
+
+    # -- definitions ------------------------------------------------------------------
+
+    def _check_arguments(self, args: ast.arguments) -> None:
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                self._check_identifier(arg.arg, arg, kind="argument")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._check_identifier(node.name, node, kind="function")
+        self._check_arguments(node.args)
+        self.generic_visit(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._check_arguments(node.args)
+        self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        raise _RefusalError(
+            "statement", node, "class definitions are not allowed; use functions and dicts"
+        )
+
+    def _refuse_async(self, node: ast.AST) -> None:
+        raise _RefusalError("statement", node, "async code is not allowed in modeling programs")
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self._refuse_async(node)
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
+        self._refuse_async(node)
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
+        self._refuse_async(node)
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self._refuse_async(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in node.names:
+            self._check_identifier(name, node, kind="name")
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        for name in node.names:
+            self._check_identifier(name, node, kind="name")
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name is not None:
+            self._check_identifier(node.name, node, kind="name")
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name is not None:
+            self._check_identifier(node.name, node, kind="name")
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name is not None:
+            self._check_identifier(node.name, node, kind="name")
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest is not None:
+            self._check_identifier(node.rest, node, kind="name")
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        for attr in node.kwd_attrs:
+            self._check_identifier(attr, node, kind="attribute")
+        self.generic_visit(node)
+
+    def visit_keyword(self, node: ast.keyword) -> None:
+        if node.arg is not None and node.arg.startswith("_"):
+            raise _RefusalError(
+                "private_name", node, f"keyword {node.arg!r} starts with '_' (not allowed)"
+            )
+        self.generic_visit(node)
+
+    # -- imports ----------------------------------------------------------------------
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            top = alias.name.split(".")[0]
+            if top not in self.allowed or "." in alias.name:
+                raise _RefusalError(
+                    "import", node, f"import of {alias.name!r} is not allowed; {self._hint()}"
+                )
+            if top in _FROM_IMPORT_ONLY:
+                raise _RefusalError(
+                    "import",
+                    node,
+                    f"'import {top}' is not allowed; write 'from {top} import *'",
+                )
+            if alias.asname is not None:
+                self._check_identifier(alias.asname, node, kind="name")
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level or module not in self.allowed:
+            shown = "." * node.level + module
+            raise _RefusalError(
+                "import", node, f"import from {shown!r} is not allowed; {self._hint()}"
+            )
+        public = self.module_names.get(module)
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            self._check_identifier(alias.name, node, kind="imported name")
+            if public is not None and alias.name not in public:
+                raise _RefusalError(
+                    "import",
+                    node,
+                    f"{module} has no public name {alias.name!r}; use 'from {module} import *'",
+                )
+            if alias.asname is not None:
+                self._check_identifier(alias.asname, node, kind="name")
+
+    def _hint(self) -> str:
+        return "allowed: " + ", ".join(sorted(self.allowed))
