@@ -1,0 +1,365 @@
+"""The reward service's Python client (trainers and the environment reach the reward this way).
+
+``RewardClient`` (blocking) and ``AsyncRewardClient`` (asyncio) speak the wire types of
+:mod:`llm3d.schemas` over HTTP with httpx::
+
+    with RewardClient("http://127.0.0.1:8000") as client:
+        response = client.score_batch([{"id": "a", "code": program, "task_id": "chair-001"}])
+        rewards = [r.reward for r in response.results]     # None for infra_error
+
+Every batch carries a ``request_id`` (a fresh UUID unless given), so a retry is idempotent:
+the service answers a repeated id with the same results instead of scoring twice. Retries
+(exponential backoff with jitter, ``Retry-After`` honoured) happen only on connection errors,
+timeouts and 5xx answers; a 4xx is the caller's mistake and raises
+:class:`~llm3d.exceptions.RewardServiceError` at once with the service's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from llm3d.exceptions import RewardServiceError
+from llm3d.schemas import (
+    JobAccepted,
+    JobState,
+    JobStatus,
+    Reference,
+    RewardItem,
+    RewardRequest,
+    RewardResponse,
+    RewardResult,
+    TaskCreate,
+    TaskList,
+    TaskPublic,
+)
+
+__all__ = ["AsyncRewardClient", "RewardClient", "build_request"]
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+ItemLike = RewardItem | Mapping[str, Any]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def build_request(
+    items: Sequence[ItemLike],
+    *,
+    request_id: str | None = None,
+    timeout_s: float | None = None,
+    points: int | None = None,
+) -> RewardRequest:
+    """A validated :class:`RewardRequest` with a ``request_id`` (a new UUID when not given)."""
+    return RewardRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        timeout_s=timeout_s,
+        points=points,
+        items=[i if isinstance(i, RewardItem) else RewardItem.model_validate(i) for i in items],
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)[:500]
+
+
+class _Policy:
+    """Retry policy and request helpers shared by the two clients."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float,
+        retries: int,
+        backoff_s: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token if token is not None else os.environ.get("LLM3D_API_TOKEN") or None
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None:
+            after = response.headers.get("Retry-After", "")
+            if after.replace(".", "", 1).isdigit():
+                return min(float(after), 30.0)
+        return float(self.backoff_s * (2**attempt) * (0.5 + random.random()))
+
+    def check(self, response: httpx.Response, method: str, path: str) -> httpx.Response:
+        if response.is_success:
+            return response
+        raise RewardServiceError(
+            f"{method} {path} → {response.status_code}: {_detail(response)}",
+            status_code=response.status_code,
+        )
+
+    def give_up(self, method: str, path: str, error: str, attempts: int) -> RewardServiceError:
+        return RewardServiceError(
+            f"{method} {path} failed after {attempts} attempts: {error} "
+            f"(is the reward service running at {self.base_url}?)"
+        )
+
+
+class RewardClient:
+    """Blocking client of the reward service.
+
+    Args:
+        base_url: where the service listens (``llm3d serve``).
+        token: Bearer token (default: env ``LLM3D_API_TOKEN``).
+        timeout: seconds to wait for one HTTP answer (a whole batch).
+        retries: extra attempts after a connection error, timeout or 5xx.
+        backoff_s: first retry delay; doubled each attempt, with jitter.
+        transport: an httpx transport (tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        timeout: float = 900.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._policy = _Policy(base_url, token, timeout, retries, backoff_s)
+        self._http = httpx.Client(
+            base_url=self._policy.base_url,
+            timeout=timeout,
+            headers=self._policy.headers(),
+            transport=transport,
+        )
+
+    def __enter__(self) -> RewardClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
+        content = body.model_dump_json(exclude_none=True) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        last = "no attempt made"
+        for attempt in range(self._policy.retries + 1):
+            response: httpx.Response | None = None
+            try:
+                response = self._http.request(method, path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return self._policy.check(response, method, path)
+                last = f"{response.status_code}: {_detail(response)}"
+            if attempt < self._policy.retries:
+                wait = self._policy.delay(attempt, response)
+                logger.warning("%s %s: %s; retrying in %.1fs", method, path, last, wait)
+                time.sleep(wait)
+        raise self._policy.give_up(method, path, last, self._policy.retries + 1)
+
+    def _get(self, path: str, model: type[ModelT]) -> ModelT:
+        return model.model_validate_json(self._call("GET", path).content)
+
+    def score_batch(
+        self,
+        items: Sequence[ItemLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        points: int | None = None,
+    ) -> RewardResponse:
+        """Score items and wait; results in the order of ``items``."""
+        request = build_request(items, request_id=request_id, timeout_s=timeout_s, points=points)
+        return RewardResponse.model_validate_json(
+            self._call("POST", "/reward/batch", request).content
+        )
+
+    def score(
+        self,
+        code: str,
+        *,
+        task_id: str | None = None,
+        reference: Reference | Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> RewardResult:
+        """Score one program against a task id or an inline reference."""
+        item: dict[str, Any] = {"id": "0", "code": code, "task_id": task_id}
+        if reference is not None:
+            item["reference"] = reference
+        return self.score_batch([item], timeout_s=timeout_s).results[0]
+
+    def submit_job(
+        self,
+        items: Sequence[ItemLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        points: int | None = None,
+    ) -> JobAccepted:
+        """Start a batch in the background (``202``)."""
+        request = build_request(items, request_id=request_id, timeout_s=timeout_s, points=points)
+        return JobAccepted.model_validate_json(self._call("POST", "/reward/jobs", request).content)
+
+    def job(self, job_id: str) -> JobStatus:
+        """A job's state (and its response once done)."""
+        return self._get(f"/reward/jobs/{job_id}", JobStatus)
+
+    def wait_job(
+        self, job_id: str, *, poll_s: float = 0.5, timeout: float = 3600.0
+    ) -> RewardResponse:
+        """Poll a job until it is done; raise :class:`RewardServiceError` if it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.job(job_id)
+            if status.state is JobState.DONE and status.response is not None:
+                return status.response
+            if status.state is JobState.FAILED:
+                raise RewardServiceError(f"job {job_id} failed: {status.error}")
+            if time.monotonic() > deadline:
+                raise RewardServiceError(f"job {job_id} not done after {timeout:.0f}s")
+            time.sleep(poll_s)
+
+    def tasks(self) -> TaskList:
+        """The ground truths the service knows."""
+        return self._get("/tasks", TaskList)
+
+    def add_task(
+        self, task_id: str, reference: Reference | Mapping[str, Any], **meta: Any
+    ) -> TaskPublic:
+        """Register a ground truth under ``task_id``."""
+        body = TaskCreate(task_id=task_id, reference=Reference.model_validate(reference), meta=meta)
+        return TaskPublic.model_validate_json(self._call("POST", "/tasks", body).content)
+
+    def health(self) -> dict[str, Any]:
+        """``GET /healthz``; raises :class:`RewardServiceError` when the backend is down."""
+        data: dict[str, Any] = self._call("GET", "/healthz").json()
+        return data
+
+
+class AsyncRewardClient:
+    """The asyncio twin of :class:`RewardClient` (same arguments, awaitable methods)."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        timeout: float = 900.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._policy = _Policy(base_url, token, timeout, retries, backoff_s)
+        self._http = httpx.AsyncClient(
+            base_url=self._policy.base_url,
+            timeout=timeout,
+            headers=self._policy.headers(),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncRewardClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
+        content = body.model_dump_json(exclude_none=True) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else {}
+        last = "no attempt made"
+        for attempt in range(self._policy.retries + 1):
+            response: httpx.Response | None = None
+            try:
+                response = await self._http.request(method, path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return self._policy.check(response, method, path)
+                last = f"{response.status_code}: {_detail(response)}"
+            if attempt < self._policy.retries:
+                wait = self._policy.delay(attempt, response)
+                logger.warning("%s %s: %s; retrying in %.1fs", method, path, last, wait)
+                await asyncio.sleep(wait)
+        raise self._policy.give_up(method, path, last, self._policy.retries + 1)
+
+    async def score_batch(
+        self,
+        items: Sequence[ItemLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        points: int | None = None,
+    ) -> RewardResponse:
+        """Score items and wait; results in the order of ``items``."""
+        request = build_request(items, request_id=request_id, timeout_s=timeout_s, points=points)
+        response = await self._call("POST", "/reward/batch", request)
+        return RewardResponse.model_validate_json(response.content)
+
+    async def submit_job(
+        self,
+        items: Sequence[ItemLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        points: int | None = None,
+    ) -> JobAccepted:
+        """Start a batch in the background (``202``)."""
+        request = build_request(items, request_id=request_id, timeout_s=timeout_s, points=points)
+        response = await self._call("POST", "/reward/jobs", request)
+        return JobAccepted.model_validate_json(response.content)
+
+    async def job(self, job_id: str) -> JobStatus:
+        """A job's state (and its response once done)."""
+        response = await self._call("GET", f"/reward/jobs/{job_id}")
+        return JobStatus.model_validate_json(response.content)
+
+    async def wait_job(
+        self, job_id: str, *, poll_s: float = 0.5, timeout: float = 3600.0
+    ) -> RewardResponse:
+        """Poll a job until it is done; raise :class:`RewardServiceError` if it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.job(job_id)
+            if status.state is JobState.DONE and status.response is not None:
+                return status.response
+            if status.state is JobState.FAILED:
+                raise RewardServiceError(f"job {job_id} failed: {status.error}")
+            if time.monotonic() > deadline:
+                raise RewardServiceError(f"job {job_id} not done after {timeout:.0f}s")
+            await asyncio.sleep(poll_s)
+
+    async def tasks(self) -> TaskList:
+        """The ground truths the service knows."""
+        response = await self._call("GET", "/tasks")
+        return TaskList.model_validate_json(response.content)
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /healthz``; raises :class:`RewardServiceError` when the backend is down."""
+        data: dict[str, Any] = (await self._call("GET", "/healthz")).json()
+        return data
