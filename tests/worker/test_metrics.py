@@ -1,0 +1,337 @@
+"""The metrics of DESIGN §3, pinned by invariants and by values computed by hand."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from llm3d.exceptions import MeshError
+from tests.helpers import meshes
+from tests.helpers.reference_metrics import reference_metrics
+from worker.meshio import load_mesh
+from worker.metrics import (
+    METRIC_NAMES,
+    GroundTruthCache,
+    compute_metrics,
+    metric_names,
+    prepare_ground_truth,
+)
+from worker.nearest import NearestIndex
+from worker.sampling import box_normalisation, sample_surface
+
+N = 20_000  # enough points for the hand-computed values to hold within 2 %
+
+
+@pytest.fixture(scope="module")
+def cube_gt():  # type: ignore[no-untyped-def]
+    return prepare_ground_truth(*meshes.unit_cube(), points=N, seed=0)
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def test_samples_lie_on_the_surface_with_unit_face_normals() -> None:
+    vertices, faces = meshes.unit_cube()
+    sample = sample_surface(vertices, faces, 5000, seed=3)
+    on_face = np.isclose(np.abs(sample.points).max(axis=1), 0.5, atol=1e-12)
+    assert on_face.all()
+    assert np.allclose(np.linalg.norm(sample.normals, axis=1), 1.0)
+    # each normal points along the axis of the face its point lies on
+    axis = np.abs(sample.points).argmax(axis=1)
+    assert (np.abs(sample.normals).argmax(axis=1) == axis).all()
+
+
+def test_sampling_is_uniform_by_area_and_seeded() -> None:
+    vertices, faces = meshes.box((4.0, 1.0, 1.0))  # two 1×1 ends, four 4×1 sides: area 18
+    a = sample_surface(vertices, faces, 90_000, seed=7)
+    b = sample_surface(vertices, faces, 90_000, seed=7)
+    c = sample_surface(vertices, faces, 90_000, seed=8)
+    assert np.array_equal(a.points, b.points)
+    assert not np.array_equal(a.points, c.points)
+    on_ends = np.isclose(np.abs(a.points[:, 0]), 2.0).mean()
+    assert on_ends == pytest.approx(2 / 18, abs=0.005)
+
+
+def test_zero_area_faces_are_never_sampled_and_duplicates_change_nothing() -> None:
+    cube = meshes.unit_cube()
+    base = sample_surface(*cube, 2000, seed=1)
+    for variant in (meshes.with_zero_area_faces(cube), meshes.with_duplicate_vertices(cube)):
+        other = sample_surface(*variant, 2000, seed=1)
+        assert np.array_equal(base.points, other.points)
+
+
+def test_box_normalisation_fits_the_unit_cube_and_rejects_a_point() -> None:
+    vertices = np.array([[1.0, 2.0, 3.0], [5.0, 3.0, 4.0]])
+    t = box_normalisation(vertices)
+    out = t.apply(vertices)
+    assert out.min() == pytest.approx(-0.5) and out.max() == pytest.approx(0.5)
+    assert np.allclose(out.mean(axis=0), 0.0)
+    with pytest.raises(MeshError, match="zero"):
+        box_normalisation(np.ones((3, 3)))
+
+
+# ------------------------------------------------------------------ analytic values
+
+
+def test_names_are_the_flat_names_of_design() -> None:
+    assert metric_names() == METRIC_NAMES
+    assert METRIC_NAMES == (
+        "chamfer_l2",
+        "f_score_0.01",
+        "f_score_0.02",
+        "f_score_0.05",
+        "precision_0.05",
+        "recall_0.05",
+        "hausdorff_90",
+        "normal_consistency",
+        "chamfer_unit_x1000",
+    )
+
+
+def test_a_cube_against_itself_is_perfect(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    m = compute_metrics(*meshes.unit_cube(), cube_gt)
+    assert tuple(m) == METRIC_NAMES
+    assert m["chamfer_l2"] == 0.0
+    assert m["hausdorff_90"] == 0.0
+    assert m["chamfer_unit_x1000"] == 0.0
+    for name in ("f_score_0.01", "f_score_0.02", "f_score_0.05", "precision_0.05"):
+        assert m[name] == 1.0
+    assert m["normal_consistency"] == pytest.approx(1.0)
+
+
+def test_a_cube_moved_by_d_matches_the_values_computed_by_hand(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    d = 0.1
+    m = compute_metrics(*meshes.unit_cube(centre=(d, 0.0, 0.0)), cube_gt)
+    # Points of the moved cube closer than 0.05 to the cube: its inner end face near the
+    # edges (1 - 0.9²), the overlapping 0.9 of the four sides, half the protruding strip.
+    precision = ((1 - 0.9**2) + 4 * (0.9 + 0.05)) / 6
+    assert m["precision_0.05"] == pytest.approx(precision, abs=0.01)
+    assert m["recall_0.05"] == pytest.approx(precision, abs=0.01)  # symmetric
+    assert m["f_score_0.05"] == pytest.approx(precision, abs=0.01)
+    # Mean squared distance: outer end face d², inner end face ∫min(d, a, b)²,
+    # protruding strips ∫₀ᵈ s² ds on four sides; both directions equal.
+    inner = d**2 - 8 / 3 * d**3 + 2 * d**4
+    chamfer = (d**2 + inner + 4 * d**3 / 3) / 6
+    assert m["chamfer_l2"] == pytest.approx(chamfer, rel=0.05)
+    assert m["hausdorff_90"] == pytest.approx(d, rel=0.02)
+    # A translation is not a change of shape: the unit-cube Chamfer is blind to it.
+    assert m["chamfer_unit_x1000"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_sphere_against_a_slightly_larger_sphere() -> None:
+    gt = prepare_ground_truth(*meshes.sphere(0.5, 4), points=N)
+    delta = 0.03
+    m = compute_metrics(*meshes.sphere(0.5 + delta, 4), gt)
+    assert m["chamfer_l2"] == pytest.approx(delta**2, rel=0.1)
+    assert m["f_score_0.05"] == 1.0
+    assert m["f_score_0.02"] == 0.0  # every point is ≥ 0.03 from the other surface
+    assert m["f_score_0.01"] == 0.0
+    assert m["hausdorff_90"] == pytest.approx(delta, rel=0.05)
+    assert m["normal_consistency"] > 0.99
+
+
+def test_flipped_normals_leave_normal_consistency_unchanged(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    cube = meshes.unit_cube()
+    flipped = compute_metrics(*meshes.flipped(cube), cube_gt, seed=5)
+    same = compute_metrics(*cube, cube_gt, seed=5)
+    assert flipped["normal_consistency"] > 0.95
+    assert flipped["normal_consistency"] == pytest.approx(same["normal_consistency"], abs=0.01)
+
+
+def test_a_wrong_scale_is_punished_in_the_gt_frame(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    m = compute_metrics(*meshes.unit_cube(size=2.0), cube_gt)
+    assert m["f_score_0.05"] == 0.0
+    assert m["chamfer_l2"] > 0.1
+    # ... while its own-box normalisation (the unit-cube Chamfer) sees the same shape
+    assert m["chamfer_unit_x1000"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_metrics_are_invariant_to_a_common_similarity_transform() -> None:
+    gt_mesh, pred_mesh = meshes.parts_object(seed=0), meshes.parts_object(seed=0)
+    pred_mesh = (pred_mesh[0] + [0.03, 0.0, 0.0], pred_mesh[1])
+    base = compute_metrics(*pred_mesh, prepare_ground_truth(*gt_mesh, points=5000))
+
+    def move(mesh: meshes.Mesh) -> meshes.Mesh:
+        return mesh[0] * 37.0 + [1e3, -5.0, 2.0], mesh[1]
+
+    moved = compute_metrics(*move(pred_mesh), prepare_ground_truth(*move(gt_mesh), points=5000))
+    for name in METRIC_NAMES:
+        assert moved[name] == pytest.approx(base[name], rel=1e-6, abs=1e-9), name
+
+
+def test_agrees_with_a_plain_scipy_implementation() -> None:
+    gt = prepare_ground_truth(*meshes.parts_object(seed=0), points=4000, seed=2)
+    for pred in (meshes.parts_object(seed=1), meshes.sphere(3.0, 3), meshes.unit_cube(0.01)):
+        ours = compute_metrics(*pred, gt)
+        ref = reference_metrics(*pred, gt)
+        for name in METRIC_NAMES:
+            assert ours[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
+
+
+# ----------------------------------------------------------------------- edge cases
+
+
+def test_empty_prediction_scores_zero_with_infinite_distances(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    m = compute_metrics(*meshes.empty(), cube_gt)
+    assert m["f_score_0.05"] == 0.0 and m["normal_consistency"] == 0.0
+    assert math.isinf(m["chamfer_l2"]) and math.isinf(m["hausdorff_90"])
+
+
+def test_single_point_prediction_has_finite_distances(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    m = compute_metrics(*meshes.single_point((0.0, 0.0, 0.0)), cube_gt)
+    assert m["f_score_0.05"] == 0.0
+    assert m["normal_consistency"] == 0.0  # a point has no normal
+    # every cube point's nearest prediction point is the centre: mean |p|² over the cube
+    # surface is 1/4 + 2·(1/12) = 5/12; the point's own distance to the cube is 0.5
+    assert m["chamfer_l2"] == pytest.approx(0.5 * (0.25 + 5 / 12), rel=0.01)
+    assert math.isfinite(m["chamfer_unit_x1000"])
+
+
+def test_flat_sheet_prediction_covers_one_face(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    m = compute_metrics(*meshes.flat_sheet(z=0.5), cube_gt)
+    assert m["precision_0.05"] == 1.0
+    # the top face plus the 0.05 strips of the four sides next to it: 1.2 of 6
+    assert m["recall_0.05"] == pytest.approx(1.2 / 6, abs=0.01)
+    sheet_gt = prepare_ground_truth(*meshes.flat_sheet(), points=2000)
+    assert compute_metrics(*meshes.flat_sheet(), sheet_gt)["f_score_0.05"] == 1.0
+
+
+def test_non_finite_vertices_raise_a_mesh_error(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    vertices, faces = meshes.unit_cube()
+    vertices[3] = np.nan
+    with pytest.raises(MeshError, match="non-finite"):
+        compute_metrics(vertices, faces, cube_gt)
+    with pytest.raises(MeshError, match="non-finite"):
+        prepare_ground_truth(vertices, faces, points=100)
+
+
+def test_duplicate_vertices_and_zero_area_faces_give_identical_metrics(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    moved = meshes.unit_cube(centre=(0.05, 0.0, 0.0))
+    base = compute_metrics(*moved, cube_gt)
+    assert compute_metrics(*meshes.with_duplicate_vertices(moved), cube_gt) == base
+    assert compute_metrics(*meshes.with_zero_area_faces(moved), cube_gt) == base
+
+
+def test_huge_coordinates_stay_finite_and_exact() -> None:
+    vertices, faces = meshes.unit_cube()
+    huge = (vertices * 1e9 + 1e12, faces)
+    gt = prepare_ground_truth(*huge, points=2000)
+    assert compute_metrics(*huge, gt)["f_score_0.05"] == 1.0
+    far = compute_metrics(vertices * 1e150, faces, gt)  # squared distances overflow
+    assert far["f_score_0.05"] == 0.0 and far["chamfer_l2"] > 1e200
+
+
+def test_malformed_arrays_are_rejected_with_the_reason(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    vertices, faces = meshes.unit_cube()
+    with pytest.raises(MeshError, match="indices"):
+        compute_metrics(vertices, faces + 100, cube_gt)
+    with pytest.raises(MeshError, match=r"\(n, 3\)"):
+        compute_metrics(vertices[:, :2], faces, cube_gt)
+    with pytest.raises(MeshError, match="zero"):
+        prepare_ground_truth(*meshes.single_point(), points=100)
+    line = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0]]), np.array([[0, 1, 2]])
+    with pytest.raises(MeshError, match="no surface area"):
+        prepare_ground_truth(*line, points=100)
+
+
+# ----------------------------------------------------------- far predictions, index
+
+
+@pytest.mark.parametrize("scale", [0.01, 30.0])
+def test_far_predictions_stay_exact(scale: float) -> None:
+    sphere = meshes.sphere(0.5, 3)
+    gt = prepare_ground_truth(*sphere, points=3000)
+    pred = (sphere[0] * scale, sphere[1])
+    ours = compute_metrics(*pred, gt)
+    ref = reference_metrics(*pred, gt)
+    for name in METRIC_NAMES:
+        assert ours[name] == pytest.approx(ref[name], rel=1e-9), name
+
+
+def test_nearest_index_bounded_and_unbounded_agree() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(3000, 3))
+    queries = np.vstack([rng.normal(size=(500, 3)), rng.normal(size=(500, 3)) * 50])
+    index = NearestIndex(data)
+    d2_a, i_a = index.nearest(queries, bound=0.05)
+    _, i_b = index.nearest(queries)
+    brute = ((queries[:, None, :] - data[None]) ** 2).sum(-1)
+    assert np.array_equal(i_a, brute.argmin(1)) and np.array_equal(i_b, i_a)
+    assert np.allclose(d2_a, brute.min(1), rtol=1e-12)
+    empty_d2, empty_i = NearestIndex(np.zeros((0, 3))).nearest(queries)
+    assert np.isinf(empty_d2).all() and (empty_i == -1).all()
+
+
+# ------------------------------------------------------------------- cache, files
+
+
+def test_cache_builds_once_and_evicts_the_least_recently_used() -> None:
+    cache = GroundTruthCache(maxsize=2)
+    builds: list[str] = []
+
+    def builder(name: str):  # type: ignore[no-untyped-def]
+        def build():  # type: ignore[no-untyped-def]
+            builds.append(name)
+            return prepare_ground_truth(*meshes.unit_cube(), points=100)
+
+        return build
+
+    a = cache.get_or_build("a", builder("a"))
+    assert cache.get_or_build("a", builder("a")) is a
+    cache.get_or_build("b", builder("b"))
+    cache.get_or_build("a", builder("a"))  # a is now the most recent
+    cache.get_or_build("c", builder("c"))  # evicts b
+    assert "b" not in cache and "a" in cache and len(cache) == 2
+    assert builds == ["a", "b", "c"]
+    assert (cache.hits, cache.misses) == (2, 3)
+
+
+def test_cache_is_safe_across_threads() -> None:
+    cache = GroundTruthCache(maxsize=4)
+    results = []
+
+    def work() -> None:
+        results.append(
+            cache.get_or_build("k", lambda: prepare_ground_truth(*meshes.unit_cube(), points=100))
+        )
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and len(cache) == 1
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".ply", ".stl", ".off", ".glb"])
+def test_load_mesh_reads_common_formats(tmp_path, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    import trimesh
+
+    vertices, faces = meshes.unit_cube(centre=(1.0, 2.0, 3.0))
+    path = tmp_path / f"cube{suffix}"
+    trimesh.Trimesh(vertices, faces, process=False).export(path)
+    v, f = load_mesh(path)
+    assert f.shape == (12, 3) and v.dtype == np.float64
+    assert np.allclose(v.min(axis=0), [0.5, 1.5, 2.5], atol=1e-6)
+
+
+def test_load_mesh_concatenates_a_scene_and_names_bad_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import trimesh
+
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(*meshes.unit_cube(), process=False), geom_name="a")
+    scene.add_geometry(
+        trimesh.Trimesh(*meshes.unit_cube(centre=(5.0, 0.0, 0.0)), process=False), geom_name="b"
+    )
+    path = tmp_path / "scene.glb"
+    scene.export(path)
+    v, f = load_mesh(path)
+    assert len(f) == 24 and v[:, 0].max() == pytest.approx(5.5)
+    with pytest.raises(MeshError, match="not found"):
+        load_mesh(tmp_path / "missing.obj")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(MeshError, match="unsupported"):
+        load_mesh(tmp_path / "x.txt")

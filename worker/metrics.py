@@ -1,0 +1,340 @@
+"""Mesh comparison metrics of DESIGN §3 (plain Python, no Blender).
+
+Everything is measured in the **ground-truth frame**: both meshes are translated by the
+centre of the ground truth's axis-aligned box and scaled by 1 / (its longest side); the
+prediction gets the ground truth's transform, so a wrong size or place is an error.
+Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`).
+
+The names of the metrics, everywhere::
+
+    chamfer_l2, f_score_0.01, f_score_0.02, f_score_0.05, precision_0.05, recall_0.05,
+    hausdorff_90, normal_consistency, chamfer_unit_x1000
+
+Nearest neighbours are exact (pykdtree, float64). Each direction is queried in two
+passes: a bounded pass (``distance_upper_bound``) that resolves the points near the other
+surface cheaply, then an exact pass for the few far points (see :mod:`worker.nearest`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from llm3d.config import MetricsConfig
+from llm3d.exceptions import MeshError
+from worker.meshio import load_mesh
+from worker.nearest import NearestIndex
+from worker.sampling import (
+    Normalisation,
+    SurfaceSample,
+    as_mesh_arrays,
+    box_normalisation,
+    is_finite_mesh,
+    sample_surface,
+)
+
+__all__ = [
+    "METRIC_NAMES",
+    "PRIMARY_THRESHOLD",
+    "GroundTruth",
+    "GroundTruthCache",
+    "compute_metrics",
+    "empty_metrics",
+    "load_mesh",
+    "metric_names",
+    "prepare_ground_truth",
+]
+
+logger = logging.getLogger(__name__)
+
+PRIMARY_THRESHOLD = 0.05
+DEFAULT_THRESHOLDS: tuple[float, ...] = (0.01, 0.02, 0.05)
+METRIC_NAMES: tuple[str, ...] = (
+    "chamfer_l2",
+    "f_score_0.01",
+    "f_score_0.02",
+    "f_score_0.05",
+    "precision_0.05",
+    "recall_0.05",
+    "hausdorff_90",
+    "normal_consistency",
+    "chamfer_unit_x1000",
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _tau_name(tau: float) -> str:
+    return f"{tau:g}" if len(f"{tau:g}") > 3 else f"{tau:.2f}"
+
+
+def metric_names(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> tuple[str, ...]:
+    """The metric names for the given F-score thresholds (the default gives METRIC_NAMES)."""
+    taus = sorted(set(thresholds) | {PRIMARY_THRESHOLD})
+    return (
+        "chamfer_l2",
+        *(f"f_score_{_tau_name(t)}" for t in taus),
+        f"precision_{_tau_name(PRIMARY_THRESHOLD)}",
+        f"recall_{_tau_name(PRIMARY_THRESHOLD)}",
+        "hausdorff_90",
+        "normal_consistency",
+        "chamfer_unit_x1000",
+    )
+
+
+@dataclass(eq=False)
+class GroundTruth:
+    """A ground truth prepared for scoring: its frame, sample and search structures.
+
+    Build it with :func:`prepare_ground_truth`; it is immutable in use and shared between
+    threads (the search structures are read-only).
+
+    Attributes
+    ----------
+    transform : Normalisation
+        The GT frame: applied to the ground truth and to every prediction.
+    sample : SurfaceSample
+        ``points`` surface samples in the GT frame, with face normals.
+    index : NearestIndex
+        Exact nearest-neighbour search over ``sample.points``.
+    unit_sample : SurfaceSample
+        ``unit_cube_points`` samples in the GT's own unit cube (for ``chamfer_unit_x1000``).
+    unit_index : NearestIndex
+    points, seed : int
+        The sample size and seed it was built with (predictions use the same by default).
+    """
+
+    transform: Normalisation
+    sample: SurfaceSample
+    index: NearestIndex
+    unit_sample: SurfaceSample
+    unit_index: NearestIndex
+    points: int
+    seed: int
+    n_vertices: int = 0
+    n_faces: int = 0
+
+
+def prepare_ground_truth(
+    vertices: npt.ArrayLike,
+    faces: npt.ArrayLike,
+    *,
+    points: int = 10_000,
+    seed: int = 0,
+    unit_cube_points: int = 8192,
+) -> GroundTruth:
+    """Normalise, sample and index a ground-truth mesh once, for many predictions.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    points : int
+        Surface samples (``metrics.train_points`` or ``metrics.eval_points``).
+    seed : int
+        Sampling seed.
+    unit_cube_points : int
+        Samples of the unit-cube Chamfer (8 192 by DESIGN §3).
+
+    Raises
+    ------
+    MeshError
+        When the ground truth is unusable: no faces with area, non-finite vertices, or a
+        bounding box of zero size. A ground truth must be a real surface.
+    """
+    v, f = as_mesh_arrays(vertices, faces)
+    if not is_finite_mesh(v):
+        raise MeshError("the ground truth has non-finite (NaN or inf) vertices; fix the mesh")
+    transform = box_normalisation(v)
+    normalised = transform.apply(v)
+    sample = sample_surface(normalised, f, points, seed)
+    if not np.any(sample.normals):
+        raise MeshError(
+            "the ground truth has no surface area (no face with positive area); "
+            "a ground truth must be a triangle mesh with real faces"
+        )
+    unit_sample = sample_surface(normalised, f, unit_cube_points, seed)
+    return GroundTruth(
+        transform=transform,
+        sample=sample,
+        index=NearestIndex(sample.points),
+        unit_sample=unit_sample,
+        unit_index=NearestIndex(unit_sample.points),
+        points=points,
+        seed=seed,
+        n_vertices=len(v),
+        n_faces=len(f),
+    )
+
+
+class GroundTruthCache:
+    """A bounded, thread-safe LRU of prepared ground truths (DESIGN §3: built once per task).
+
+    Parameters
+    ----------
+    maxsize : int
+        Ground truths kept; the least recently used is dropped beyond it.
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, GroundTruth] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get_or_build(self, key: Hashable, builder: Callable[[], GroundTruth]) -> GroundTruth:
+        """Return the cached ground truth for ``key``, building it with ``builder()`` once."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        built = builder()  # outside the lock: building takes milliseconds to seconds
+        with self._lock:
+            self._items[key] = built
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return built
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._items.clear()
+
+
+def empty_metrics(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, float]:
+    """The metrics of a prediction with no points: no overlap, infinite distances."""
+    out: dict[str, float] = {}
+    for name in metric_names(thresholds):
+        if name.startswith(("chamfer", "hausdorff")):
+            out[name] = math.inf
+        else:
+            out[name] = 0.0
+    return out
+
+
+def _f_score(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0.0 else 2.0 * precision * recall / (precision + recall)
+
+
+def _mean(values: FloatArray) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.mean(values))
+
+
+def compute_metrics(
+    vertices: npt.ArrayLike,
+    faces: npt.ArrayLike,
+    gt: GroundTruth,
+    *,
+    points: int | None = None,
+    seed: int | None = None,
+    thresholds: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """Compare a predicted mesh with a prepared ground truth (DESIGN §3).
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+        The prediction, in its own world coordinates (it is put in the GT frame here).
+    faces : (m, 3) int
+    gt : GroundTruth
+        From :func:`prepare_ground_truth` (usually through a :class:`GroundTruthCache`).
+    points : int, optional
+        Samples on the prediction; default ``gt.points``.
+    seed : int, optional
+        Sampling seed; default ``gt.seed`` (a mesh compared with itself scores exactly 0).
+    thresholds : sequence of float, optional
+        F-score distances; default 0.01, 0.02, 0.05 (0.05 is always included).
+
+    Returns
+    -------
+    dict of str to float
+        The flat mapping of :data:`METRIC_NAMES`. A prediction with no vertices gets
+        :func:`empty_metrics` (F = 0, distances ``inf``). A prediction with no surface
+        area (a point, a line) is sampled at its vertices, with zero normals.
+
+    Raises
+    ------
+    MeshError
+        For malformed arrays or non-finite vertices (the reward calls that `degenerate`).
+    """
+    taus = sorted(set(thresholds if thresholds is not None else DEFAULT_THRESHOLDS))
+    if PRIMARY_THRESHOLD not in taus:
+        taus = sorted([*taus, PRIMARY_THRESHOLD])
+    if any(not (t > 0) for t in taus):
+        raise ValueError(f"thresholds must be positive distances, got {taus}")
+    v, f = as_mesh_arrays(vertices, faces)
+    if len(v) == 0:
+        return empty_metrics(taus)
+    if not is_finite_mesh(v):
+        raise MeshError("the prediction has non-finite (NaN or inf) vertices")
+    n_points = gt.points if points is None else points
+    sample_seed = gt.seed if seed is None else seed
+    bound = max(taus)
+
+    pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed)
+    d2_pg, idx_pg = gt.index.nearest(pred.points, bound=bound)
+    pred_index = NearestIndex(pred.points)
+    d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
+    d_pg = np.sqrt(d2_pg)
+    d_gp = np.sqrt(d2_gp)
+
+    out: dict[str, float] = {"chamfer_l2": 0.5 * (_mean(d2_pg) + _mean(d2_gp))}
+    for tau in taus:
+        precision = float(np.count_nonzero(d_pg < tau)) / len(d_pg)
+        recall = float(np.count_nonzero(d_gp < tau)) / len(d_gp)
+        out[f"f_score_{_tau_name(tau)}"] = _f_score(precision, recall)
+        if tau == PRIMARY_THRESHOLD:
+            out[f"precision_{_tau_name(tau)}"] = precision
+            out[f"recall_{_tau_name(tau)}"] = recall
+    out["hausdorff_90"] = max(float(np.percentile(d_pg, 90)), float(np.percentile(d_gp, 90)))
+    nc_pg = np.abs(np.einsum("ij,ij->i", pred.normals, gt.sample.normals[idx_pg]))
+    nc_gp = np.abs(np.einsum("ij,ij->i", gt.sample.normals, pred.normals[idx_gp]))
+    out["normal_consistency"] = 0.5 * (float(nc_pg.mean()) + float(nc_gp.mean()))
+    out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt)
+    return {name: out[name] for name in metric_names(taus)}
+
+
+def _unit_chamfer_x1000(
+    vertices: FloatArray, faces: npt.NDArray[np.int64], gt: GroundTruth
+) -> float:
+    """Each mesh in its own unit cube, ``len(gt.unit_sample)`` points, sum of the two means ×1000."""
+    try:
+        own = box_normalisation(vertices)
+    except MeshError:
+        # A single point has no box: it stays a point at the origin of the unit cube.
+        x, y, z = (float(c) for c in vertices[0])
+        own = Normalisation(centre=(x, y, z), scale=1.0)
+    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), gt.seed)
+    d2_pg, _ = gt.unit_index.nearest(sample.points, bound=0.05)
+    d2_gp, _ = NearestIndex(sample.points).nearest(gt.unit_sample.points, bound=0.05)
+    return 1000.0 * (_mean(d2_pg) + _mean(d2_gp))
+
+
+def metrics_config_points(config: MetricsConfig, kind: str) -> int:
+    """``config.train_points`` or ``config.eval_points`` for ``kind`` in {"train", "eval"}."""
+    if kind == "train":
+        return config.train_points
+    if kind == "eval":
+        return config.eval_points
+    raise ValueError(f"kind must be 'train' or 'eval', got {kind!r}")

@@ -1,0 +1,307 @@
+"""The gated reward of DESIGN §4: the one place where the reward is defined.
+
+============  =============================================  ===============================
+gate          condition                                      gated reward
+============  =============================================  ===============================
+0             ``empty``                                      0.00
+1             ``exec_failed``, ``refused``, ``timeout``      0.05
+2             ``no_geometry``                                0.10
+3             ``degenerate``                                 0.15
+4             F@0.05 < 0.05                                  0.20
+5             otherwise                                      0.30 + 0.70 · min(1, F@0.05 / 0.60)
+============  =============================================  ===============================
+
+Format score ∈ [0, 1] = mean of three checks: the program imports ``bpy_lib``, has at
+least one comment naming a part (``# part_1: wheel``), and calls ``export_scene()``.
+Reward = 0.9 · gated + 0.1 · format. ``infra_error`` (the worker failed, not the program)
+has reward ``None``: the trainer must not learn from it.
+
+Plain Python, no Blender. Used by the API, the verifiers rubric, training and evaluation.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llm3d.config import ExecutorConfig, MetricsConfig
+from llm3d.exceptions import MeshError
+from worker.metrics import GroundTruth, compute_metrics
+from worker.sampling import is_finite_mesh
+from worker.types import ExecResult, ExecStatus
+
+__all__ = [
+    "FORMAT_WEIGHT",
+    "GATED_WEIGHT",
+    "REWARD_VERSION",
+    "FormatChecks",
+    "RewardBreakdown",
+    "compute_reward",
+    "format_checks",
+    "format_score",
+    "gated_reward",
+]
+
+#: Bump whenever the gate table, the format checks or the metrics change meaning.
+REWARD_VERSION = "gated-v1"
+GATED_WEIGHT = 0.9
+FORMAT_WEIGHT = 0.1
+F_SCORE_KEY = "f_score_0.05"
+F_SCORE_FLOOR = 0.05  # below it: gate 4
+F_SCORE_FULL = 0.60  # at or above it: the full reward
+
+_GATE_OF_STATUS: dict[ExecStatus, tuple[int, float]] = {
+    ExecStatus.EMPTY: (0, 0.00),
+    ExecStatus.REFUSED: (1, 0.05),
+    ExecStatus.EXEC_FAILED: (1, 0.05),
+    ExecStatus.TIMEOUT: (1, 0.05),
+    ExecStatus.NO_GEOMETRY: (2, 0.10),
+    ExecStatus.DEGENERATE: (3, 0.15),
+}
+
+_IMPORT_RE = re.compile(r"^\s*(from\s+bpy_lib(\.\w+)*\s+import\b|import\s+bpy_lib\b)", re.M)
+_PART_COMMENT_RE = re.compile(r"#\s*part[\s_-]*\d+\s*:\s*\S", re.I)
+_EXPORT_RE = re.compile(r"\bexport_scene\s*\(")
+
+
+@dataclass(frozen=True)
+class FormatChecks:
+    """The three checks of the format score (each True or False)."""
+
+    imports_bpy_lib: bool
+    part_comment: bool
+    calls_export_scene: bool
+
+    @property
+    def score(self) -> float:
+        """Mean of the three checks, in [0, 1]."""
+        return (self.imports_bpy_lib + self.part_comment + self.calls_export_scene) / 3.0
+
+
+def _comments(code: str) -> list[str]:
+    """Comment tokens of ``code``; a naive line scan when it does not tokenize."""
+    try:
+        return [
+            tok.string
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+            if tok.type == tokenize.COMMENT
+        ]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [line[line.index("#") :] for line in code.splitlines() if "#" in line]
+
+
+def _strip_comments(code: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in code.splitlines())
+
+
+def format_checks(code: str) -> FormatChecks:
+    """Run the three format checks of DESIGN §4 on a program's source.
+
+    Imports and the ``export_scene()`` call are read from the syntax tree when the code
+    parses (so a call inside a string or comment does not count), else from the text
+    without comments.
+    """
+    part_comment = any(_PART_COMMENT_RE.match(c) for c in _comments(code))
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        bare = _strip_comments(code)
+        return FormatChecks(
+            imports_bpy_lib=bool(_IMPORT_RE.search(bare)),
+            part_comment=part_comment,
+            calls_export_scene=bool(_EXPORT_RE.search(bare)),
+        )
+    imports = False
+    exports = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imports |= node.module.split(".")[0] == "bpy_lib"
+        elif isinstance(node, ast.Import):
+            imports |= any(alias.name.split(".")[0] == "bpy_lib" for alias in node.names)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            exports |= name == "export_scene"
+    return FormatChecks(
+        imports_bpy_lib=imports, part_comment=part_comment, calls_export_scene=exports
+    )
+
+
+def format_score(code: str) -> float:
+    """The format score ∈ {0, 1/3, 2/3, 1} of DESIGN §4 (see :func:`format_checks`)."""
+    return format_checks(code).score
+
+
+def gated_reward(status: ExecStatus | str, f_score: float | None = None) -> tuple[int, float]:
+    """The gate and the gated reward of a status (and, for ``ok``, its F@0.05).
+
+    Returns
+    -------
+    (gate, gated) : (int, float)
+
+    Raises
+    ------
+    ValueError
+        For ``infra_error`` (it has no reward) or ``ok`` without an F-score.
+    """
+    status = ExecStatus(status)
+    if status in _GATE_OF_STATUS:
+        return _GATE_OF_STATUS[status]
+    if status is ExecStatus.INFRA_ERROR:
+        raise ValueError("infra_error has no reward: it is never the program's fault")
+    if f_score is None or not np.isfinite(f_score):
+        raise ValueError(f"an ok program needs a finite F@0.05 to be gated, got {f_score}")
+    if f_score < F_SCORE_FLOOR:
+        return 4, 0.20
+    return 5, 0.30 + 0.70 * min(1.0, f_score / F_SCORE_FULL)
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """A reward with everything that made it (DESIGN §4, §5).
+
+    Attributes
+    ----------
+    status : str
+        The final status (an ``ok`` run can become ``empty``, ``no_geometry`` or
+        ``degenerate`` here), or ``infra_error``.
+    reward : float or None
+        0.9 · gated + 0.1 · format; ``None`` for ``infra_error``.
+    components : dict of str to float
+        ``gated``, ``format``, ``gate`` and the three format checks (0 or 1).
+    metrics : dict of str to float
+        The metrics of DESIGN §3 when the program made a usable mesh, else empty.
+    error : str or None
+        Why the program did not reach the metrics, in one line.
+    reward_version : str
+    """
+
+    status: str
+    reward: float | None
+    components: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    reward_version: str = REWARD_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (``inf`` metric values stay floats)."""
+        return asdict(self)
+
+
+def _geometry_status(
+    result: ExecResult, executor: ExecutorConfig
+) -> tuple[ExecStatus | None, str | None]:
+    """Re-check an ``ok`` result's mesh against the gates (the executor should have)."""
+    vertices, faces = np.asarray(result.vertices), np.asarray(result.faces)
+    n_faces = len(faces) if faces.ndim == 2 else 0
+    if n_faces < executor.min_faces:
+        return ExecStatus.NO_GEOMETRY, (
+            f"the scene has {n_faces} faces, fewer than {executor.min_faces}: "
+            "create parts before export_scene()"
+        )
+    if len(vertices) > executor.max_vertices:
+        return ExecStatus.DEGENERATE, (
+            f"the scene has {len(vertices)} vertices, more than {executor.max_vertices}"
+        )
+    if not is_finite_mesh(vertices):
+        return ExecStatus.DEGENERATE, "the scene has non-finite (NaN or inf) vertex coordinates"
+    return None, None
+
+
+def compute_reward(
+    code: str,
+    result: ExecResult,
+    gt: GroundTruth | None,
+    *,
+    metrics_config: MetricsConfig | None = None,
+    points: int | None = None,
+    seed: int = 0,
+    executor_config: ExecutorConfig | None = None,
+) -> RewardBreakdown:
+    """Score one program run against its ground truth (DESIGN §4).
+
+    Parameters
+    ----------
+    code : str
+        The program's source (for the format score and the ``empty`` gate).
+    result : ExecResult
+        What the executor made of it.
+    gt : GroundTruth or None
+        The prepared ground truth; needed only when the program produced a mesh.
+    metrics_config : MetricsConfig, optional
+        F-score thresholds (default: the built-in configuration).
+    points : int, optional
+        Samples on the prediction; default ``gt.points``.
+    seed : int
+        Sampling seed of the prediction.
+    executor_config : ExecutorConfig, optional
+        ``min_faces`` / ``max_vertices`` of the geometry gates (default: built-in).
+
+    Returns
+    -------
+    RewardBreakdown
+
+    Raises
+    ------
+    ValueError
+        When the program made a usable mesh but ``gt`` is None.
+    """
+    metrics_config = metrics_config or MetricsConfig()
+    executor_config = executor_config or ExecutorConfig()
+    checks = format_checks(code or "")
+    fmt = checks.score
+    components: dict[str, float] = {
+        "format": fmt,
+        "imports_bpy_lib": float(checks.imports_bpy_lib),
+        "part_comment": float(checks.part_comment),
+        "calls_export_scene": float(checks.calls_export_scene),
+    }
+    status = ExecStatus(result.status)
+    error = result.error
+    if status is ExecStatus.INFRA_ERROR:
+        return RewardBreakdown(
+            status=status.value,
+            reward=None,
+            components=components,
+            error=error or "infrastructure error (not the program's fault)",
+        )
+    if not (code or "").strip() or not checks.imports_bpy_lib:
+        if status is not ExecStatus.EMPTY:
+            error = "no code, or the code does not import bpy_lib"
+        status = ExecStatus.EMPTY
+    elif status is ExecStatus.OK:
+        geometry_status, geometry_error = _geometry_status(result, executor_config)
+        if geometry_status is not None:
+            status, error = geometry_status, geometry_error
+
+    metrics: dict[str, float] = {}
+    if status is ExecStatus.OK:
+        if gt is None:
+            raise ValueError("a ground truth is needed to score a program that made a mesh")
+        try:
+            metrics = compute_metrics(
+                result.vertices,
+                result.faces,
+                gt,
+                points=points if points is not None else gt.points,
+                seed=seed,
+                thresholds=metrics_config.fscore_thresholds,
+            )
+        except MeshError as exc:
+            status, error = ExecStatus.DEGENERATE, f"unusable mesh: {exc}"
+            metrics = {}
+    gate, gated = gated_reward(status, metrics.get(F_SCORE_KEY))
+    components = {"gated": gated, "gate": float(gate), **components}
+    return RewardBreakdown(
+        status=status.value,
+        reward=GATED_WEIGHT * gated + FORMAT_WEIGHT * fmt,
+        components=components,
+        metrics=metrics,
+        error=error,
+    )

@@ -1,0 +1,187 @@
+"""Mesh checks, normalisation and seeded area-uniform surface sampling (DESIGN §3).
+
+Plain numpy, no Blender. Every function takes ``(n, 3)`` vertex and ``(m, 3)`` face arrays
+(any real / integer dtype) and works in float64, so the metrics stay exact for huge
+coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from llm3d.exceptions import MeshError
+
+__all__ = [
+    "Normalisation",
+    "SurfaceSample",
+    "as_mesh_arrays",
+    "box_normalisation",
+    "is_finite_mesh",
+    "sample_surface",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """A similarity transform ``x ↦ (x - centre) · scale`` (translation, then uniform scale).
+
+    Attributes
+    ----------
+    centre : (3,) float
+        Centre of the reference mesh's axis-aligned bounding box.
+    scale : float
+        1 / (longest side of that box).
+    """
+
+    centre: tuple[float, float, float]
+    scale: float
+
+    def apply(self, points: npt.ArrayLike) -> FloatArray:
+        """Transform ``(n, 3)`` points into the normalised frame (float64)."""
+        array = np.asarray(points, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (array - np.asarray(self.centre, dtype=np.float64)) * self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class SurfaceSample:
+    """Points sampled on a surface with the unit normal of the face each lies on.
+
+    Attributes
+    ----------
+    points : (n, 3) float64
+    normals : (n, 3) float64
+        Unit face normals; zero where the surface has no area (a point-only mesh).
+    """
+
+    points: FloatArray
+    normals: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+def as_mesh_arrays(vertices: npt.ArrayLike, faces: npt.ArrayLike) -> tuple[FloatArray, IndexArray]:
+    """Validate and convert a mesh to ``(float64 (n, 3), int64 (m, 3))``.
+
+    Raises
+    ------
+    MeshError
+        When the shapes are wrong or a face indexes a vertex that does not exist.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces)
+    if v.size == 0:
+        v = v.reshape(0, 3)
+    if f.size == 0:
+        f = f.reshape(0, 3)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise MeshError(f"vertices must have shape (n, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise MeshError(f"faces must be triangles with shape (m, 3), got {f.shape}")
+    if f.size and not np.issubdtype(f.dtype, np.integer):
+        raise MeshError(f"faces must hold integer vertex indices, got dtype {f.dtype}")
+    f = f.astype(np.int64, copy=False)
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise MeshError(
+            f"faces index vertices 0..{len(v) - 1}, but the indices span "
+            f"{int(f.min())}..{int(f.max())}"
+        )
+    return v, f
+
+
+def is_finite_mesh(vertices: npt.ArrayLike) -> bool:
+    """True when every vertex coordinate is finite (no NaN or ±inf)."""
+    return bool(np.isfinite(np.asarray(vertices, dtype=np.float64)).all())
+
+
+def box_normalisation(vertices: npt.ArrayLike) -> Normalisation:
+    """The transform that puts the vertices' bounding box centred in ``[-0.5, 0.5]³``.
+
+    Raises
+    ------
+    MeshError
+        For no vertices, non-finite vertices, or a box of zero size (a single point).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.size == 0:
+        raise MeshError("cannot normalise an empty mesh: it has no vertices")
+    if not np.isfinite(v).all():
+        raise MeshError("cannot normalise a mesh with non-finite (NaN or inf) vertices")
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    # Halves first, so that coordinates near the float64 limit do not overflow.
+    centre = lo / 2.0 + hi / 2.0
+    longest = float((hi / 2.0 - lo / 2.0).max()) * 2.0
+    if not longest > 0.0 or not np.isfinite(longest) or not np.isfinite(1.0 / longest):
+        raise MeshError("cannot normalise a mesh whose bounding box has zero (or overflowing) size")
+    return Normalisation(
+        centre=(float(centre[0]), float(centre[1]), float(centre[2])), scale=1.0 / longest
+    )
+
+
+def face_areas_normals(vertices: FloatArray, faces: IndexArray) -> tuple[FloatArray, FloatArray]:
+    """Triangle areas ``(m,)`` and unit normals ``(m, 3)`` (zero for zero-area faces)."""
+    tri = vertices[faces]
+    with np.errstate(over="ignore", invalid="ignore"):
+        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        norm = np.linalg.norm(cross, axis=1)
+    norm = np.where(np.isfinite(norm), norm, 0.0)
+    normals = np.zeros_like(cross)
+    good = norm > 0
+    normals[good] = cross[good] / norm[good, None]
+    return norm / 2.0, normals
+
+
+def sample_surface(
+    vertices: npt.ArrayLike, faces: npt.ArrayLike, count: int, seed: int
+) -> SurfaceSample:
+    """Sample ``count`` points uniformly by area on a triangle mesh, seeded.
+
+    Faces are drawn with probability proportional to their area (zero-area faces never),
+    then a point uniformly inside the face (reflected barycentric coordinates). A mesh
+    with no area at all (one point, a line, only degenerate faces) is sampled at its
+    vertices instead, uniformly, with zero normals, so a point-like prediction still gets
+    finite distances.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    count : int
+        Number of points, ≥ 1.
+    seed : int
+        Seed of ``numpy.random.default_rng``: the same inputs give the same sample.
+
+    Returns
+    -------
+    SurfaceSample
+        ``count`` points and normals; empty when the mesh has no vertices.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    v, f = as_mesh_arrays(vertices, faces)
+    rng = np.random.default_rng(seed)
+    if len(v) == 0:
+        empty = np.zeros((0, 3), dtype=np.float64)
+        return SurfaceSample(empty, empty.copy())
+    areas, normals = face_areas_normals(v, f) if len(f) else (np.zeros(0), np.zeros((0, 3)))
+    total = float(areas.sum())
+    if not total > 0.0 or not np.isfinite(total):
+        used = np.unique(f) if len(f) else np.arange(len(v))
+        pick = used[rng.integers(0, len(used), size=count)]
+        return SurfaceSample(v[pick].copy(), np.zeros((count, 3), dtype=np.float64))
+    cumulative = np.cumsum(areas)
+    face_index = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
+    face_index = np.minimum(face_index, len(f) - 1)
+    uv = rng.random((count, 2))
+    flip = uv.sum(axis=1) > 1.0
+    uv[flip] = 1.0 - uv[flip]
+    tri = v[f[face_index]]
+    points = tri[:, 0] + uv[:, :1] * (tri[:, 1] - tri[:, 0]) + uv[:, 1:] * (tri[:, 2] - tri[:, 0])
+    return SurfaceSample(points, normals[face_index])
