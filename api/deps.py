@@ -63,9 +63,9 @@ def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """When ``api.token`` (env ``LLM3D_API_TOKEN``) is set, demand it as a Bearer token."""
-    if config.api.token is None:
+    expected = config.api.token.get_secret_value().encode() if config.api.token else b""
+    if not expected:  # unset, or set to "" (compose passes LLM3D_API_TOKEN through empty)
         return
-    expected = config.api.token.get_secret_value().encode()
     given = credentials.credentials.encode() if credentials is not None else b""
     if credentials is None or not secrets.compare_digest(given, expected):
         raise HTTPException(

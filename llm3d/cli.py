@@ -117,10 +117,11 @@ from llm3d.commands.run import run_command  # noqa: E402
 
 app.command("run")(run_command)
 
-from llm3d.commands.farm import serve_command, worker_command  # noqa: E402
+from llm3d.commands.farm import health_command, serve_command, worker_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.command("worker")(worker_command)
+app.command("health")(health_command)
 
 
 def main() -> None:

@@ -6,9 +6,11 @@ Docker images run (``docker/api.Dockerfile``, ``docker/worker.Dockerfile``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +20,7 @@ from llm3d.cli import ConfigOption, err_console
 from llm3d.config import Config, load_config
 from llm3d.exceptions import ConfigError
 
-__all__ = ["serve_command", "worker_command"]
+__all__ = ["health_command", "serve_command", "worker_command"]
 
 BackendName = Literal["inline", "celery", "modal"]
 
@@ -100,3 +102,44 @@ def worker_command(
             "--without-mingle",
         ]
     )
+
+
+def health_command(
+    config: ConfigOption = None,
+    url: Annotated[
+        str | None, typer.Option(help="The API's base URL (default from api.host/api.port).")
+    ] = None,
+    workers: Annotated[
+        bool,
+        typer.Option(
+            "--workers", help="Instead, check that a Celery worker of this host answers a ping."
+        ),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
+) -> None:
+    """Health check for containers: exit 0 when the API (or this host's worker) answers."""
+    cfg = _load(config)
+    if workers:
+        from worker.celery_app import app, configure
+
+        configure(app, cfg)
+        host = socket.gethostname()
+        replies = app.control.ping(timeout=timeout) or []
+        mine = sorted(name for reply in replies for name in reply if name.endswith("@" + host))
+        if not mine:
+            err_console.print(f"no Celery worker of host {host} answered within {timeout}s")
+            raise typer.Exit(1)
+        sys.stdout.write(json.dumps({"status": "ok", "workers": mine}) + "\n")
+        return
+    import httpx
+
+    host = "127.0.0.1" if cfg.api.host in {"0.0.0.0", "::"} else cfg.api.host
+    base = url or f"http://{host}:{cfg.api.port}"
+    try:
+        response = httpx.get(base.rstrip("/") + "/healthz", timeout=timeout)
+    except httpx.HTTPError as exc:
+        err_console.print(f"{base}/healthz: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
+    sys.stdout.write(response.text.strip() + "\n")
+    if response.status_code != 200:
+        raise typer.Exit(1)

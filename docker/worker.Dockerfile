@@ -1,0 +1,41 @@
+# The reward farm's Celery worker: Blender 4.2 as a Python module (bpy), the sandboxed
+# executor and the metrics. Build from the repository root:
+#   docker build -f docker/worker.Dockerfile -t llm3d-worker .
+# Run with compose (compose.yaml) or: docker run -e LLM3D_FARM__REDIS_URL=redis://host:6379/0 llm3d-worker
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The shared libraries the bpy wheel loads (the same list as .github/workflows/ci.yml and
+# worker/modal_app.py BPY_APT_PACKAGES; tests/docker keeps the three equal).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1 libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --gid 10001 llm3d \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin llm3d
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY llm3d ./llm3d
+COPY bpy_lib ./bpy_lib
+COPY worker ./worker
+COPY api ./api
+COPY configs ./configs
+# The local project: its pyproject.toml pins what the reward depends on (bpy==4.2.0).
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[blender,metrics,farm]"
+
+USER 10001:10001
+ENV LLM3D_FARM__REDIS_URL=redis://redis:6379/0 \
+    LLM3D_FARM__CONCURRENCY=2
+
+HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
+    CMD ["llm3d", "health", "--workers"]
+
+CMD ["llm3d", "worker"]
