@@ -158,6 +158,9 @@ class RenderConfig(Section):
     resolution: int = Field(256, ge=32, le=4096)
     engine: Literal["workbench", "cycles"] = "workbench"
     cycles_samples: int = Field(16, ge=1)
+    workbench_aa: Literal["OFF", "FXAA", "5", "8", "11", "16", "32"] = Field(
+        "FXAA", description="Workbench anti-aliasing: FXAA (one pass, fast) or N samples"
+    )
     views: list[ViewConfig] = Field(default_factory=_default_views)
 
 
