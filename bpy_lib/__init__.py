@@ -32,7 +32,7 @@ from bpy_lib.booleans import difference, intersection, union
 from bpy_lib.curves import arc, bezier, circle, polygon, polyline, rectangle, rounded_rectangle
 from bpy_lib.modifiers import bend, bevel, simple_deform, solidify, subdivide, taper, twist
 from bpy_lib.primitives import box, capsule, cone, cylinder, plane, prism, sphere, torus, wedge
-from bpy_lib.reference import reference
+from bpy_lib.refdoc import reference
 from bpy_lib.scene import bounds, clear_scene, delete, duplicate, export_scene, join, parts
 from bpy_lib.sweeps import extrude, loft, revolve, sweep
 from bpy_lib.transforms import align, align_axis, mirror, move, rotate, scale

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bpy_lib.reference import DOCS_PATH, estimate_tokens, reference, write_markdown
+from bpy_lib.refdoc import DOCS_PATH, estimate_tokens, reference, write_markdown
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 path = write_markdown(DOCS_PATH)

@@ -98,6 +98,13 @@ def lathe(
     groups : face groups, oriented outwards.
     """
     n = len(uv)
+    pole = uv[:, 0] < EPS
+    solid = closed or bool(pole[0] and pole[-1])
+    if solid:
+        # A counter-clockwise (u, v) outline makes every side face point outwards.
+        u, v = uv[:, 0], uv[:, 1]
+        if float(np.sum(u * np.roll(v, -1) - np.roll(u, -1) * v)) < 0.0:
+            uv = uv[::-1].copy()
     full = abs(abs(angle_deg) - 360.0) < 1e-9
     cols = segments if full else segments + 1
     angles = np.radians(angle_deg) * np.arange(cols) / segments
@@ -138,12 +145,13 @@ def lathe(
         groups.append(np.concatenate(quads))
     if tris:
         groups.append(np.concatenate(tris))
-    if not full and (closed or (pole[0] and pole[-1])):
+    if not full and solid:
+        # The outline itself closes both ends; at angle 0 it faces -Y, against the sweep.
         for col in (0, cols - 1):
             cap = _dedupe_cycle(idx[:, col])
             if len(cap) >= 3:
-                groups.append(cap[None, :] if col else cap[None, ::-1].copy())
-    return verts, orient_outward(verts, groups)
+                groups.append(cap[None, ::-1].copy() if col else cap[None, :])
+    return verts, groups if solid else orient_outward(verts, groups)
 
 
 def _dedupe_cycle(ring: IntArray) -> IntArray:

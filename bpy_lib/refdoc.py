@@ -75,12 +75,12 @@ EXAMPLE = """\
 Example:
 from bpy_lib import *
 # part_1: seat
-seat = box(size=[0.8, 0.8, 0.08], location=[0, 0, 0.45], round=0.02)
+seat = box(size=[0.8, 0.8, 0.08], round=0.02)
 # part_2: legs
-leg = cylinder(radius=0.03, depth=0.45, location=[0.35, 0.35, 0.225])
+leg = cylinder(radius=0.03, depth=0.8, location=[0.35, 0.35, -0.44])
 grid_array(leg, counts=[2, 2], spacing=[-0.7, -0.7])
 # part_3: back
-back = box(size=[0.8, 0.06, 0.6], location=[0, -0.37, 0.8])
+back = box(size=[0.8, 0.06, 0.8], location=[0, 0.37, 0.44])
 export_scene()
 """
 
