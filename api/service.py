@@ -167,8 +167,9 @@ class RewardService:
             if hit is None:
                 unique.setdefault(key, job)
         n_hits = len(jobs) - sum(h is None for h in hits)
-        self.telemetry.cache_hits.inc(n_hits)
-        self.telemetry.cache_misses.inc(len(jobs) - n_hits)
+        # an item whose twin is scored in this batch is served like a cache hit
+        self.telemetry.cache_hits.inc(len(jobs) - len(unique))
+        self.telemetry.cache_misses.inc(len(unique))
         if progress is not None and n_hits:
             progress(n_hits)
 

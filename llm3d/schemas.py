@@ -49,7 +49,8 @@ Triangle = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_
 class _Wire(BaseModel):
     """Base of the wire types: unknown fields are errors (a typo must not be ignored)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # metrics may be inf (e.g. a distance to nothing): JSON carries it as Infinity
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class ItemStatus(StrEnum):

@@ -129,6 +129,7 @@ class InlineBackend:
             runner=self.run_program,
             gt_cache=self._gt_cache,
             metrics_config=self.config.metrics,
+            executor_config=self.config.executor,
         )
 
     def _prepare(self, job: ScoreJob) -> str | None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from llm3d.config import Config, MetricsConfig
+from llm3d.config import Config, ExecutorConfig, MetricsConfig
 from llm3d.exceptions import InfraError
 from llm3d.schemas import ItemStatus, Reference, RewardResult
 from worker.types import ExecResult, ExecStatus
@@ -233,6 +233,7 @@ def score_job(
     runner: Runner,
     gt_cache: Any,
     metrics_config: MetricsConfig | None = None,
+    executor_config: ExecutorConfig | None = None,
     load_reference: Callable[[str], ReferencePayload] | None = None,
 ) -> RewardResult:
     """Score one job: prepare (or reuse) its ground truth, run the program, compute the reward.
@@ -242,6 +243,7 @@ def score_job(
         runner: runs a program in the sandbox; an exception it raises is an infra fault.
         gt_cache: a :class:`worker.metrics.GroundTruthCache` shared across calls.
         metrics_config: thresholds etc. (default: the built-in configuration).
+        executor_config: the geometry gates' limits (default: the built-in configuration).
         load_reference: finds a reference by key when ``job.reference`` is ``None``.
 
     Returns:
@@ -280,6 +282,7 @@ def score_job(
         metrics_config=metrics_config,
         points=settings.points,
         seed=settings.seed,
+        executor_config=executor_config,
     )
     return RewardResult(
         id=job.item_id,
@@ -340,6 +343,7 @@ class LocalScorer:
             runner=self.run_program,
             gt_cache=self.gt_cache,
             metrics_config=self.config.metrics,
+            executor_config=self.config.executor,
             load_reference=self.load_reference,
         )
         return result.model_dump(mode="json")
