@@ -27,7 +27,9 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import functools
 import gc
+import inspect
 import logging
 import math
 import os
@@ -41,6 +43,7 @@ import time
 import types
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llm3d.config import ExecutorConfig
@@ -425,6 +428,53 @@ def _isolate_network(libc: ctypes.CDLL | None) -> str:
     return "isolated (empty network namespace)"
 
 
+#: Parameters of bpy_lib verbs that name files: checked before the verb runs.
+PATH_PARAMETERS = frozenset({"path", "filepath", "filename", "directory"})
+
+
+def _check_path(fn: str, arg: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}({arg}): expected a file name (str), got {type(value).__name__}")
+    pure = PurePosixPath(value)
+    inside = Path(value).resolve().is_relative_to(Path.cwd().resolve())
+    if not value or pure.is_absolute() or ".." in pure.parts or not inside:
+        raise ValueError(
+            f"{fn}({arg}): expected a plain file name in the working directory, got {value!r}"
+        )
+
+
+def guard_paths(function: Any) -> Any:
+    """Wrap a bpy_lib verb that takes a file argument so that it only writes in the sandbox.
+
+    bpy_lib refuses absolute paths itself; this is the sandbox's own check, so containment
+    does not depend on it. Verbs without such a parameter are returned unchanged.
+    """
+    if not callable(function) or isinstance(function, type):
+        return function
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return function
+    watched = [p for p in signature.parameters if p in PATH_PARAMETERS]
+    if not watched:
+        return function
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return function(*args, **kwargs)  # let the verb report its own usage error
+        for name in watched:
+            if name in bound.arguments:
+                _check_path(function.__name__, name, bound.arguments[name])
+        return function(*args, **kwargs)
+
+    return guarded
+
+
 def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict[str, str]]:
     """Import Blender and bpy_lib, empty the scene, and prepare what children share."""
     import importlib
@@ -433,8 +483,13 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
 
     import bpy_lib
 
-    # engineer A's extraction (evaluated depsgraph, loop_triangles, foreach_get)
-    scene_arrays = importlib.import_module("bpy_lib.export").scene_arrays
+    # bpy_lib's own extraction (loop_triangles + foreach_get, no exporters), so the arrays are
+    # exactly what export_scene() gives the program: bpy_lib.export.scene_arrays per the
+    # interface contract, else the export_scene verb itself (same arrays, no file).
+    try:
+        scene_arrays = importlib.import_module("bpy_lib.export").scene_arrays
+    except (ImportError, AttributeError):
+        scene_arrays = bpy_lib.export_scene
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     leftover = len(bpy.data.objects)
@@ -443,7 +498,7 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
     names = [str(n) for n in getattr(bpy_lib, "__all__", [])]
     facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
     for name in names:
-        setattr(facade, name, getattr(bpy_lib, name))
+        setattr(facade, name, guard_paths(getattr(bpy_lib, name)))
     facade.__all__ = list(names)  # type: ignore[attr-defined]
     modules: dict[str, types.ModuleType] = {}
     for name in config.allowed_imports:
@@ -502,20 +557,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     gc.collect()
     gc.freeze()  # keep the warm heap out of the collector: fewer copy-on-write pages per child
-    hello = {
-        "op": "hello",
-        "pid": os.getpid(),
-        "bpy_lib": names,
-        "diagnostics": diagnostics,
-    }
-    for piece in encode_frame(hello):
-        sock.sendall(piece)
-    logger.info("fork server %d ready (%s)", os.getpid(), diagnostics)
     # Every result carries the sandbox's shortfalls (DESIGN §2: say so and carry on).
     shortfalls = {k: v for k, v in diagnostics.items() if k == "network" and "not" in v}
     server = ForkServer(
         sock, config, runtime, names, allow_unsafe=args.allow_unsafe, diagnostics=shortfalls
     )
+    hello = {
+        "op": "hello",
+        "pid": os.getpid(),
+        "bpy_lib": names,
+        "workdir_root": server.root,
+        "diagnostics": diagnostics,
+    }
+    for piece in encode_frame(hello):
+        sock.sendall(piece)
+    logger.info("fork server %d ready (%s)", os.getpid(), diagnostics)
     server.serve()
     return 0
 
