@@ -10,8 +10,9 @@ import bpy
 import numpy as np
 from numpy.typing import NDArray
 
-from bpy_lib import _export, _mesh
+from bpy_lib import _mesh
 from bpy_lib import _validate as check
+from bpy_lib import export as _export
 from bpy_lib._geom import FaceGroups, FloatArray
 
 __all__ = ["bounds", "clear_scene", "delete", "duplicate", "export_scene", "join", "parts"]
@@ -87,15 +88,6 @@ def bounds(part: str | None = None) -> tuple[list[float], list[float]]:
     return pts.min(axis=0).round(6).tolist(), pts.max(axis=0).round(6).tolist()
 
 
-def _triangles(obj: bpy.types.Object) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
-    me = cast(bpy.types.Mesh, obj.data)
-    me.calc_loop_triangles()
-    tris = np.empty(len(me.loop_triangles) * 3, np.int32)
-    me.loop_triangles.foreach_get("vertices", tris)
-    verts = (_mesh.read_points(obj) + _mesh.location(obj)).astype(np.float32)
-    return verts, tris.reshape(-1, 3)
-
-
 def export_scene(path: str | None = None) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     """Last call of every program: all parts as triangles (vertices N×3, faces M×3); path may end in .obj/.glb/.ply."""
     fn = "export_scene"
@@ -108,20 +100,7 @@ def export_scene(path: str | None = None) -> tuple[NDArray[np.float32], NDArray[
             raise ValueError(
                 f"{fn}(path): expected a file name ending in .obj, .glb or .ply, got {path!r}"
             )
-    verts_all: list[NDArray[np.float32]] = []
-    faces_all: list[NDArray[np.int32]] = []
-    offset = 0
-    for handle in parts():
-        verts, faces = _triangles(bpy.data.objects[handle])
-        if len(faces) == 0:
-            continue
-        verts_all.append(verts)
-        faces_all.append(faces + offset)
-        offset += len(verts)
-    vertices = np.concatenate(verts_all) if verts_all else np.zeros((0, 3), np.float32)
-    faces_out = (
-        np.concatenate(faces_all).astype(np.int32) if faces_all else np.zeros((0, 3), np.int32)
-    )
+    vertices, faces = _export.scene_arrays()
     if target is not None:
-        _export.write(target, vertices, faces_out)
-    return vertices, faces_out
+        _export.write(target, vertices, faces)
+    return vertices, faces

@@ -1,7 +1,9 @@
-"""Mesh file writers in plain numpy: Wavefront OBJ, binary PLY and binary glTF (GLB).
+"""Reading the scene as arrays, and mesh file writers in plain numpy (OBJ, PLY, GLB).
 
-No Blender operators, no optional packages: the bytes depend only on the arrays, so the
-same program writes the same file.
+:func:`scene_arrays` is the one extraction path: ``export_scene()`` returns it and the
+executor calls it after a program ends, so both see the same arrays. It reads loop
+triangles with ``foreach_get`` (no exporters, no ``bpy.ops``). The writers use no Blender
+operators and no optional packages: the bytes depend only on the arrays.
 """
 
 from __future__ import annotations
@@ -9,11 +11,49 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import cast
 
+import bpy
 import numpy as np
 from numpy.typing import NDArray
 
+from bpy_lib import _mesh
+
 FORMATS = (".obj", ".ply", ".glb")
+
+
+def _triangles(obj: bpy.types.Object) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+    me = cast(bpy.types.Mesh, obj.data)
+    me.calc_loop_triangles()
+    tris = np.empty(len(me.loop_triangles) * 3, np.int32)
+    me.loop_triangles.foreach_get("vertices", tris)
+    verts = (_mesh.read_points(obj) + _mesh.location(obj)).astype(np.float32)
+    return verts, tris.reshape(-1, 3)
+
+
+def scene_arrays() -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+    """Every part of the scene as one triangle mesh, parts in name order.
+
+    Returns
+    -------
+    vertices : (N, 3) float32
+        World coordinates.
+    faces : (M, 3) int32
+        Triangles indexing ``vertices``; curves and parts without faces contribute nothing.
+    """
+    verts_all: list[NDArray[np.float32]] = []
+    faces_all: list[NDArray[np.int32]] = []
+    offset = 0
+    for handle in _mesh.handles(_mesh.PART):
+        verts, faces = _triangles(bpy.data.objects[handle])
+        if len(faces) == 0:
+            continue
+        verts_all.append(verts)
+        faces_all.append(faces + offset)
+        offset += len(verts)
+    if not verts_all:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
+    return np.concatenate(verts_all), np.concatenate(faces_all).astype(np.int32)
 
 
 def write_obj(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:
