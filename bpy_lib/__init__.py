@@ -18,8 +18,10 @@ Conventions
 - Every function validates its arguments and raises ``TypeError``/``ValueError`` naming the
   function, the argument and the allowed values; operations with an empty result raise
   :class:`GeometryError` (a ``ValueError``).
-- Deterministic: the same program gives byte-identical arrays. Only the data API and bmesh-
-  free numpy are used, plus modifiers evaluated through the depsgraph; never ``bpy.ops``.
+- Deterministic: the same program gives byte-identical arrays. Geometry is built with numpy
+  and written through the data API (``foreach_set``); bevel, solidify, subdivision and the
+  exact booleans are Blender modifiers evaluated through the depsgraph. Never ``bpy.ops``,
+  so nothing depends on a UI context.
 
 :func:`reference` returns the compact text reference given to the model.
 """

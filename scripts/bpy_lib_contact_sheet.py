@@ -68,9 +68,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bpy_lib_examples.png")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--columns", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N examples")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    progs = examples.paths()
+    progs = examples.paths()[: args.limit or None]
     rows = math.ceil(len(progs) / args.columns)
     label_h = 20
     sheet = Image.new("RGB", (args.columns * args.size, rows * (args.size + label_h)), "white")
