@@ -59,7 +59,13 @@ def configure(celery: Celery, config: Config) -> Celery:
             farm.visibility_timeout_s,
             hard,
         )
-    transport: dict[str, Any] = {"visibility_timeout": farm.visibility_timeout_s}
+    transport: dict[str, Any] = {
+        "visibility_timeout": farm.visibility_timeout_s,
+        # sweep for messages of lost workers often enough to honour visibility_timeout
+        # (kombu's default sweep is every 10 s x 10 = 100 s)
+        "unacked_restore_interval": max(1, min(10, int(farm.visibility_timeout_s / 4))),
+        "unacked_restore_throttle": 1,
+    }
     celery.conf.update(
         broker_url=farm.redis_url,
         result_backend=farm.redis_url,
@@ -78,7 +84,6 @@ def configure(celery: Celery, config: Config) -> Celery:
         task_time_limit=hard,
         result_expires=config.api.job_ttl_s,
         broker_transport_options=transport,
-        result_backend_transport_options=transport,
         result_backend_always_retry=True,
         result_backend_max_retries=30,
         broker_connection_retry_on_startup=True,
