@@ -247,22 +247,38 @@ def _frames(
     return t, side, up, mitre
 
 
+def _scales(fn: str, scales: object) -> FloatArray:
+    if scales is None:
+        return np.ones(2)
+    allowed = "a list of 2 to 32 numbers in (0, 10]"
+    if isinstance(scales, str) or not isinstance(scales, Sequence | np.ndarray):
+        raise TypeError(f"{fn}(scales): expected {allowed}, got {scales!r}")
+    if not 2 <= len(scales) <= 32:
+        raise ValueError(f"{fn}(scales): expected {allowed}, got {len(scales)} numbers")
+    return np.array(check.vector(fn, "scales", scales, len(scales), 0.0, 10.0, positive=True))
+
+
 def sweep(
     path: str,
     profile: str | None = None,
     radius: float = 0.05,
     segments: int = 16,
     twist: float = 0.0,
-    end_scale: float = 1.0,
+    scales: Sequence[float] | None = None,
     caps: bool = True,
     name: str | None = None,
 ) -> str:
-    """Move a cross-section along a path curve: a round tube of radius, or profile (drawn near its own origin)."""
+    """Move a section along a path: a round tube of radius, or profile (drawn around its own center).
+
+    ``twist`` turns the section by that many degrees from start to end; ``scales`` lists
+    section sizes at evenly spaced stations along the path (``[1, 0.5]`` halves it by the
+    end, ``[0.5, 1, 0.5]`` bulges), linearly in between.
+    """
     fn = "sweep"
     pts, _, path_closed = curve_data(fn, "path", path)
     uv, prof_closed = _profile_uv(fn, profile, radius, segments)
     tw = math.radians(check.angle(fn, "twist", twist))
-    s_end = check.number(fn, "end_scale", end_scale, 0.0, 10.0, open_lo=True)
+    stations = _scales(fn, scales)
     do_caps = check.flag(fn, "caps", caps)
     new_name = check.name(fn, name)
     tangent, side, up, mitre = _frames(pts, path_closed)
@@ -273,7 +289,7 @@ def sweep(
     rings = []
     for i, p in enumerate(pts):
         a = tw * along[i]
-        s = 1.0 + (s_end - 1.0) * along[i]
+        s = float(np.interp(along[i], np.linspace(0.0, 1.0, len(stations)), stations))
         u = s * (uv[:, 0] * math.cos(a) - uv[:, 1] * math.sin(a))
         v = s * (uv[:, 0] * math.sin(a) + uv[:, 1] * math.cos(a))
         offs = u[:, None] * side[i][None, :] + v[:, None] * up[i][None, :]

@@ -15,7 +15,7 @@ screw = cylinder(
 linear_array(screw, count=2, offset=[0, 0, -0.8])
 # part_3: hook arm
 path = bezier(points=[[0, -0.42, 0.0], [0, 0.3, 0.0], [0, 0.52, 0.3], [0, 0.45, 0.68]])
-arm = sweep(path, radius=0.06, end_scale=0.7, name="arm")
+arm = sweep(path, radius=0.06, scales=[1, 0.7], name="arm")
 # part_4: end knob
 knob = sphere(radius=0.065, location=[0, 0.45, 0.68], segments=16, rings=8, name="knob")
 export_scene()

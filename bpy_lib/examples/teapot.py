@@ -10,7 +10,7 @@ scale(lid, factor=[1, 1, 0.5])
 knob = sphere(radius=0.06, location=[0, 0, 0.5], segments=16, rings=8, name="knob")
 # part_3: spout
 spout_path = bezier(points=[[0.45, 0, -0.1], [0.75, 0, -0.05], [0.8, 0, 0.2], [0.95, 0, 0.35]])
-spout = sweep(spout_path, radius=0.07, end_scale=0.5, name="spout")
+spout = sweep(spout_path, radius=0.07, scales=[1, 0.5], name="spout")
 # part_4: handle
 handle_path = arc(
     radius=0.28, start_angle=90, end_angle=270, center=[-0.5, 0, 0.05], plane="XZ", segments=20

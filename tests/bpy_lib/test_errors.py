@@ -200,10 +200,10 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("revolve angle", lambda: bl.revolve(OPEN, angle=0), E, r"revolve\(angle\)"),
     ("sweep path unknown", lambda: bl.sweep("nope"), E, r"sweep\(path\): no curve named 'nope'"),
     (
-        "sweep end_scale",
-        lambda: bl.sweep(OPEN, end_scale=0),
+        "sweep scales",
+        lambda: bl.sweep(OPEN, scales=[1, 0]),
         E,
-        r"sweep\(end_scale\): expected a number in \(0, 10\]",
+        r"sweep\(scales\): expected a list of 2 numbers in \(0, 10\]",
     ),
     (
         "sweep profile part",

@@ -91,10 +91,10 @@ def test_closed_path_sweep_mitres_the_corners() -> None:
     np.testing.assert_allclose(hi, [0.525, 0.325, 0.01], atol=1e-6)
 
 
-def test_sweep_twist_and_end_scale() -> None:
+def test_sweep_twist_and_scales() -> None:
     path = bl.polyline(points=[[0, 0, 0], [0, 0, 0.25], [0, 0, 0.5], [0, 0, 0.75], [0, 0, 1]])
     section = bl.rectangle(width=0.2, height=0.2)
-    cone_like = bl.sweep(path, profile=section, end_scale=0.5)
+    cone_like = bl.sweep(path, profile=section, scales=[1, 0.5])
     v, f = only(cone_like)
     # a square frustum from side 0.2 to 0.1 over height 1
     assert volume(v, f) == pytest.approx(1 / 3 * (0.04 + 0.01 + 0.02), rel=1e-6)
@@ -153,3 +153,16 @@ def test_curve_shapes() -> None:
     hexagon = pts(bl.polygon(sides=6, radius=0.2, center=[0, 0, 0.3]))
     assert len(hexagon) == 6
     np.testing.assert_allclose(hexagon[:, 2], 0.3, atol=1e-6)
+
+
+def test_sweep_scales_bulge_in_the_middle() -> None:
+    path = bl.polyline(points=[[0, 0, 0], [0, 0, 0.5], [0, 0, 1]])
+    bulge = bl.sweep(path, radius=0.1, scales=[0.5, 1.5, 0.5])
+    v, _ = only(bulge)
+    radial = np.hypot(v[:, 0], v[:, 1])
+    mid = radial[np.isclose(v[:, 2], 0.5)]
+    end = radial[np.isclose(v[:, 2], 1.0)]
+    assert mid.max() == pytest.approx(0.15, abs=1e-6)
+    assert end.max() == pytest.approx(0.05, abs=1e-6)
+    with pytest.raises(ValueError, match=r"sweep\(scales\): expected a list of 2 to 32 numbers"):
+        bl.sweep(path, scales=[1])
