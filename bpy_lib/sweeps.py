@@ -268,7 +268,7 @@ def sweep(
     caps: bool = True,
     name: str | None = None,
 ) -> str:
-    """Move a section along a path: a round tube of radius, or profile (drawn around its own center).
+    """Move a section along a path: a round tube of radius, or profile (read relative to its center); twist in degrees, scales=[start, ..., end] sizes.
 
     ``twist`` turns the section by that many degrees from start to end; ``scales`` lists
     section sizes at evenly spaced stations along the path (``[1, 0.5]`` halves it by the
