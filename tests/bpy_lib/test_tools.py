@@ -41,3 +41,29 @@ def test_contact_sheet_renders_a_grid(tmp_path: Path) -> None:
         tile = sheet.crop((0, 20, 64, 84))
         colours = tile.getcolors(maxcolors=100_000)
         assert colours is not None and len(colours) > 10
+
+
+HASH_EXAMPLES = """
+import hashlib, sys
+sys.path.insert(0, {root!r})
+from bpy_lib import examples
+h = hashlib.sha256()
+for p in examples.paths()[:6]:
+    v, f = examples.run(p)
+    h.update(v.tobytes())
+    h.update(f.tobytes())
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_examples_are_byte_identical_across_processes() -> None:
+    code = HASH_EXAMPLES.format(root=str(ROOT))
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
