@@ -158,8 +158,9 @@ def _prepare_process(job: ChildJob, runtime: ChildRuntime) -> None:
     os.dup2(job.stderr_fd, 2)
     os.close(job.stdout_fd)
     os.close(job.stderr_fd)
+    # Line-buffered: what a program printed before a timeout or a crash still reaches the tail.
     sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace"
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True
     )
     sys.stderr = io.TextIOWrapper(
         io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True
@@ -208,11 +209,11 @@ def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
         notes = _apply_limits(runtime)
         header, blobs = _run_program(job, runtime)
         header["diagnostics"] = notes
-        try:
+        with contextlib.suppress(BaseException):  # a broken stream must not lose the result
             sys.stdout.flush()
             sys.stderr.flush()
-        except BaseException:  # a closed or broken stream must not lose the result
-            pass
+            if runtime.libc is not None:
+                runtime.libc.fflush(None)  # Blender's own C-level prints
         _write_all(job.result_fd, encode_frame(header, *blobs))
         code = 0
     finally:

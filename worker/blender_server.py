@@ -48,7 +48,7 @@ from typing import Any
 
 from llm3d.config import ExecutorConfig
 from worker.blender_child import ChildJob, ChildRuntime, run_child
-from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame
+from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
 from worker.outcome import classify_child
 from worker.sandbox import check_policy
 
@@ -110,6 +110,7 @@ class Running:
     result: bytearray = field(default_factory=bytearray)
     result_overflow: bool = False
     timed_out: bool = False
+    answered: bool = False
 
 
 class ForkServer:
@@ -164,7 +165,7 @@ class ForkServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _next_wakeup(self) -> float:
-        deadlines = [r.deadline for r in self.running.values() if not r.timed_out]
+        deadlines = [r.deadline for r in self.running.values() if not (r.timed_out or r.answered)]
         if not deadlines:
             return 1.0  # idle, or only killed children whose pidfds will fire
         return max(0.0, min(1.0, min(deadlines) - time.monotonic()))
@@ -200,7 +201,12 @@ class ForkServer:
             logger.error("unknown op %r ignored", op)
             return
         rid = str(header.get("id"))
-        timeout = float(header.get("timeout_s") or self.config.timeout_s)
+        try:
+            timeout = float(header.get("timeout_s") or self.config.timeout_s)
+        except (TypeError, ValueError):
+            timeout = self.config.timeout_s
+        if not (math.isfinite(timeout) and timeout > 0):
+            timeout = self.config.timeout_s
         policy = bool(header.get("policy", True)) or not self.allow_unsafe
         try:
             code = payload.decode("utf-8")
@@ -342,13 +348,14 @@ class ForkServer:
                 running.stderr.add(data)
             elif len(running.result) + len(data) <= MAX_RESULT_BYTES:
                 running.result += data
+                self._answer_if_complete(running)
             else:
                 running.result_overflow = True
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for running in self.running.values():
-            if not running.timed_out and now >= running.deadline:
+            if not (running.timed_out or running.answered) and now >= running.deadline:
                 running.timed_out = True
                 _kill_group(running.pid)
 
@@ -364,7 +371,6 @@ class ForkServer:
             _, wait_status = os.waitpid(running.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             wait_status = 0
-        seconds = time.monotonic() - running.started
         for kind in list(running.fds):
             self._drain(running, kind)
         for kind, fd in list(running.fds.items()):
@@ -375,6 +381,12 @@ class ForkServer:
         os.close(running.pidfd)
         del self.running[running.pid]
         shutil.rmtree(running.workdir, ignore_errors=True)
+        if not running.answered:
+            self._answer(running, wait_status)
+
+    def _answer(self, running: Running, wait_status: int) -> None:
+        """Classify what the child left and send the result frame (once per program)."""
+        running.answered = True
         if self.closing:
             return
         header, blobs = classify_child(
@@ -391,9 +403,24 @@ class ForkServer:
             header[name] = tail.text()
             if tail.dropped:
                 diagnostics[f"{name}_dropped_bytes"] = str(tail.dropped)
-        header["seconds"] = seconds
+        header["seconds"] = time.monotonic() - running.started
         header["diagnostics"] = diagnostics
         self._send(header, *blobs)
+
+    def _answer_if_complete(self, running: Running) -> None:
+        """Answer as soon as the child's result frame is whole, without waiting for its exit.
+
+        The child writes its result last (after flushing stdout/stderr, whose pipes are
+        drained here first), then only calls ``os._exit``; tearing down a copy of Blender
+        takes a millisecond or two that the caller need not wait for. The exit is still
+        reaped (and its group killed) when the pidfd fires.
+        """
+        if running.answered or running.timed_out or not frame_complete(running.result):
+            return
+        for kind in ("stdout", "stderr"):
+            self._drain(running, kind)
+        self._answer(running, wait_status=0)
+        _kill_group(running.pid)  # nothing of the program may outlive its answer
 
     def _send(self, header: dict[str, Any], *blobs: bytes) -> None:
         if self.closing:
@@ -576,5 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _run() -> None:
+    """``python -m`` entry: leave without Blender's exit handlers (they may crash after forks)."""
+    code = main()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _run()

@@ -28,6 +28,7 @@ __all__ = [
     "decode_arrays",
     "encode_arrays",
     "encode_frame",
+    "frame_complete",
     "recv_frame",
     "send_frame",
 ]
@@ -76,6 +77,14 @@ def recv_frame(sock: socket.socket, *, max_payload: int) -> tuple[dict[str, Any]
     _check_sizes(head_len, payload_len, max_payload)
     header = _parse_header(_recv_exact(sock, head_len))
     return header, _recv_exact(sock, payload_len)
+
+
+def frame_complete(buffer: bytes | bytearray) -> bool:
+    """True when ``buffer`` holds at least one whole frame (its prefix says how long)."""
+    if len(buffer) < _PREFIX.size:
+        return False
+    head_len, payload_len = _PREFIX.unpack_from(buffer)
+    return bool(len(buffer) >= _PREFIX.size + head_len + payload_len)
 
 
 def _check_sizes(head_len: int, payload_len: int, max_payload: int) -> None:

@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -51,6 +52,7 @@ STARTUP_TIMEOUT_S = 120.0
 #: A program whose answer is this late past its own timeout means the server is stuck.
 ANSWER_GRACE_S = 30.0
 _MAX_ANSWER_BYTES = 300 << 20
+_FRAME_READ_TIMEOUT_S = 60.0
 #: The module run as the fork server (``python -m``).
 SERVER_MODULE = "worker.blender_server"
 
@@ -161,15 +163,18 @@ class _Server:
         return future
 
     def _read_loop(self) -> None:
-        self.sock.settimeout(1.0)
+        # A frame is read whole once its first byte is there (a timeout inside a frame would
+        # desynchronise the stream); between frames the loop wakes every second to notice a
+        # server that stopped answering.
+        self.sock.settimeout(_FRAME_READ_TIMEOUT_S)
         reason = "the fork server closed its connection"
         try:
             while True:
-                try:
-                    header, payload = recv_frame(self.sock, max_payload=_MAX_ANSWER_BYTES)
-                except TimeoutError:
+                readable, _, _ = select.select([self.sock], [], [], 1.0)
+                if not readable:
                     self._check_deadlines()
                     continue
+                header, payload = recv_frame(self.sock, max_payload=_MAX_ANSWER_BYTES)
                 op = header.get("op")
                 if op == "hello":
                     self.hello = header

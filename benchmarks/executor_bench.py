@@ -1,0 +1,221 @@
+"""Fork server versus a fresh Blender process per program, same programs, same run.
+
+Usage::
+
+    python benchmarks/executor_bench.py [--repeats 5] [--naive-limit 12] [--trivial 200]
+
+Programs: a trivial cube and the ``bpy_lib/examples`` programs. Measured, each way:
+
+* **sequential** — one program at a time: programs/s, per-program latency p50/p95 and
+  *overhead* p50/p95 (latency minus the program's own run and mesh-read time, as timed
+  inside the process that ran it);
+* **parallel** — one stream per core: the fork-server pool (one server per core) versus one
+  naive process per core; programs/s.
+
+The naive way is ``python -c 'import bpy, bpy_lib; <clear scene>; exec(code); <arrays>'``
+per program (no sandbox at all, so it flatters the naive side). Results print as a table and
+go to ``benchmarks/results/executor_bench.json``. Timings are wall-clock on a shared machine:
+rerun when the machine is quiet before quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llm3d.config import ExecutorConfig  # noqa: E402
+from worker.executor import Executor, ExecutorPool  # noqa: E402
+from worker.types import ExecStatus  # noqa: E402
+
+CUBE = "from bpy_lib import *\nbox(size=[1, 1, 1])\nexport_scene()\n"
+RESULTS = ROOT / "benchmarks" / "results" / "executor_bench.json"
+
+NAIVE_SCRIPT = """
+import json, sys, time
+code = sys.stdin.read()
+import bpy, bpy_lib
+bpy_lib.clear_scene()
+start = time.perf_counter()
+exec(compile(code, "<program>", "exec"), {"__name__": "__main__"})
+vertices, faces = bpy_lib.export_scene()
+print("\\n" + json.dumps({"work_s": time.perf_counter() - start, "faces": len(faces)}))
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def naive_run(code: str) -> tuple[float, float]:
+    """Run one program in a fresh Blender process; (latency, work) seconds."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", NAIVE_SCRIPT],
+        input=code,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
+    latency = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"naive run failed: {proc.stderr[-500:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return latency, float(info["work_s"])
+
+
+def fork_run(executor: Executor, code: str) -> tuple[float, float]:
+    """Run one program through the fork server; (latency, work) seconds."""
+    start = time.perf_counter()
+    result = executor.run(code)
+    latency = time.perf_counter() - start
+    if result.status is not ExecStatus.OK:
+        raise RuntimeError(f"fork run failed: {result.status} {result.error}")
+    work = float(result.diagnostics.get("program_s", 0)) + float(
+        result.diagnostics.get("extract_s", 0)
+    )
+    return latency, work
+
+
+def summarise(samples: list[tuple[float, float]]) -> dict[str, float]:
+    latencies = [s[0] for s in samples]
+    overheads = [max(0.0, s[0] - s[1]) for s in samples]
+    return {
+        "n": len(samples),
+        "programs_per_s": len(samples) / sum(latencies),
+        "latency_p50_ms": 1000 * percentile(latencies, 50),
+        "latency_p95_ms": 1000 * percentile(latencies, 95),
+        "overhead_p50_ms": 1000 * percentile(overheads, 50),
+        "overhead_p95_ms": 1000 * percentile(overheads, 95),
+        "mean_latency_ms": 1000 * statistics.fmean(latencies),
+    }
+
+
+def parallel_throughput(run: Any, codes: list[str], streams: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        list(pool.map(run, codes))
+    return len(codes) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trivial", type=int, default=200, help="fork-server cube runs")
+    parser.add_argument("--repeats", type=int, default=5, help="passes over the examples")
+    parser.add_argument("--naive-limit", type=int, default=12, help="naive runs per workload")
+    parser.add_argument("--streams", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    console = Console()
+
+    examples = sorted((ROOT / "bpy_lib" / "examples").glob("[!_]*.py"))
+    example_codes = [p.read_text(encoding="utf-8") for p in examples]
+    config = ExecutorConfig(timeout_s=120.0, children_per_server=args.streams)
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "examples": len(example_codes),
+        "streams": args.streams,
+    }
+
+    with Executor(config.model_copy(update={"children_per_server": 1})) as ex:
+        for _ in range(10):  # warm the server and the page cache
+            fork_run(ex, CUBE)
+        fork_cube = [fork_run(ex, CUBE) for _ in track(range(args.trivial), "fork: cube")]
+        fork_examples: list[tuple[float, float]] = []
+        for _ in track(range(args.repeats), "fork: examples"):
+            fork_examples += [fork_run(ex, code) for code in example_codes]
+    naive_cube = [naive_run(CUBE) for _ in track(range(args.naive_limit), "naive: cube")]
+    chosen = example_codes[: args.naive_limit]
+    naive_examples = [naive_run(code) for code in track(chosen, "naive: examples")]
+
+    rows = {
+        "cube / fork server": summarise(fork_cube),
+        "cube / naive process": summarise(naive_cube),
+        "examples / fork server": summarise(fork_examples),
+        "examples / naive process": summarise(naive_examples),
+    }
+
+    workload = (example_codes * args.repeats) or [CUBE] * 50
+    with ExecutorPool(config, size=args.streams) as pool:
+        pool.run_many([CUBE] * 10)
+        start = time.perf_counter()
+        results = pool.run_many(workload)
+        pool_rate = len(workload) / (time.perf_counter() - start)
+        assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    naive_parallel = parallel_throughput(naive_run, chosen, args.streams)
+    report["sequential"] = rows
+    report["parallel"] = {
+        "fork_pool_programs_per_s": pool_rate,
+        "naive_programs_per_s": naive_parallel,
+        "speedup": pool_rate / naive_parallel,
+    }
+    report["speedup_sequential"] = {
+        "cube": rows["cube / fork server"]["programs_per_s"]
+        / rows["cube / naive process"]["programs_per_s"],
+        "examples": rows["examples / fork server"]["programs_per_s"]
+        / rows["examples / naive process"]["programs_per_s"],
+    }
+
+    table = Table(title=f"executor: fork server vs fresh process ({os.cpu_count()} CPUs)")
+    for column in (
+        "workload / way",
+        "n",
+        "prog/s",
+        "lat p50 ms",
+        "lat p95 ms",
+        "ovh p50 ms",
+        "ovh p95 ms",
+    ):
+        table.add_column(column, justify="right" if column != "workload / way" else "left")
+    for name, row in rows.items():
+        table.add_row(
+            name,
+            str(row["n"]),
+            f"{row['programs_per_s']:.1f}",
+            f"{row['latency_p50_ms']:.1f}",
+            f"{row['latency_p95_ms']:.1f}",
+            f"{row['overhead_p50_ms']:.1f}",
+            f"{row['overhead_p95_ms']:.1f}",
+        )
+    console.print(table)
+    par = report["parallel"]
+    seq = report["speedup_sequential"]
+    console.print(
+        f"sequential speed-up: cube {seq['cube']:.1f}x, examples {seq['examples']:.1f}x  |  "
+        f"parallel ({args.streams} streams): pool {par['fork_pool_programs_per_s']:.1f}/s vs "
+        f"naive {par['naive_programs_per_s']:.2f}/s = {par['speedup']:.1f}x"
+    )
+    target_ok = seq["cube"] >= 30 and rows["cube / fork server"]["overhead_p50_ms"] < 50
+    console.print(
+        f"target (>= 30x throughput, < 50 ms p50 overhead on the cube): "
+        f"{'[green]met[/]' if target_ok else '[red]not met[/]'}"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
