@@ -31,7 +31,16 @@ from __future__ import annotations
 from bpy_lib._validate import GeometryError
 from bpy_lib.arrays import grid_array, linear_array, radial_array
 from bpy_lib.booleans import difference, intersection, union
-from bpy_lib.curves import arc, bezier, circle, polygon, polyline, rectangle, rounded_rectangle
+from bpy_lib.curves import (
+    arc,
+    bezier,
+    circle,
+    helix,
+    polygon,
+    polyline,
+    rectangle,
+    rounded_rectangle,
+)
 from bpy_lib.modifiers import bend, bevel, simple_deform, solidify, subdivide, taper, twist
 from bpy_lib.primitives import box, capsule, cone, cylinder, plane, prism, sphere, torus, wedge
 from bpy_lib.refdoc import reference
@@ -60,6 +69,7 @@ __all__ = [
     "export_scene",
     "extrude",
     "grid_array",
+    "helix",
     "intersection",
     "join",
     "linear_array",

@@ -21,7 +21,16 @@ Vec = Sequence[float]
 ORIGIN = (0.0, 0.0, 0.0)
 PLANES = ("XY", "XZ", "YZ")
 
-__all__ = ["arc", "bezier", "circle", "polygon", "polyline", "rectangle", "rounded_rectangle"]
+__all__ = [
+    "arc",
+    "bezier",
+    "circle",
+    "helix",
+    "polygon",
+    "polyline",
+    "rectangle",
+    "rounded_rectangle",
+]
 
 
 def _lift(uv: FloatArray, plane: str) -> FloatArray:
@@ -198,6 +207,29 @@ def polygon(
     t = 2 * np.pi * np.arange(k) / k
     uv = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
     return _centered(fn, uv, center, plane, True, name)
+
+
+def helix(
+    radius: float,
+    pitch: float,
+    turns: float,
+    center: Vec = ORIGIN,
+    segments: int = 24,
+    name: str | None = None,
+) -> str:
+    """Open helix around the Z axis through center, rising pitch per turn from center (springs, threads)."""
+    fn = "helix"
+    r = check.length(fn, "radius", radius, 1.0)
+    p = check.length(fn, "pitch", pitch)
+    n_turns = check.number(fn, "turns", turns, 0.0, 50.0, open_lo=True)
+    per_turn = check.segments(fn, "segments", segments)
+    c = check.vec3(fn, "center", center)
+    if p * n_turns > 2 * check.LENGTH:
+        raise ValueError(f"{fn}(turns): pitch * turns must be at most 4, got {p * n_turns:g}")
+    steps = max(2, round(per_turn * n_turns))
+    t = np.linspace(0.0, 2 * np.pi * n_turns, steps + 1)
+    pts = np.stack([r * np.cos(t), r * np.sin(t), p * t / (2 * np.pi)], axis=1)
+    return _make(fn, pts, False, name, c)
 
 
 def curve_data(fn: str, arg: str, handle: object) -> tuple[FloatArray, FloatArray, bool]:

@@ -29,7 +29,7 @@ FAMILIES: tuple[tuple[str, ModuleType, tuple[str, ...]], ...] = (
     (
         "Curves (reusable inputs of sweeps; export no faces)",
         curves,
-        _names("polyline bezier arc circle rectangle rounded_rectangle polygon"),
+        _names("polyline bezier arc circle rectangle rounded_rectangle polygon helix"),
     ),
     ("Sweeps (return a new part)", sweeps, _names("extrude revolve sweep loft")),
     (

@@ -174,6 +174,18 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ),
     ("polygon sides", lambda: bl.polygon(sides=100, radius=0.2), E, r"polygon\(sides\)"),
     (
+        "helix too tall",
+        lambda: bl.helix(radius=0.2, pitch=0.5, turns=10),
+        E,
+        r"helix\(turns\): pitch \* turns must be at most 4",
+    ),
+    (
+        "helix turns",
+        lambda: bl.helix(radius=0.2, pitch=0.1, turns=0),
+        E,
+        r"helix\(turns\): expected a number in \(0, 50\]",
+    ),
+    (
         "extrude part not curve",
         lambda: bl.extrude(P, depth=0.1),
         E,

@@ -166,3 +166,15 @@ def test_sweep_scales_bulge_in_the_middle() -> None:
     assert end.max() == pytest.approx(0.05, abs=1e-6)
     with pytest.raises(ValueError, match=r"sweep\(scales\): expected a list of 2 to 32 numbers"):
         bl.sweep(path, scales=[1])
+
+
+def test_helix_sweep_is_a_coil_of_the_right_length() -> None:
+    h = bl.helix(radius=0.3, pitch=0.1, turns=3, center=[0, 0, -0.2], segments=64)
+    coil = bl.sweep(h, radius=0.02, segments=16)
+    v, f = only(coil)
+    assert is_closed_and_consistent(f)
+    lo, hi = box_of(v)
+    np.testing.assert_allclose([lo[2], hi[2]], [-0.2 - 0.02, 0.1 + 0.02], atol=2e-3)
+    length = 3 * math.hypot(2 * math.pi * 0.3, 0.1)
+    tube = polygon_area(16, 0.02) * length
+    assert volume(v, f) == pytest.approx(tube, rel=0.005)
