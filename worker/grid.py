@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["comparison_grid", "format_metric"]
 
-_LINE_HEIGHT = 14
+_LINE_HEIGHT = 17
 _LABEL_WIDTH = 92
 _PADDING = 6
 _BACKGROUND = (255, 255, 255)
@@ -86,7 +86,7 @@ def comparison_grid(
     height = 2 * cell_h + text_h
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=13)
     for row, (label, images) in enumerate(
         (("ground truth", gt_images), ("prediction", pred_images))
     ):

@@ -46,6 +46,7 @@ __all__ = [
     "format_checks",
     "format_score",
     "gated_reward",
+    "geometry_status",
 ]
 
 #: Bump whenever the gate table, the format checks or the metrics change meaning.
@@ -194,10 +195,15 @@ class RewardBreakdown:
         return asdict(self)
 
 
-def _geometry_status(
+def geometry_status(
     result: ExecResult, executor: ExecutorConfig
 ) -> tuple[ExecStatus | None, str | None]:
-    """Re-check an ``ok`` result's mesh against the gates (the executor should have)."""
+    """Check an ``ok`` result's mesh against the geometry gates (the executor should have).
+
+    Returns ``(None, None)`` when the mesh passes, else ``no_geometry`` (fewer than
+    ``min_faces`` faces) or ``degenerate`` (over ``max_vertices`` vertices, non-finite
+    coordinates) with a one-line reason.
+    """
     vertices, faces = np.asarray(result.vertices), np.asarray(result.faces)
     n_faces = len(faces) if faces.ndim == 2 else 0
     if n_faces < executor.min_faces:
@@ -276,9 +282,9 @@ def compute_reward(
             error = "no code, or the code does not import bpy_lib"
         status = ExecStatus.EMPTY
     elif status is ExecStatus.OK:
-        geometry_status, geometry_error = _geometry_status(result, executor_config)
-        if geometry_status is not None:
-            status, error = geometry_status, geometry_error
+        gate_status, gate_error = geometry_status(result, executor_config)
+        if gate_status is not None:
+            status, error = gate_status, gate_error
 
     metrics: dict[str, float] = {}
     if status is ExecStatus.OK:

@@ -335,3 +335,48 @@ def test_load_mesh_concatenates_a_scene_and_names_bad_files(tmp_path) -> None:  
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(MeshError, match="unsupported"):
         load_mesh(tmp_path / "x.txt")
+
+
+# ------------------------------------------------------------------ direction tree
+
+
+def _brute_nearest(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    return ((queries[:, None, :] - points[None]) ** 2).sum(-1).min(axis=1)
+
+
+@pytest.mark.parametrize(
+    "case", ["random", "inside_shell", "around_shell", "far_away", "duplicates", "at_centre"]
+)
+def test_direction_tree_is_exact(case: str) -> None:
+    from worker.nearest_far import far_nearest
+
+    rng = np.random.default_rng(4)
+    shell = sample_surface(*meshes.sphere(0.5, 3), 2000, seed=1).points
+    points, queries = {
+        "random": (rng.normal(size=(2000, 3)), rng.normal(size=(400, 3)) * 3),
+        "inside_shell": (shell, shell[:400] * 0.01),
+        "around_shell": (shell * 0.02, shell[:400] * 20),
+        "far_away": (shell, shell[:400] + np.array([30.0, -5.0, 2.0])),
+        "duplicates": (np.repeat(shell[:50], 40, axis=0), rng.normal(size=(400, 3))),
+        "at_centre": (np.vstack([shell, [[0.0, 0.0, 0.0]]]), np.zeros((3, 3))),
+    }[case]
+    index = far_nearest(points, queries)
+    d2 = ((queries - points[index]) ** 2).sum(axis=1)
+    assert np.array_equal(d2, _brute_nearest(points, queries))
+
+
+def test_metrics_through_the_direction_tree_match_the_plain_implementation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import worker.nearest
+
+    # make the cost model always prefer the direction tree for far points
+    monkeypatch.setattr(worker.nearest, "DIRECTION_TREE_BUILD_S", 0.0)
+    monkeypatch.setattr(worker.nearest, "DIRECTION_TREE_QUERY_S", 0.0)
+    sphere = meshes.sphere(0.5, 3)
+    gt = prepare_ground_truth(*sphere, points=3000)
+    for pred in ((sphere[0] * 0.01, sphere[1]), meshes.parts_object(seed=2)):
+        ours = compute_metrics(*pred, gt)
+        ref = reference_metrics(*pred, gt)
+        for name in METRIC_NAMES:
+            assert ours[name] == pytest.approx(ref[name], rel=1e-9), name
