@@ -123,6 +123,12 @@ app.command("serve")(serve_command)
 app.command("worker")(worker_command)
 app.command("health")(health_command)
 
+from llm3d.commands.render import render_command  # noqa: E402
+from llm3d.commands.score import score_command  # noqa: E402
+
+app.command("score")(score_command)
+app.command("render")(render_command)
+
 
 def main() -> None:
     """Console-script entry point."""
