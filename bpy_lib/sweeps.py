@@ -184,11 +184,11 @@ def loft(profiles: Sequence[str], caps: bool = True, name: str | None = None) ->
     verts = np.concatenate(loops)
     groups: FaceGroups = [_bridge(len(loops), m, is_closed, False)]
     if is_closed and do_caps:
-        groups.append(np.arange(m, dtype=np.int64)[None, :])
+        # Caps face against the loft at the start and along it at the end, like the sides
+        # for loops that turn counter-clockwise about the loft direction; else all flip.
+        groups.append(np.arange(m, dtype=np.int64)[None, ::-1].copy())
         groups.append(np.arange((len(loops) - 1) * m, len(loops) * m, dtype=np.int64)[None, :])
-        groups[1] = groups[1][:, ::-1].copy()
-        centre = verts.mean(axis=0)
-        groups = [g + 0 for g in orient_outward(verts - centre, groups)]
+        groups = orient_outward(verts - verts.mean(axis=0), groups)
     pivot = _mesh.location(_mesh.get(fn, "profiles", profiles[0], (_mesh.CURVE,)))
     return _new_part(fn, verts, groups, pivot, new_name)
 
