@@ -72,6 +72,7 @@ CASES: list[tuple[str, Setup, Call]] = [
         lambda h: bl.rounded_rectangle(width=0.3, height=0.2, radius=0.05),
     ),
     ("polygon", _none, lambda h: bl.polygon(sides=6, radius=0.3)),
+    ("helix", _none, lambda h: bl.helix(radius=0.3, pitch=0.1, turns=5)),
     ("extrude", lambda: {"c": bl.circle(radius=0.3)}, lambda h: bl.extrude(h["c"], depth=0.4)),
     (
         "revolve",
