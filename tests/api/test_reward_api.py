@@ -320,3 +320,34 @@ def test_health_metrics_and_openapi(farm: Farm) -> None:
         spec["paths"]
     )
     assert "RewardResult" in spec["components"]["schemas"]
+
+
+def test_container_health_checks_pass(farm: Farm) -> None:
+    """The HEALTHCHECK commands of docker/*.Dockerfile and compose.yaml, run for real."""
+    import subprocess
+
+    from tests.api.farm import LLM3D
+
+    api = subprocess.run(
+        [*LLM3D, "health"], env=farm.env, capture_output=True, text=True, timeout=60
+    )
+    assert api.returncode == 0, api.stderr
+    assert json.loads(api.stdout)["status"] == "ok"
+    if farm.backend == "celery":
+        workers = subprocess.run(
+            [*LLM3D, "health", "--workers"],
+            env=farm.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert workers.returncode == 0, workers.stderr
+        assert json.loads(workers.stdout)["workers"]
+    down = subprocess.run(
+        [*LLM3D, "health", "--url", "http://127.0.0.1:9", "--timeout", "2"],
+        env=farm.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 1 and "ConnectError" in down.stderr

@@ -1,0 +1,139 @@
+"""The Celery app's settings and its thin task, called as plain functions (no broker needed,
+except for the Redis-stored reference, which uses the test db)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from llm3d.config import Config, load_config
+from tests.api.farm import TEST_REDIS_URL, needs_redis
+from worker.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.samples import OBJECTS, perturb
+from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key
+from worker.tasks import WorkerState
+
+TABLE = OBJECTS["table"]
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(
+        environ={},
+        executor__timeout_s=10.0,
+        metrics__train_points=2000,
+        farm__redis_url=TEST_REDIS_URL,
+    )
+
+
+def test_app_is_configured_for_long_idempotent_tasks(config: Config) -> None:
+    app = make_celery(config)
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_max_tasks_per_child == config.farm.max_tasks_per_child
+    assert conf.task_default_queue == "blender"
+    assert conf.task_routes[SCORE_TASK]["queue"] == "blender"
+    assert conf.broker_url == conf.result_backend == TEST_REDIS_URL
+    soft, hard = task_time_limits(config)
+    # the executor's timeout fires first; both task limits sit above it (for two programs)
+    assert config.executor.timeout_s * 2 < soft < hard
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (soft, hard)
+    assert task_time_limits(config, 1.0)[0] < soft, "a request's timeout_s tightens the limits"
+    transport = conf.broker_transport_options
+    assert transport["visibility_timeout"] == config.farm.visibility_timeout_s > hard
+    assert transport["unacked_restore_throttle"] == 1
+
+
+def test_a_visibility_timeout_below_the_hard_limit_is_warned_about(
+    config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    low = config.model_copy(
+        update={"farm": config.farm.model_copy(update={"visibility_timeout_s": 10.0})}
+    )
+    with caplog.at_level(logging.WARNING, logger="worker.celery_app"):
+        make_celery(low)
+    assert "redelivered" in caplog.text
+
+
+def test_the_task_is_registered_thin_and_late_acknowledged() -> None:
+    from worker import tasks
+
+    task = tasks.app.tasks[SCORE_TASK]
+    assert task.acks_late and task.reject_on_worker_lost
+    assert task.name == tasks.score.name == SCORE_TASK
+
+
+@pytest.fixture(scope="module")
+def worker_state(config: Config) -> Iterator[WorkerState]:
+    state = WorkerState(config)
+    yield state
+    state.close()
+
+
+def _job(
+    item_id: str, code: str, ref: ReferencePayload, config: Config, *, send_reference: bool = True
+) -> ScoreJob:
+    settings = ScoreSettings.from_config(config)
+    return ScoreJob(item_id, code, reference_key(ref), settings, ref if send_reference else None)
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_task_body_equals_the_inline_backend(config: Config, worker_state: WorkerState) -> None:
+    from worker.backends import InlineBackend
+    from worker.executor import ExecutorPool
+    from worker.tasks import score_payload
+
+    ref = ReferencePayload(code=TABLE)
+    jobs = [_job("exact", TABLE, ref, config), _job("perturbed", perturb(TABLE, 1.2), ref, config)]
+    with ExecutorPool(config.executor, size=1) as pool:
+        backend = InlineBackend(config, pool=pool)
+        inline = [backend.score_one(j).model_dump(exclude={"seconds"}) for j in jobs]
+    celery = [score_payload(j.to_dict(), worker_state) for j in jobs]
+    for a, b in zip(inline, celery, strict=True):
+        b.pop("seconds")
+        assert a == b
+    assert inline[0]["status"] == "ok" and inline[0]["reward"] > inline[1]["reward"]
+
+
+@needs_redis
+@pytest.mark.redis
+@pytest.mark.blender
+@pytest.mark.slow
+def test_mesh_references_are_read_from_redis(config: Config, worker_state: WorkerState) -> None:
+    import redis
+
+    from worker.tasks import REFERENCE_KEY_PREFIX, score_payload
+
+    box = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0, 1.0])\nexport_scene()\n"
+    ref = ReferencePayload(
+        vertices=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        faces=[[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]],
+    )
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    job = _job("tetra", box, ref, config, send_reference=False)
+    client.delete(REFERENCE_KEY_PREFIX + job.gt_key)
+    missing = score_payload(job.to_dict(), worker_state)
+    assert missing["status"] == "infra_error" and missing["reward"] is None
+    assert "not in Redis" in missing["error"]
+    client.set(REFERENCE_KEY_PREFIX + job.gt_key, json.dumps(ref.to_dict()), ex=60)
+    found = score_payload(job.to_dict(), worker_state)
+    assert found["status"] == "ok" and found["reward"] is not None
+
+
+def test_soft_time_limit_gives_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from worker import tasks
+
+    def hang(*_: object) -> dict[str, object]:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(tasks, "score_payload", hang)
+    result = tasks.score({"item_id": "slow"})
+    assert result["status"] == "infra_error" and result["reward"] is None
+    assert result["id"] == "slow" and "time limit" in result["error"]
