@@ -556,9 +556,8 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
     else:
         info["network"] = "not isolated (executor.isolate_network is false)"
     # RLIMIT_NPROC is not used: root ignores it, and for other users Blender's worker threads
-    # count against it. New processes are kept out by the policy and the builtins instead,
-    # and whatever a child starts dies with its process group.
-    info["nproc"] = "not limited by rlimit (policy and builtins give no way to fork)"
+    # count against it. Each child installs worker.seccomp's filter instead.
+    info["processes"] = "children may not fork or exec (seccomp filter)"
     return runtime, names, info
 
 
