@@ -309,6 +309,7 @@ class ForkServer:
             stderr=OutputTail(tail),
         )
         self.running[pid] = running
+        self._send({"op": "started", "id": request.id, "pid": pid})
         for name, fd in running.fds.items():
             self.selector.register(fd, selectors.EVENT_READ, (running, name))
         self.selector.register(pidfd, selectors.EVENT_READ, (running, "exit"))

@@ -78,12 +78,15 @@ def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
 
 
 class _Pending:
-    __slots__ = ("deadline", "future", "started")
+    """A program sent to the server; ``started`` is set when the server says it forked it."""
 
-    def __init__(self, future: Future[ExecResult], deadline: float) -> None:
+    __slots__ = ("future", "started", "submitted", "timeout_s")
+
+    def __init__(self, future: Future[ExecResult], timeout_s: float) -> None:
         self.future = future
-        self.deadline = deadline
-        self.started = time.monotonic()
+        self.timeout_s = timeout_s
+        self.submitted = time.monotonic()
+        self.started: float | None = None
 
 
 class _Server:
@@ -91,6 +94,7 @@ class _Server:
 
     def __init__(self, config: ExecutorConfig, *, policy: bool, on_exit: Any) -> None:
         self.config = config
+        self.capacity = config.children_per_server or (os.cpu_count() or 1)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
         self.log: IO[bytes] = tempfile.TemporaryFile(prefix="llm3d-server-")  # noqa: SIM115
@@ -153,7 +157,7 @@ class _Server:
             if self.dead:
                 future.set_result(_infra("the fork server is not running"))
                 return future
-            self.pending[rid] = _Pending(future, time.monotonic() + timeout_s + ANSWER_GRACE_S)
+            self.pending[rid] = _Pending(future, timeout_s)
         header = {"op": "run", "id": rid, "timeout_s": timeout_s, "policy": policy}
         try:
             with self.send_lock:
@@ -180,6 +184,8 @@ class _Server:
                     self.hello = header
                     self._hello_error = header.get("error")
                     self._hello_event.set()
+                elif op == "started":
+                    self._mark_started(str(header.get("id")))
                 elif op == "result":
                     self._deliver(header, payload)
         except (EOFError, OSError, ProtocolError) as exc:
@@ -196,12 +202,29 @@ class _Server:
             self.on_exit(self)
 
     def _check_deadlines(self) -> None:
+        """Kill a server that stopped answering (its programs then get INFRA_ERROR).
+
+        Stuck means: a started program is well past its own timeout, or a program has waited
+        to start while the server had a free child slot. Programs queued behind long ones
+        are not counted against the server: their clock starts when it forks them.
+        """
         now = time.monotonic()
         with self.lock:
-            late = [rid for rid, p in self.pending.items() if now > p.deadline]
-        if late:
+            items = list(self.pending.values())
+        started = [p for p in items if p.started is not None]
+        late = any(now > p.started + p.timeout_s + ANSWER_GRACE_S for p in started if p.started)
+        stalled = len(started) < self.capacity and any(
+            p.started is None and now > p.submitted + ANSWER_GRACE_S for p in items
+        )
+        if late or stalled:
             logger.error("fork server %d stopped answering; killing it", self.proc.pid)
             self.kill()
+
+    def _mark_started(self, rid: str) -> None:
+        with self.lock:
+            pending = self.pending.get(rid)
+            if pending is not None:
+                pending.started = time.monotonic()
 
     def _deliver(self, header: dict[str, Any], payload: bytearray) -> None:
         rid = str(header.get("id"))
@@ -223,7 +246,7 @@ class _Server:
         now = time.monotonic()
         for item in pending.values():
             if not item.future.done():
-                item.future.set_result(_infra(reason, seconds=now - item.started))
+                item.future.set_result(_infra(reason, seconds=now - item.submitted))
 
     @property
     def in_flight(self) -> int:

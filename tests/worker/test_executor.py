@@ -294,6 +294,37 @@ def test_lost_server_gives_infra_error_then_restarts(executor_config: ExecutorCo
         assert ex.server_pid != pid and ex.restarts == 1
 
 
+def test_programs_queued_behind_slow_ones_do_not_trip_the_watchdog(
+    executor_config: ExecutorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.executor as executor_module
+
+    monkeypatch.setattr(executor_module, "ANSWER_GRACE_S", 0.5)
+    config = executor_config.model_copy(update={"children_per_server": 1})
+    with Executor(config) as ex:
+        spin = program("while True:\n    pass")
+        results = ex.run_many([spin] * 3, timeout_s=0.8)  # the third waits 1.6 s to start
+        assert [r.status for r in results] == [ExecStatus.TIMEOUT] * 3
+        assert ex.restarts == 0
+
+
+def test_a_server_that_stops_answering_is_killed_and_replaced(
+    executor_config: ExecutorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.executor as executor_module
+
+    monkeypatch.setattr(executor_module, "ANSWER_GRACE_S", 0.5)
+    with Executor(executor_config) as ex:
+        pid = ex.server_pid
+        assert pid is not None
+        future = ex.submit(program("while True:\n    pass"), timeout_s=0.5)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGSTOP)  # alive but deaf: it can no longer enforce the timeout
+        stuck = future.result(timeout=15)
+        assert stuck.status is ExecStatus.INFRA_ERROR
+        assert ex.run(CUBE).ok and ex.server_pid != pid
+
+
 def test_server_that_cannot_start_is_an_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.executor as executor_module
 
