@@ -212,17 +212,18 @@ class ForkServer:
             code = payload.decode("utf-8")
         except UnicodeDecodeError:
             code = payload.decode("utf-8", errors="replace")
-        self.queue.append(Request(rid, code, timeout, policy))
+        request = Request(rid, code, timeout, policy)
+        answer = self._precheck(request)  # refusals are answered at once, not queued
+        if answer is not None:
+            self._send(answer)
+        else:
+            self.queue.append(request)
 
     # -- starting children -------------------------------------------------------------
 
     def _start_queued(self) -> None:
         while self.queue and len(self.running) < self.capacity and not self.closing:
             request = self.queue.popleft()
-            answer = self._precheck(request)
-            if answer is not None:
-                self._send(answer)
-                continue
             try:
                 self._fork(request)
             except OSError as exc:  # fork or pipe failed: the server's problem, not the program's
@@ -276,8 +277,17 @@ class ForkServer:
 
     def _fork(self, request: Request) -> None:
         workdir = tempfile.mkdtemp(prefix="run-", dir=self.root)
-        pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
-        pid = os.fork()
+        pipes: dict[str, tuple[int, int]] = {}
+        try:
+            for name in ("stdout", "stderr", "result"):
+                pipes[name] = os.pipe()
+            pid = os.fork()
+        except OSError:
+            for read_end, write_end in pipes.values():
+                os.close(read_end)
+                os.close(write_end)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         if pid == 0:  # the child: never returns
             job = ChildJob(
                 code=request.code,
@@ -295,7 +305,15 @@ class ForkServer:
         for read_end, write_end in pipes.values():
             os.close(write_end)
             os.set_blocking(read_end, False)
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # cannot watch it: do not let it run unwatched
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            for read_end, _ in pipes.values():
+                os.close(read_end)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         tail = self.config.output_tail_bytes
         running = Running(
             request=request,
