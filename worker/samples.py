@@ -121,7 +121,9 @@ BROKEN: tuple[Candidate, ...] = (
         "from bpy_lib import *\n# part_1: top\nteleport(size=1)\nexport_scene()\n",
         "exec_failed",
     ),
-    _c("nothing_built", "from bpy_lib import *\n# part_1: nothing\nexport_scene()\n", "no_geometry"),
+    _c(
+        "nothing_built", "from bpy_lib import *\n# part_1: nothing\nexport_scene()\n", "no_geometry"
+    ),
 )
 """Programs a model writes by mistake: each gets its gate, never an error of the service."""
 
