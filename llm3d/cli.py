@@ -127,6 +127,10 @@ from llm3d.commands.demo import demo_command  # noqa: E402
 
 app.command("demo")(demo_command)
 
+from llm3d.commands.data import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
+
 from llm3d.commands.render import render_command  # noqa: E402
 from llm3d.commands.score import score_command  # noqa: E402
 

@@ -204,6 +204,23 @@ class DataConfig(Section):
     splits: dict[str, float] = Field(
         default_factory=lambda: {"sft": 0.8, "rl": 0.1, "eval": 0.1},
     )
+    workers: int = Field(0, ge=0, description="executor servers for data generation; 0 = cores")
+    in_flight: int = Field(64, ge=1, description="programs submitted ahead of the writer")
+    program_timeout_s: float = Field(30.0, gt=0, description="limit per generated program")
+    shard_size: int = Field(1000, ge=1, description="part samples per npz shard")
+    part_size_range: tuple[float, float] = Field((0.2, 1.8), description="main dimensions")
+    part_thickness_range: tuple[float, float] = Field((0.03, 0.25), description="thin sides")
+    part_modifier_prob: float = Field(0.3, ge=0, le=1, description="chance of a deformer")
+    part_families: dict[str, float] = Field(
+        default_factory=dict, description="family -> weight; empty = every family equally"
+    )
+    dedup_threshold: float = Field(
+        0.03, ge=0, description="descriptor distance under which a part is a near-duplicate"
+    )
+    max_part_faces: int = Field(20_000, ge=4, description="heavier parts are rejected")
+    objects_per_category: int = Field(
+        60, ge=1, description="objects of a category of weight 1 in categories_file"
+    )
 
 
 class TrainingConfig(Section):
