@@ -237,6 +237,46 @@ class TrainingConfig(Section):
     kl_coef: float = Field(0.0, ge=0)
     max_new_tokens: int = Field(2048, ge=16)
     reward_url: str = "http://127.0.0.1:8000"
+    # model and optimiser (local backend; Tinker takes rank and learning rate)
+    lora_targets: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        description="language-model modules that get LoRA adapters (local backend)",
+    )
+    device: str = Field("auto", description="local backend: auto (cuda if present), cpu, cuda:N")
+    gradient_checkpointing: bool = True
+    micro_batch_size: int = Field(4, ge=1, description="sequences per forward pass (local)")
+    sampling_batch_size: int = Field(64, ge=1, description="sequences per generate call (local)")
+    grad_clip_norm: float = Field(1.0, ge=0, description="0 = no clipping")
+    image_min_pixels: int | None = Field(None, ge=1, description="image processor override")
+    image_max_pixels: int | None = Field(None, ge=1, description="image processor override")
+    run_name: str = Field("run", min_length=1, description="runs_dir/<run_name>/ holds logs")
+    save_every: int = Field(50, ge=0, description="steps between checkpoints; 0 = only the last")
+    wandb_project: str | None = Field(None, description="also log to Weights & Biases")
+    # SFT
+    sft_data: Path = Path("data/sft.jsonl")
+    sft_eval_data: Path | None = Field(None, description="held-out rows (default: none)")
+    sft_epochs: int = Field(1, ge=1)
+    sft_max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
+    sft_shuffle: bool = Field(False, description="False: curriculum order (easy → hard)")
+    eval_every: int = Field(100, ge=0, description="SFT steps between evaluations; 0 = never")
+    eval_limit: int = Field(32, ge=1, description="held-out rows per evaluation")
+    # GRPO
+    rl_data: Path = Path("data/rl.jsonl")
+    rl_steps: int = Field(100, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    loss_fn: Literal["ppo", "importance_sampling"] = "ppo"
+    clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clipped below 1 - clip_low")
+    clip_high: float = Field(0.2, ge=0, description="ratio clipped above 1 + clip_high")
+    reward_timeout_s: float | None = Field(None, gt=0, description="per-program limit sent")
+    reward_points: int | None = Field(None, ge=100, description="surface samples sent")
 
 
 class EvalConfig(Section):
