@@ -1,0 +1,1 @@
+"""Training: SFT and GRPO (DESIGN §7) on the ``local`` or ``tinker`` backend, and evaluation."""
