@@ -241,6 +241,18 @@ def _mean(values: FloatArray) -> float:
         return float(np.mean(values))
 
 
+def _nearest_from(
+    index: NearestIndex, sample: SurfaceSample, bound: float
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Nearest neighbours of a sample's points; coincident points are searched once."""
+    if not sample.on_vertices:
+        return index.nearest(sample.points, bound=bound)
+    distinct, inverse = np.unique(sample.points, axis=0, return_inverse=True)
+    d2, found = index.nearest(distinct, bound=bound)
+    inverse = inverse.reshape(-1)
+    return d2[inverse], found[inverse]
+
+
 def compute_metrics(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
@@ -293,8 +305,8 @@ def compute_metrics(
     bound = max(taus)
 
     pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed)
-    d2_pg, idx_pg = gt.index.nearest(pred.points, bound=bound)
-    pred_index = NearestIndex(pred.points)
+    d2_pg, idx_pg = _nearest_from(gt.index, pred, bound)
+    pred_index = NearestIndex(pred.points, deduplicate=pred.on_vertices)
     d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
     d_pg = np.sqrt(d2_pg)
     d_gp = np.sqrt(d2_gp)
@@ -326,8 +338,10 @@ def _unit_chamfer_x1000(
         x, y, z = (float(c) for c in vertices[0])
         own = Normalisation(centre=(x, y, z), scale=1.0)
     sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), gt.seed)
-    d2_pg, _ = gt.unit_index.nearest(sample.points, bound=0.05)
-    d2_gp, _ = NearestIndex(sample.points).nearest(gt.unit_sample.points, bound=0.05)
+    d2_pg, _ = _nearest_from(gt.unit_index, sample, 0.05)
+    d2_gp, _ = NearestIndex(sample.points, deduplicate=sample.on_vertices).nearest(
+        gt.unit_sample.points, bound=0.05
+    )
     return 1000.0 * (_mean(d2_pg) + _mean(d2_gp))
 
 

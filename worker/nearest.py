@@ -8,10 +8,10 @@ scan of all points (a tiny prediction at the centre of a spherical ground truth 
 
 1. a **bounded** pass, ``distance_upper_bound`` = the largest F-score threshold, which
    resolves every query with a neighbour that close (the F-score-relevant ones) cheaply;
-2. an **exact far pass** for the rest (see :func:`_far_nearest`): the k-d tree again when a
-   timed probe says it is fast, else a tree over directions seen from the queries
-   (:mod:`worker.nearest_far`), which stays fast where boxes cannot prune (a tiny
-   prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
+2. an **exact far pass** for the rest (see :func:`_far_nearest`): the k-d tree again for
+   spread-out far points, a tree over directions seen from the queries
+   (:mod:`worker.nearest_far`) for a compact group of them, where boxes cannot prune
+   (a tiny prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
 
 Distances are recomputed in float64 from the coordinates of the pair found, so every
 result is the exact squared Euclidean distance to the nearest point.
@@ -20,7 +20,6 @@ result is the exact squared Euclidean distance to the nearest point.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import numpy.typing as npt
@@ -43,11 +42,24 @@ class NearestIndex:
         The data; copied to a contiguous float64 array. May be empty.
     leafsize : int
         Leaf size of the k-d tree.
+    deduplicate : bool
+        Search only distinct points (for data with many coincident points); the index
+        returned is then that of the first occurrence.
     """
 
-    def __init__(self, points: npt.ArrayLike, *, leafsize: int = 16) -> None:
+    def __init__(
+        self, points: npt.ArrayLike, *, leafsize: int = 16, deduplicate: bool = False
+    ) -> None:
         self.points: FloatArray = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
-        self._tree = KDTree(self.points, leafsize=leafsize) if len(self.points) else None
+        # Many coincident points are exact ties that no tree can prune (a point-like
+        # prediction sampled at its few vertices): search the distinct ones only.
+        self._first: IntArray | None = None
+        searched = self.points
+        if deduplicate and len(self.points):
+            searched, first = np.unique(self.points, axis=0, return_index=True)
+            self._first = first.astype(np.int64)
+        self._searched: FloatArray = np.ascontiguousarray(searched)
+        self._tree = KDTree(self._searched, leafsize=leafsize) if len(self._searched) else None
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -76,7 +88,7 @@ class NearestIndex:
             return np.full(len(q), np.inf), np.full(len(q), -1, dtype=np.int64)
         if len(q) == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        n = len(self.points)
+        n = len(self._searched)
         if bound is None:
             _, found = self._tree.query(q, k=1)
             index = found.astype(np.int64)
@@ -85,50 +97,43 @@ class NearestIndex:
             index = found.astype(np.int64)
             far = index >= n
             if far.any():
-                index[far] = _far_nearest(self._tree, self.points, q[far])
+                index[far] = _far_nearest(self._tree, self._searched, q[far])
+        if self._first is not None:
+            index = self._first[index]
         diff = q - self.points[index]
         with np.errstate(over="ignore"):
             d2 = np.einsum("ij,ij->i", diff, diff)
         return d2, index
 
 
-#: Far queries answered by the k-d tree on a sample first, to time it.
-PROBE_SIZE = 64
-#: Cost model of the direction tree (seconds per data point to build, per query to answer).
-DIRECTION_TREE_BUILD_S = 1e-6
-DIRECTION_TREE_QUERY_S = 3e-6
+#: Far queries more compact than this share of the data's extent use the direction tree,
+COMPACT_RATIO = 0.25
+#: and so do far queries separated from the data by this share of their own extent.
+SEPARATED_RATIO = 0.5
 
 
 def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntArray:
     """Exact nearest neighbours of the queries that have none within the first bound.
 
-    Usually the k-d tree answers these quickly too. When the prediction sits near the
-    centre of a curved ground truth (or the other way round) it degrades to a scan of all
-    points per query, so a spread-out sample of the queries is timed first; if the
-    extrapolated time beats the cost model of :func:`worker.nearest_far.far_nearest`, the
-    k-d tree answers the rest, else the direction tree does. Both are exact: only the time
-    depends on the choice.
+    A k-d tree prunes badly for queries near a centre of curvature of the data (a tiny
+    prediction inside a spherical ground truth: ~60 s at 100 000 points) and, less so, for
+    a group of queries far from the data (every leaf facing them is nearly as close).
+    Such groups — a bounding box smaller than :data:`COMPACT_RATIO` of the data's, or
+    separated from the data's box by :data:`SEPARATED_RATIO` of its own size — go to the
+    direction tree of :mod:`worker.nearest_far`; far queries spread among the data (a
+    wrong object) to the k-d tree, which is faster for them. Both are exact: the choice
+    only changes the time.
     """
-    m = len(queries)
-    if m <= PROBE_SIZE:
-        _, found = tree.query(queries, k=1)
-        return np.asarray(found, dtype=np.int64)
-    step = m // PROBE_SIZE
-    probe = np.arange(0, step * PROBE_SIZE, step)
-    start = time.perf_counter()
-    tree.query(queries[probe], k=1)
-    elapsed = time.perf_counter() - start
-    estimate = elapsed * m / PROBE_SIZE
-    direction_tree = DIRECTION_TREE_BUILD_S * len(points) + DIRECTION_TREE_QUERY_S * m
-    if estimate <= direction_tree:
-        _, found = tree.query(queries, k=1)
-        return np.asarray(found, dtype=np.int64)
-    from worker.nearest_far import far_nearest  # numba: imported (and compiled) on first need
+    if len(queries) >= 64:
+        q_lo, q_hi = queries.min(axis=0), queries.max(axis=0)
+        d_lo, d_hi = points.min(axis=0), points.max(axis=0)
+        query_extent = float((q_hi - q_lo).max())
+        data_extent = float((d_hi - d_lo).max())
+        gap = float(np.linalg.norm(np.maximum(0.0, np.maximum(d_lo - q_hi, q_lo - d_hi))))
+        if query_extent <= COMPACT_RATIO * data_extent or gap >= SEPARATED_RATIO * query_extent:
+            from worker.nearest_far import far_nearest  # numba: loaded on first need
 
-    logger.debug(
-        "far queries: k-d tree ~%.3fs for %d, direction tree instead (~%.3fs)",
-        estimate,
-        m,
-        direction_tree,
-    )
-    return far_nearest(points, queries)
+            logger.debug("%d far queries: compact or separated group, direction tree", len(queries))
+            return far_nearest(points, queries)
+    _, found = tree.query(queries, k=1)
+    return np.asarray(found, dtype=np.int64)

@@ -25,6 +25,7 @@ Compiled with numba (cached on disk); the queries run in parallel.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -33,6 +34,9 @@ import numpy.typing as npt
 __all__ = ["far_nearest"]
 
 LEAF_SIZE = 32
+# numba's default (workqueue) threading layer aborts the process when two Python threads
+# launch parallel kernels at once; the API scores from many threads, so calls take turns.
+_PARALLEL_LOCK = threading.Lock()
 _SLACK = 1e-12  # rounding margin of a bound, relative to its largest term
 
 
@@ -242,5 +246,6 @@ def far_nearest(
     u[nonzero] = rel[nonzero] / r[nonzero, None]
     u[~nonzero, 0] = 1.0
     perm, nodes, cone, ranges = _build(u, r, LEAF_SIZE)
-    result: npt.NDArray[np.int64] = _query(queries, centre, points, perm, nodes, cone, ranges)
+    with _PARALLEL_LOCK:
+        result: npt.NDArray[np.int64] = _query(queries, centre, points, perm, nodes, cone, ranges)
     return result

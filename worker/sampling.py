@@ -58,10 +58,14 @@ class SurfaceSample:
     points : (n, 3) float64
     normals : (n, 3) float64
         Unit face normals; zero where the surface has no area (a point-only mesh).
+    on_vertices : bool
+        True when the mesh had no area and the points were drawn from its vertices (so
+        many of them coincide).
     """
 
     points: FloatArray
     normals: FloatArray
+    on_vertices: bool = False
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
@@ -175,7 +179,9 @@ def sample_surface(
     if not total > 0.0 or not np.isfinite(total):
         used = np.unique(f) if len(f) else np.arange(len(v))
         pick = used[rng.integers(0, len(used), size=count)]
-        return SurfaceSample(v[pick].copy(), np.zeros((count, 3), dtype=np.float64))
+        return SurfaceSample(
+            v[pick].copy(), np.zeros((count, 3), dtype=np.float64), on_vertices=True
+        )
     cumulative = np.cumsum(areas)
     face_index = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
     face_index = np.minimum(face_index, len(f) - 1)

@@ -163,7 +163,7 @@ def test_metrics_are_invariant_to_a_common_similarity_transform() -> None:
 
 
 def test_agrees_with_a_plain_scipy_implementation() -> None:
-    gt = prepare_ground_truth(*meshes.parts_object(seed=0), points=4000, seed=2)
+    gt = prepare_ground_truth(*meshes.parts_object(seed=0), points=2000, seed=2)
     for pred in (meshes.parts_object(seed=1), meshes.sphere(3.0, 3), meshes.unit_cube(0.01)):
         ours = compute_metrics(*pred, gt)
         ref = reference_metrics(*pred, gt)
@@ -370,9 +370,8 @@ def test_metrics_through_the_direction_tree_match_the_plain_implementation(
 ) -> None:
     import worker.nearest
 
-    # make the cost model always prefer the direction tree for far points
-    monkeypatch.setattr(worker.nearest, "DIRECTION_TREE_BUILD_S", 0.0)
-    monkeypatch.setattr(worker.nearest, "DIRECTION_TREE_QUERY_S", 0.0)
+    # send every group of far points to the direction tree, however spread out
+    monkeypatch.setattr(worker.nearest, "COMPACT_RATIO", 1e9)
     sphere = meshes.sphere(0.5, 3)
     gt = prepare_ground_truth(*sphere, points=3000)
     for pred in ((sphere[0] * 0.01, sphere[1]), meshes.parts_object(seed=2)):
@@ -380,3 +379,16 @@ def test_metrics_through_the_direction_tree_match_the_plain_implementation(
         ref = reference_metrics(*pred, gt)
         for name in METRIC_NAMES:
             assert ours[name] == pytest.approx(ref[name], rel=1e-9), name
+
+
+def test_direction_tree_is_safe_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.nearest_far import far_nearest
+
+    shell = sample_surface(*meshes.sphere(0.5, 3), 3000, seed=1).points
+    queries = shell[:500] * 0.01
+    expected = far_nearest(shell, queries)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: far_nearest(shell, queries), range(8)))
+    assert all(np.array_equal(r, expected) for r in results)
