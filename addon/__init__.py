@@ -1,0 +1,108 @@
+"""llm3d Image to Code: reference images in, a bpy_lib program and an object out.
+
+A Blender 4.2+ extension (``blender_manifest.toml``). The panel lives in the 3D viewport's
+sidebar, tab "llm3d". The model is any OpenAI-compatible chat-completions endpoint (see the
+add-on preferences); its program runs through the reward farm's sandbox policy.
+"""
+
+from __future__ import annotations
+
+# isort: split
+# First: puts the bundled bpy_lib/worker on sys.path before anything imports them.
+from . import _bundle  # noqa: F401
+
+# isort: split
+from typing import Any
+
+import bpy
+
+from . import jobs, operators, preferences, ui
+
+__all__ = ["LLM3D_PG_settings", "classes", "register", "unregister"]
+
+
+def _is_mesh(_self: Any, obj: bpy.types.Object) -> bool:
+    return obj.type == "MESH"
+
+
+class LLM3D_PG_image(bpy.types.PropertyGroup):
+    """One reference image (``name`` is its file name)."""
+
+    path: bpy.props.StringProperty(name="Path", subtype="FILE_PATH")  # type: ignore[valid-type]
+
+
+class LLM3D_PG_attempt(bpy.types.PropertyGroup):
+    """One attempt of a Generate: its program and its outcome."""
+
+    number: bpy.props.IntProperty(name="Attempt")  # type: ignore[valid-type]
+    ok: bpy.props.BoolProperty(name="Succeeded")  # type: ignore[valid-type]
+    error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
+    code: bpy.props.StringProperty(name="Program")  # type: ignore[valid-type]
+
+
+class LLM3D_PG_settings(bpy.types.PropertyGroup):
+    """The panel's state, one per scene (``scene.llm3d``)."""
+
+    images: bpy.props.CollectionProperty(type=LLM3D_PG_image)  # type: ignore[valid-type]
+    image_index: bpy.props.IntProperty(name="Image", default=0)  # type: ignore[valid-type]
+    attempts: bpy.props.CollectionProperty(type=LLM3D_PG_attempt)  # type: ignore[valid-type]
+    attempt_index: bpy.props.IntProperty(name="Attempt", default=0)  # type: ignore[valid-type]
+    busy: bpy.props.BoolProperty(name="Busy", default=False)  # type: ignore[valid-type]
+    status: bpy.props.StringProperty(name="Status")  # type: ignore[valid-type]
+    error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
+    text: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Program", type=bpy.types.Text, description="The program; edit it, then Run"
+    )
+    collection: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Result", type=bpy.types.Collection, description="Where Run puts the parts"
+    )
+    reference: bpy.props.PointerProperty(  # type: ignore[valid-type]
+        name="Reference",
+        type=bpy.types.Object,
+        poll=_is_mesh,
+        description="The mesh Score compares the result with (the ground truth)",
+    )
+    score_points: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Points",
+        description="Surface samples on each mesh (10 000 = the training reward's count)",
+        default=10_000,
+        min=1_000,
+        max=200_000,
+    )
+    has_score: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    f_score: bpy.props.FloatProperty(name="F@0.05")  # type: ignore[valid-type]
+    chamfer: bpy.props.FloatProperty(name="Chamfer-L2")  # type: ignore[valid-type]
+
+
+classes: tuple[type, ...] = (
+    LLM3D_PG_image,
+    LLM3D_PG_attempt,
+    LLM3D_PG_settings,
+    preferences.LLM3D_AddonPreferences,
+    preferences.MESH_OT_llm3d_test_connection,
+    operators.MESH_OT_llm3d_add_images,
+    operators.MESH_OT_llm3d_remove_image,
+    operators.MESH_OT_llm3d_generate,
+    operators.MESH_OT_llm3d_cancel,
+    operators.MESH_OT_llm3d_run,
+    operators.MESH_OT_llm3d_score,
+    ui.LLM3D_UL_images,
+    ui.LLM3D_UL_attempts,
+    ui.VIEW3D_PT_llm3d_image_to_code,
+)
+
+
+def register() -> None:
+    """Register the classes and ``Scene.llm3d``."""
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.llm3d = bpy.props.PointerProperty(type=LLM3D_PG_settings)  # type: ignore[attr-defined,func-returns-value]
+
+
+def unregister() -> None:
+    """Cancel running jobs, drop thumbnails, unregister everything in reverse order."""
+    jobs.cancel_all()
+    ui.free_previews()
+    del bpy.types.Scene.llm3d  # type: ignore[attr-defined]
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,242 @@
+"""A small client of OpenAI-compatible chat-completions servers (pure Python, no Blender).
+
+vLLM, SGLang, Ollama, LM Studio and hosted providers all speak the same protocol:
+``POST {base_url}/chat/completions`` with ``{"model", "messages", ...}``; images travel as
+``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`` content parts.
+Only the standard library is used (``urllib``), so the add-on needs no extra wheel.
+
+Nothing here touches ``bpy``: the add-on calls it from a worker thread, and the tests call
+it directly against a local server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "IMAGE_TYPES",
+    "ChatClient",
+    "EndpointError",
+    "build_messages",
+    "extract_code",
+    "image_part",
+    "repair_messages",
+]
+
+#: File suffixes the add-on accepts as reference images, with their MIME types.
+IMAGE_TYPES: dict[str, str] = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
+
+#: Images larger than this are refused before sending (servers reject far smaller ones).
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+INSTRUCTION = (
+    "The {count} image(s) show one object from different views. Write a complete bpy_lib "
+    "program that rebuilds it: `from bpy_lib import *`, one `# part_k: label` comment per "
+    "part, keyword arguments, and `export_scene()` last. Answer with the program only, in "
+    "one ```python block."
+)
+
+REPAIR = (
+    "Running that program failed:\n{error}\n"
+    "Fix it and answer with the whole corrected program only, in one ```python block."
+)
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+class EndpointError(RuntimeError):
+    """The model endpoint could not be reached or answered with an error.
+
+    The message is one line for the panel: what failed and what to check.
+    """
+
+
+def image_part(path: str | Path) -> dict[str, Any]:
+    """One ``image_url`` content part holding the file as a base64 data URL.
+
+    Raises
+    ------
+    EndpointError
+        When the file is missing, unreadable, too large or not a supported image type.
+    """
+    p = Path(path)
+    mime = IMAGE_TYPES.get(p.suffix.lower())
+    if mime is None:
+        kinds = ", ".join(sorted(IMAGE_TYPES))
+        raise EndpointError(f"{p.name}: not a supported image type; use one of {kinds}")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise EndpointError(f"cannot read image {p}: {e.strerror or e}") from e
+    if len(data) > MAX_IMAGE_BYTES:
+        raise EndpointError(f"{p.name} is {len(data) >> 20} MiB; use images under 20 MiB")
+    url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def build_messages(system: str, images: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The first request: a system prompt, then the images and the instruction.
+
+    Parameters
+    ----------
+    system : str
+        The system prompt (the add-on passes the ``bpy_lib`` reference).
+    images : sequence of path
+        Reference images, sent in this order.
+    """
+    if not images:
+        raise EndpointError("no reference image given; add at least one image")
+    content: list[dict[str, Any]] = [image_part(p) for p in images]
+    content.append({"type": "text", "text": INSTRUCTION.format(count=len(images))})
+    return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+def repair_messages(
+    messages: Sequence[dict[str, Any]], answer: str, error: str
+) -> list[dict[str, Any]]:
+    """The conversation extended with the model's failed answer and the error it caused."""
+    return [
+        *messages,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": REPAIR.format(error=error)},
+    ]
+
+
+def extract_code(answer: str) -> str:
+    """The program in a model's answer: the first fenced block, else the whole text.
+
+    Reasoning models' ``<think>...</think>`` sections are dropped first. The result ends
+    with one newline.
+    """
+    text = _THINK.sub("", answer)
+    blocks = [b for b in _FENCE.findall(text) if b.strip()]
+    code = blocks[0] if blocks else text
+    return code.strip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class ChatClient:
+    """One model endpoint.
+
+    Attributes
+    ----------
+    base_url : str
+        The API root, e.g. ``http://127.0.0.1:8001/v1`` (``/chat/completions`` is appended).
+    model : str
+        The model name the server serves.
+    api_key : str
+        Sent as ``Authorization: Bearer ...`` when not empty; never logged or shown.
+    timeout_s : float
+        Socket timeout of each request.
+    max_tokens, temperature
+        Generation settings sent with every request.
+    """
+
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    timeout_s: float = 300.0
+    max_tokens: int = 4096
+    temperature: float = 0.2
+
+    def _url(self, route: str) -> str:
+        base = self.base_url.strip().rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise EndpointError(
+                f"endpoint URL {self.base_url!r} must start with http:// or https:// "
+                "(set it in the add-on preferences)"
+            )
+        return f"{base}/{route}"
+
+    def _request(self, route: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = self._url(route)
+        request = urllib.request.Request(url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as e:
+            detail = _error_detail(e)
+            hint = " (check the API key)" if e.code in (401, 403) else ""
+            raise EndpointError(f"{url} answered HTTP {e.code}: {detail}{hint}") from e
+        except urllib.error.URLError as e:
+            raise EndpointError(f"cannot reach {url}: {e.reason}; is the server running?") from e
+        except TimeoutError as e:
+            raise EndpointError(f"{url} did not answer within {timeout_s:.0f} s") from e
+        except OSError as e:
+            raise EndpointError(f"connection to {url} failed: {e}") from e
+        try:
+            return json.loads(payload)
+        except ValueError as e:
+            raise EndpointError(f"{url} did not answer with JSON: {payload[:120]!r}") from e
+
+    def complete(self, messages: Sequence[dict[str, Any]]) -> str:
+        """Send a chat-completions request; return the assistant's text.
+
+        Raises
+        ------
+        EndpointError
+            On connection errors, HTTP errors, timeouts and malformed answers.
+        """
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+        answer = self._request("chat/completions", body, self.timeout_s)
+        try:
+            content = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as e:
+            raise EndpointError(
+                f"unexpected answer from {self.base_url}: no choices[0].message.content"
+            ) from e
+        if isinstance(content, list):  # some servers answer with content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if not isinstance(content, str) or not content.strip():
+            raise EndpointError(f"the model {self.model!r} answered with an empty message")
+        return content
+
+    def list_models(self, timeout_s: float = 10.0) -> list[str]:
+        """``GET {base_url}/models``: the model names the server offers (Test connection)."""
+        answer = self._request("models", None, timeout_s)
+        try:
+            return [str(m["id"]) for m in answer["data"]]
+        except (KeyError, TypeError) as e:
+            raise EndpointError(f"{self.base_url}/models did not list models") from e
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    try:
+        raw = error.read()[:2000]
+    except OSError:
+        return error.reason or "error"
+    try:
+        parsed = json.loads(raw)
+        err = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        message = err.get("message", err) if isinstance(err, dict) else err
+        text = str(message)
+    except ValueError:
+        text = raw.decode("utf-8", errors="replace")
+    return " ".join(text.split())[:300] or (error.reason or "error")

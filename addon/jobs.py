@@ -1,0 +1,300 @@
+"""Generation jobs: the model request on a worker thread, results drained on the main thread.
+
+Blender's data may only be touched from the main thread, and an HTTP request must never
+block it. A :class:`Job` therefore sends each request from a daemon thread, which puts one
+:class:`Message` on the job's queue. :func:`drain`, registered with ``bpy.app.timers``,
+runs on the main thread: it updates the status line, and when an answer arrives it writes
+the program into the job's text block, runs it (:func:`addon.runner.run_program`) and
+either finishes (one undo step for the whole result) or, when the program failed and
+attempts remain, asks the model to repair it (the repair loop).
+
+Cancel sets the job's event: :func:`drain` ends the job at its next call, and an answer
+that arrives afterwards is dropped unread. A request cannot be interrupted mid-flight
+(``urllib`` has no abort); its thread ends when the server answers or the timeout passes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import bpy
+
+from .client import ChatClient, EndpointError, build_messages, extract_code, repair_messages
+from .runner import run_program
+
+__all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two calls of :func:`drain` while a request is in flight.
+DRAIN_INTERVAL_S = 0.2
+
+#: The running job of each scene, by scene name (one at a time per scene).
+_JOBS: dict[str, Job] = {}
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a worker thread hands back: the model's answer or the error of its request."""
+
+    attempt: int
+    answer: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Job:
+    """One Generate: the conversation so far and the thread that extends it.
+
+    Attributes
+    ----------
+    client : ChatClient
+    system : str
+        The system prompt (the ``bpy_lib`` reference).
+    images : list of str
+        Paths of the reference images.
+    max_attempts : int
+        1 + the number of repairs the artist allows.
+    label : str
+        Name of the result collection and of the text block.
+    trusted : bool
+        Run without the sandbox policy (the artist's preference).
+    run_timeout_s : float
+        Time limit of each program run.
+    """
+
+    client: ChatClient
+    system: str
+    images: list[str]
+    max_attempts: int
+    label: str
+    trusted: bool = False
+    run_timeout_s: float = 60.0
+    attempt: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    queue: queue.Queue[Message] = field(default_factory=queue.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    text_name: str = ""
+    collection_name: str = ""
+    thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Start the next attempt's request on a daemon thread."""
+        self.attempt += 1
+        self.started = time.monotonic()
+        self.thread = threading.Thread(
+            target=self._work, args=(self.attempt,), name=f"llm3d-request-{self.attempt}"
+        )
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _work(self, attempt: int) -> None:
+        try:
+            if not self.messages:
+                self.messages = build_messages(self.system, self.images)
+            answer = self.client.complete(self.messages)
+        except EndpointError as e:
+            self.queue.put(Message(attempt, error=str(e)))
+        except Exception as e:  # a bug must reach the panel, not die silently in a thread
+            logger.exception("llm3d request failed")
+            self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
+        else:
+            self.queue.put(Message(attempt, answer=answer))
+
+
+def active_job(scene: bpy.types.Scene) -> Job | None:
+    """The job running for ``scene``, if any."""
+    return _JOBS.get(scene.name)
+
+
+def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) -> None:
+    """Reset the panel's attempt list, send the first request and start draining.
+
+    Raises
+    ------
+    RuntimeError
+        When a job already runs for this scene.
+    """
+    if scene.name in _JOBS:
+        raise RuntimeError("a generation is already running; cancel it first")
+    settings: Any = scene.llm3d  # type: ignore[attr-defined]
+    settings.attempts.clear()
+    settings.busy = True
+    settings.error = ""
+    settings.status = "Sending the images to the model..."
+    _JOBS[scene.name] = job
+    job.request()
+    if register_timer:
+        bpy.app.timers.register(
+            functools.partial(drain, scene.name), first_interval=DRAIN_INTERVAL_S
+        )
+
+
+def _finish(scene_name: str, settings: Any, status: str, *, error: str = "") -> None:
+    _JOBS.pop(scene_name, None)
+    settings.busy = False
+    settings.status = status
+    settings.error = error
+    _redraw()
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def push_undo(message: str) -> None:
+    """Make everything done since the last step one undo step (works from timers too)."""
+    wm = bpy.context.window_manager
+    window = wm.windows[0] if wm is not None and len(wm.windows) else None
+    with bpy.context.temp_override(window=window):
+        bpy.ops.ed.undo_push(message=message)
+
+
+def drain(scene_name: str) -> float | None:
+    """Timer callback: deliver what the worker thread sent; return the next interval or None.
+
+    Called by ``bpy.app.timers`` while a job runs (tests call it directly). Never raises:
+    a failure ends the job with its message in the panel.
+    """
+    job = _JOBS.get(scene_name)
+    scene: bpy.types.Scene | None = cast(Any, bpy.data.scenes).get(scene_name)
+    if job is None:
+        return None
+    if scene is None:
+        job.cancel.set()
+        _JOBS.pop(scene_name, None)
+        return None
+    settings: Any = cast(Any, scene).llm3d
+    if job.cancel.is_set():
+        _finish(scene_name, settings, f"Cancelled (attempt {job.attempt}).")
+        return None
+    try:
+        message = job.queue.get_nowait()
+    except queue.Empty:
+        waited = time.monotonic() - job.started
+        settings.status = (
+            f"Waiting for {job.client.model}... {waited:.0f} s "
+            f"(attempt {job.attempt}/{job.max_attempts})"
+        )
+        _redraw()
+        return DRAIN_INTERVAL_S
+    try:
+        return _deliver(scene_name, scene, settings, job, message)
+    except Exception as e:  # never let a timer die with the job half done
+        logger.exception("llm3d: delivering the model's answer failed")
+        _finish(scene_name, settings, "Failed.", error=f"{type(e).__name__}: {e}")
+        return None
+
+
+def _add_attempt(settings: Any, number: int, code: str, ok: bool, error: str) -> None:
+    item = settings.attempts.add()
+    item.number = number
+    item.ok = ok
+    item.error = error
+    item.code = code
+    settings.attempt_index = len(settings.attempts) - 1
+
+
+def _deliver(
+    scene_name: str, scene: bpy.types.Scene, settings: Any, job: Job, message: Message
+) -> float | None:
+    if message.error is not None or message.answer is None:
+        error = message.error or "the model sent no answer"
+        _add_attempt(settings, message.attempt, "", False, error)
+        _finish(scene_name, settings, "The model request failed.", error=error)
+        return None
+    code = extract_code(message.answer)
+    text = ensure_text(job.text_name, f"{job.label}.py")
+    job.text_name = text.name
+    text.from_string(code)
+    settings.text = text
+    collection = ensure_collection(scene, job.collection_name, job.label)
+    job.collection_name = collection.name
+    settings.collection = collection
+    settings.has_score = False
+    outcome = run_program(code, collection, trusted=job.trusted, timeout_s=job.run_timeout_s)
+    _add_attempt(settings, message.attempt, code, outcome.ok, outcome.error)
+    if outcome.ok:
+        parts = len(outcome.objects)
+        _finish(
+            scene_name,
+            settings,
+            f"Done: {parts} part{'s' if parts != 1 else ''} in '{collection.name}' "
+            f"(attempt {message.attempt}/{job.max_attempts}).",
+        )
+        push_undo(f"llm3d: Generate {job.label}")
+        return None
+    if job.attempt < job.max_attempts and not job.cancel.is_set():
+        job.messages = repair_messages(job.messages, message.answer, outcome.error)
+        settings.error = outcome.error
+        settings.status = (
+            f"Attempt {message.attempt} failed; asking the model to repair it "
+            f"(attempt {job.attempt + 1}/{job.max_attempts})..."
+        )
+        job.request()
+        _redraw()
+        return DRAIN_INTERVAL_S
+    if not collection.all_objects:
+        settings.collection = None
+        bpy.data.collections.remove(collection)
+        job.collection_name = ""
+    _finish(
+        scene_name,
+        settings,
+        f"Failed after {job.attempt} attempt{'s' if job.attempt != 1 else ''}; "
+        f"edit '{text.name}' and press Run.",
+        error=outcome.error,
+    )
+    push_undo(f"llm3d: Generate {job.label} (failed)")
+    return None
+
+
+def ensure_text(name: str, new_name: str) -> bpy.types.Text:
+    """The text block ``name``; a new one called ``new_name`` when it is empty or missing."""
+    text: bpy.types.Text | None = cast(Any, bpy.data.texts).get(name) if name else None
+    return text if text is not None else bpy.data.texts.new(new_name)
+
+
+def ensure_collection(scene: bpy.types.Scene, name: str, new_name: str) -> bpy.types.Collection:
+    """The collection ``name`` linked under the scene; a new ``new_name`` when missing.
+
+    A new collection never reuses an earlier result's: Blender numbers it (``.001``).
+    """
+    collection: bpy.types.Collection | None = (
+        cast(Any, bpy.data.collections).get(name) if name else None
+    )
+    if collection is None or cast(Any, collection).library is not None:
+        collection = bpy.data.collections.new(new_name)
+    if collection.name not in scene.collection.children:
+        scene.collection.children.link(collection)
+    return collection
+
+
+def result_label(images: Sequence[str]) -> str:
+    """``llm3d chair_front+chair_side``: the result's name, after the images' file stems."""
+    stems = [p.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in images]
+    label = "+".join(s for s in stems if s) or "result"
+    if len(label) > 48:
+        label = label[:45] + "..."
+    return f"llm3d {label}"
+
+
+def cancel_all() -> None:
+    """Cancel every job (on unregister): their threads' answers are dropped."""
+    for job in _JOBS.values():
+        job.cancel.set()
+    _JOBS.clear()

@@ -1,0 +1,297 @@
+"""Operators of the Image to Code panel: images, Generate, Cancel, Run, Score."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from . import jobs
+from ._typing import OperatorResult
+from .client import IMAGE_TYPES
+from .preferences import get_settings, online_access_problem
+from .runner import run_program
+from .scoring import ScoreUnavailableError, score_objects
+
+__all__ = [
+    "MESH_OT_llm3d_add_images",
+    "MESH_OT_llm3d_cancel",
+    "MESH_OT_llm3d_generate",
+    "MESH_OT_llm3d_remove_image",
+    "MESH_OT_llm3d_run",
+    "MESH_OT_llm3d_score",
+    "system_prompt",
+]
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You write Python programs for Blender that rebuild the object shown in the images, "
+    "using only the bpy_lib library below (and math). No other imports, no file access.\n\n"
+)
+
+
+def system_prompt() -> str:
+    """The system message: a short instruction and the ``bpy_lib`` reference."""
+    import bpy_lib
+
+    return SYSTEM_PROMPT + bpy_lib.reference()
+
+
+def _settings(context: bpy.types.Context) -> Any:
+    scene: Any = context.scene
+    return scene.llm3d if scene is not None else None
+
+
+def _busy(context: bpy.types.Context) -> bool:
+    scene = context.scene
+    return scene is not None and jobs.active_job(scene) is not None
+
+
+class MESH_OT_llm3d_add_images(bpy.types.Operator):
+    """Add reference images of the object (several views help)"""
+
+    bl_idname = "mesh.llm3d_add_images"
+    bl_label = "Add Images"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filter_glob: bpy.props.StringProperty(  # type: ignore[valid-type]
+        default=";".join(f"*{s}" for s in IMAGE_TYPES), options={"HIDDEN"}
+    )
+    files: bpy.props.CollectionProperty(  # type: ignore[valid-type]
+        type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"}
+    )
+    directory: bpy.props.StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorResult:
+        wm = context.window_manager
+        if wm is None:
+            return {"CANCELLED"}
+        wm.fileselect_add(self)  # the file browser; multi-select fills self.files
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        settings = _settings(context)
+        names = [f.name for f in self.files if f.name] or [Path(self.filepath).name]
+        folder = Path(self.directory) if self.directory else Path(self.filepath).parent
+        known = {item.path for item in settings.images}
+        added = 0
+        for name in names:
+            path = folder / name
+            if path.suffix.lower() not in IMAGE_TYPES:
+                self.report({"WARNING"}, f"Skipped {name}: not an image ({', '.join(IMAGE_TYPES)})")
+                continue
+            if not path.is_file():
+                self.report({"WARNING"}, f"Skipped {name}: no such file in {folder}")
+                continue
+            if str(path) in known:
+                continue
+            item = settings.images.add()
+            item.path = str(path)
+            item.name = path.name
+            added += 1
+        if not added:
+            self.report({"ERROR"}, "No new image added; pick PNG, JPEG, WebP or BMP files")
+            return {"CANCELLED"}
+        settings.image_index = len(settings.images) - 1
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_remove_image(bpy.types.Operator):
+    """Remove the selected image from the list (the file stays)"""
+
+    bl_idname = "mesh.llm3d_remove_image"
+    bl_label = "Remove Image"
+    bl_options = {"REGISTER", "UNDO"}
+
+    clear_all: bpy.props.BoolProperty(name="All", default=False)  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        return settings is not None and len(settings.images) > 0
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        settings = _settings(context)
+        if self.clear_all:
+            settings.images.clear()
+        else:
+            settings.images.remove(min(settings.image_index, len(settings.images) - 1))
+        settings.image_index = max(0, min(settings.image_index, len(settings.images) - 1))
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_generate(bpy.types.Operator):
+    """Send the images to the model and build the object it writes (runs in the background)"""
+
+    bl_idname = "mesh.llm3d_generate"
+    bl_label = "Generate"
+    # Not UNDO: the result arrives later and is pushed as one undo step of its own.
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        if settings is None or _busy(context):
+            return False
+        if not settings.images:
+            cls.poll_message_set("Add at least one reference image first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        scene = context.scene
+        if scene is None:
+            return {"CANCELLED"}
+        prefs = get_settings(context)
+        problem = online_access_problem(prefs.endpoint_url)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        settings = _settings(context)
+        images = [item.path for item in settings.images]
+        missing = [p for p in images if not Path(p).is_file()]
+        if missing:
+            self.report({"ERROR"}, f"Image not found: {missing[0]}; remove it or fix the path")
+            return {"CANCELLED"}
+        job = jobs.Job(
+            client=prefs.client(),
+            system=system_prompt(),
+            images=images,
+            max_attempts=1 + prefs.max_repairs,
+            label=jobs.result_label(images),
+            trusted=prefs.trusted_execution,
+            run_timeout_s=prefs.run_timeout_s,
+        )
+        try:
+            jobs.start_job(scene, job)
+        except RuntimeError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        if prefs.trusted_execution:
+            self.report({"WARNING"}, "Trusted execution is on: the program will run unchecked")
+        self.report({"INFO"}, f"Asking {prefs.model} ({len(images)} image(s))...")
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_cancel(bpy.types.Operator):
+    """Stop waiting for the model; a late answer is dropped"""
+
+    bl_idname = "mesh.llm3d_cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _busy(context)
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        scene = context.scene
+        if scene is None:
+            return {"CANCELLED"}
+        job = jobs.active_job(scene)
+        if job is None:
+            self.report({"ERROR"}, "No generation is running")
+            return {"CANCELLED"}
+        job.cancel.set()
+        jobs.drain(scene.name)  # show "Cancelled" now, not at the next timer tick
+        self.report({"INFO"}, "Generation cancelled")
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_run(bpy.types.Operator):
+    """Run the program in the text block again (after editing it); replaces the result"""
+
+    bl_idname = "mesh.llm3d_run"
+    bl_label = "Run"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        if settings is None or _busy(context):
+            return False
+        if settings.text is None:
+            cls.poll_message_set("No program yet: Generate first, or pick a text block")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        scene = context.scene
+        if scene is None:
+            return {"CANCELLED"}
+        settings = _settings(context)
+        text = settings.text
+        prefs = get_settings(context)
+        collection = jobs.ensure_collection(
+            scene,
+            settings.collection.name if settings.collection else "",
+            f"llm3d {Path(text.name).stem.removeprefix('llm3d ')}",
+        )
+        settings.collection = collection
+        settings.has_score = False
+        outcome = run_program(
+            text.as_string(),
+            collection,
+            trusted=prefs.trusted_execution,
+            timeout_s=prefs.run_timeout_s,
+        )
+        settings.error = outcome.error
+        if not outcome.ok:
+            settings.status = f"Run failed: {outcome.error}"
+            self.report({"ERROR"}, outcome.error)
+            return {"CANCELLED"}
+        settings.status = (
+            f"Ran '{text.name}': {len(outcome.objects)} part(s) in '{collection.name}'."
+        )
+        self.report({"INFO"}, settings.status)
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_score(bpy.types.Operator):
+    """Compare the result with the reference mesh: F-score at 0.05 and Chamfer distance"""
+
+    bl_idname = "mesh.llm3d_score"
+    bl_label = "Score"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        if settings is None or _busy(context):
+            return False
+        if settings.reference is None or settings.reference.type != "MESH":
+            cls.poll_message_set("Pick a reference mesh object first")
+            return False
+        if settings.collection is None or not settings.collection.all_objects:
+            cls.poll_message_set("No result to score yet")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        settings = _settings(context)
+        depsgraph = context.evaluated_depsgraph_get()
+        try:
+            metrics = score_objects(
+                list(settings.collection.all_objects),
+                [settings.reference],
+                depsgraph,
+                points=settings.score_points,
+            )
+        except (ScoreUnavailableError, ValueError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        settings.f_score = metrics["f_score_0.05"]
+        settings.chamfer = metrics["chamfer_l2"]
+        settings.has_score = True
+        self.report(
+            {"INFO"}, f"F@0.05 = {settings.f_score:.3f}, Chamfer-L2 = {settings.chamfer:.5f}"
+        )
+        return {"FINISHED"}

@@ -1,0 +1,247 @@
+"""Add-on preferences: the model endpoint, the repair loop and the execution mode.
+
+The API key is a password property of the preferences: it lives in Blender's user
+preferences, never in a .blend file, and the add-on never logs or shows it. When it is
+empty the ``LLM3D_API_KEY`` or ``OPENAI_API_KEY`` environment variable is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+
+from ._typing import OperatorResult
+from .client import ChatClient, EndpointError
+
+__all__ = [
+    "LLM3D_AddonPreferences",
+    "MESH_OT_llm3d_test_connection",
+    "Settings",
+    "endpoint_is_local",
+    "get_settings",
+    "online_access_problem",
+]
+
+ADDON_ID = __package__ or "addon"
+
+# Defaults follow configs/default.yaml's `addon:` section.
+DEFAULT_URL = "http://127.0.0.1:8001/v1"
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+DEFAULT_REPAIRS = 2
+
+#: Answers of "Test connection", by preferences id (the thread writes, a timer reads).
+_CONNECTION: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The preferences as plain values (also when the add-on runs without them, in tests)."""
+
+    endpoint_url: str = DEFAULT_URL
+    model: str = DEFAULT_MODEL
+    api_key: str = ""
+    max_repairs: int = DEFAULT_REPAIRS
+    request_timeout_s: float = 300.0
+    run_timeout_s: float = 60.0
+    max_tokens: int = 4096
+    temperature: float = 0.2
+    trusted_execution: bool = False
+
+    def client(self) -> ChatClient:
+        """The chat client these settings describe."""
+        key = self.api_key or os.environ.get("LLM3D_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        return ChatClient(
+            base_url=self.endpoint_url,
+            model=self.model,
+            api_key=key or "",
+            timeout_s=self.request_timeout_s,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )
+
+
+def endpoint_is_local(url: str) -> bool:
+    """True for loopback endpoints (``localhost``, 127.0.0.0/8, ``::1``): not online access."""
+    host = urllib.parse.urlsplit(url.strip()).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def online_access_problem(url: str) -> str | None:
+    """Why the endpoint may not be used now, or None.
+
+    Blender's "Allow Online Access" (Preferences > System > Network) governs every
+    connection an extension makes to other machines; a server on this machine (loopback)
+    needs no online access.
+    """
+    if endpoint_is_local(url) or bpy.app.online_access:
+        return None
+    if bpy.app.online_access_override:
+        return (
+            "Online access is disabled for this Blender session (started with --offline-mode); "
+            "use an endpoint on this machine or restart Blender without it"
+        )
+    return (
+        "Online access is off: enable Preferences > System > Network > Allow Online Access "
+        "to reach this endpoint, or use a server on this machine (http://127.0.0.1:...)"
+    )
+
+
+def get_settings(context: bpy.types.Context) -> Settings:
+    """The add-on's preferences, or the defaults when they are not registered."""
+    preferences: Any = context.preferences
+    addon = preferences.addons.get(ADDON_ID) if preferences is not None else None
+    prefs: Any = addon.preferences if addon is not None else None
+    if prefs is None:
+        return Settings()
+    return Settings(
+        endpoint_url=prefs.endpoint_url,
+        model=prefs.model,
+        api_key=prefs.api_key,
+        max_repairs=prefs.max_repairs,
+        request_timeout_s=prefs.request_timeout_s,
+        run_timeout_s=prefs.run_timeout_s,
+        max_tokens=prefs.max_tokens,
+        temperature=prefs.temperature,
+        trusted_execution=prefs.trusted_execution,
+    )
+
+
+class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
+    """Where the model runs and how its programs are executed."""
+
+    bl_idname = ADDON_ID
+
+    endpoint_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Endpoint URL",
+        description="OpenAI-compatible API root (vLLM, SGLang, Ollama, LM Studio, a provider)",
+        default=DEFAULT_URL,
+    )
+    model: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Model", description="Model name the server serves", default=DEFAULT_MODEL
+    )
+    api_key: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="API Key",
+        description="Bearer token; empty uses $LLM3D_API_KEY or $OPENAI_API_KEY",
+        subtype="PASSWORD",
+    )
+    max_repairs: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Repair Attempts",
+        description="How often a failed program is sent back to the model with its error",
+        default=DEFAULT_REPAIRS,
+        min=0,
+        max=10,
+    )
+    request_timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Request Timeout (s)", default=300.0, min=5.0, max=3600.0
+    )
+    run_timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Program Time Limit (s)",
+        description="A program running longer than this is stopped",
+        default=60.0,
+        min=1.0,
+        max=3600.0,
+    )
+    max_tokens: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Max Tokens", default=4096, min=256, max=65536
+    )
+    temperature: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Temperature", default=0.2, min=0.0, max=2.0
+    )
+    trusted_execution: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Trusted Execution (unsafe)",
+        description=(
+            "Run generated programs without the sandbox policy and with all Python builtins. "
+            "Only for models and endpoints you trust: a program could then read or delete "
+            "files or reach the network"
+        ),
+        default=False,
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        """The preferences page."""
+        layout = self.layout
+        col = layout.column()
+        col.prop(self, "endpoint_url")
+        col.prop(self, "model")
+        col.prop(self, "api_key")
+        row = col.row()
+        row.operator(MESH_OT_llm3d_test_connection.bl_idname, icon="URL")
+        row.label(text=_CONNECTION.get(ADDON_ID, ""))
+        problem = online_access_problem(self.endpoint_url)
+        if problem:
+            col.label(text=problem, icon="ERROR")
+        col.separator()
+        col.prop(self, "max_repairs")
+        col.prop(self, "request_timeout_s")
+        col.prop(self, "run_timeout_s")
+        row = col.row(align=True)
+        row.prop(self, "max_tokens")
+        row.prop(self, "temperature")
+        col.separator()
+        col.prop(self, "trusted_execution")
+        if self.trusted_execution:
+            box = col.box()
+            box.label(text="Programs run unchecked, with full Python: they can read,", icon="ERROR")
+            box.label(text="write or delete files and use the network. Trust the model first.")
+
+
+class MESH_OT_llm3d_test_connection(bpy.types.Operator):
+    """Ask the endpoint which models it serves (on a thread; the answer shows beside)"""
+
+    bl_idname = "mesh.llm3d_test_connection"
+    bl_label = "Test Connection"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        settings = get_settings(context)
+        problem = online_access_problem(settings.endpoint_url)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        _CONNECTION[ADDON_ID] = "Connecting..."
+        thread = threading.Thread(
+            target=_test_connection, args=(settings,), name="llm3d-test-connection", daemon=True
+        )
+        thread.start()
+        bpy.app.timers.register(_poll_connection, first_interval=0.25)
+        return {"FINISHED"}
+
+
+def _test_connection(settings: Settings) -> None:
+    try:
+        models = settings.client().list_models()
+    except EndpointError as e:
+        _CONNECTION[ADDON_ID] = f"Failed: {e}"
+        return
+    if settings.model in models:
+        _CONNECTION[ADDON_ID] = f"OK: {settings.model} is served"
+    else:
+        offered = ", ".join(models[:5]) or "none"
+        _CONNECTION[ADDON_ID] = f"Connected, but {settings.model!r} is not served (has: {offered})"
+
+
+def _poll_connection() -> float | None:
+    for window in bpy.context.window_manager.windows if bpy.context.window_manager else ():
+        for area in window.screen.areas:
+            area.tag_redraw()
+    return 0.25 if _CONNECTION.get(ADDON_ID) == "Connecting..." else None
+
+
+def connection_status() -> str:
+    """The last answer of Test Connection ('' before the first)."""
+    return _CONNECTION.get(ADDON_ID, "")
+
+
+def _reset_connection_status() -> None:
+    _CONNECTION.pop(ADDON_ID, None)

@@ -1,0 +1,219 @@
+"""Fixtures of the add-on tests: the add-on enabled in real Blender (the ``bpy`` wheel) and a
+local chat-completions server that answers with scripted programs.
+
+Without the wheel the whole folder is skipped at collection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HAVE_BPY = importlib.util.find_spec("bpy") is not None
+collect_ignore_glob = [] if HAVE_BPY else ["test_*.py"]
+
+MODEL = "test/qwen-vl"
+CUBE_PROGRAM = """\
+from bpy_lib import *
+# part_1: body
+body = box(size=[0.6, 0.4, 0.2], name="body")
+# part_2: knob
+knob = cylinder(radius=0.05, depth=0.1, location=[0, 0, 0.15], name="knob")
+export_scene()
+"""
+
+
+def png_bytes(width: int = 4, height: int = 3, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A tiny valid RGB PNG (stdlib only)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+@dataclass
+class ChatServer:
+    """A chat-completions server on 127.0.0.1: each POST pops the next scripted answer.
+
+    Attributes
+    ----------
+    answers : list of str
+        Answers in order; the last one repeats when they run out.
+    requests : list of dict
+        Every request body received (parsed JSON), with ``_auth`` holding the header.
+    hold : threading.Event
+        While cleared, chat requests wait (to test Cancel); set by default.
+    """
+
+    answers: list[str] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    status: int = 200
+    url: str = ""
+
+    def answer(self) -> str:
+        if len(self.answers) > 1:
+            return self.answers.pop(0)
+        return self.answers[0] if self.answers else "no program"
+
+
+def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/v1/models":
+                self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+            else:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length))
+            body["_auth"] = self.headers.get("Authorization")
+            server.requests.append(body)
+            if self.path != "/v1/chat/completions":
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            server.hold.wait(timeout=30)
+            if server.status != 200:
+                self._send(server.status, {"error": {"message": "model overloaded"}})
+                return
+            content = server.answer()
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                },
+            )
+
+    return Handler
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """A running local server; ``chat_server.url`` is its ``/v1`` root."""
+    state = ChatServer()
+    state.hold.set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    state.hold.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Two reference images (front and side) on disk."""
+    paths = [tmp_path / "mug_front.png", tmp_path / "mug_side.png"]
+    paths[0].write_bytes(png_bytes(rgb=(200, 30, 30)))
+    paths[1].write_bytes(png_bytes(rgb=(30, 200, 30)))
+    return paths
+
+
+def _clean_blender_state() -> None:
+    import bpy
+
+    for coll in list(bpy.data.collections):
+        if coll.name.startswith("llm3d"):
+            for obj in list(coll.all_objects):
+                bpy.data.objects.remove(obj)
+            bpy.data.collections.remove(coll)
+    for obj in list(bpy.data.objects):
+        if obj.get("bpy_lib_kind") is not None:
+            bpy.data.objects.remove(obj)
+    for text in list(bpy.data.texts):
+        if text.name.startswith("llm3d"):
+            bpy.data.texts.remove(text)
+
+
+@pytest.fixture
+def addon(chat_server: ChatServer) -> Iterator[Any]:
+    """The add-on enabled through addon_utils, its preferences pointing at ``chat_server``."""
+    import addon_utils
+    import bpy
+
+    def fail(exc: BaseException) -> None:
+        raise exc
+
+    module = addon_utils.enable("addon", default_set=True, handle_error=fail)
+    prefs = bpy.context.preferences.addons["addon"].preferences
+    prefs.endpoint_url = chat_server.url
+    prefs.model = MODEL
+    prefs.api_key = "sk-test-key"
+    prefs.max_repairs = 2
+    prefs.trusted_execution = False
+    _clean_blender_state()
+    settings = bpy.context.scene.llm3d
+    settings.images.clear()
+    settings.attempts.clear()
+    yield module
+    from addon import jobs
+
+    jobs.cancel_all()
+    _clean_blender_state()
+    addon_utils.disable("addon", default_set=True, handle_error=fail)
+
+
+def drain_until_done(scene_name: str, *, timeout_s: float = 20.0) -> int:
+    """Call the timer function as Blender would, until it stops; return the call count."""
+    from addon import jobs
+
+    deadline = time.monotonic() + timeout_s
+    calls = 0
+    while time.monotonic() < deadline:
+        calls += 1
+        interval = jobs.drain(scene_name)
+        if interval is None:
+            return calls
+        time.sleep(min(interval, 0.05))
+    raise AssertionError(f"the job did not finish within {timeout_s} s")
+
+
+@pytest.fixture
+def drain() -> Callable[..., int]:
+    """:func:`drain_until_done`."""
+    return drain_until_done
