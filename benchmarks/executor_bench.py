@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-limit", type=int, default=12, help="naive runs per workload")
     parser.add_argument("--streams", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=120)
 
     examples = sorted((ROOT / "bpy_lib" / "examples").glob("[!_]*.py"))
     example_codes = [p.read_text(encoding="utf-8") for p in examples]

@@ -27,9 +27,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
-import functools
 import gc
-import inspect
 import logging
 import math
 import os
@@ -43,7 +41,6 @@ import time
 import types
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llm3d.config import ExecutorConfig
@@ -51,6 +48,7 @@ from worker.blender_child import ChildJob, ChildRuntime, run_child
 from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
 from worker.outcome import classify_child
 from worker.sandbox import check_policy
+from worker.verb_guard import guard_verb
 
 logger = logging.getLogger("llm3d.blender_server")
 
@@ -474,53 +472,6 @@ def _isolate_network(libc: ctypes.CDLL | None) -> str:
     return "isolated (empty network namespace)"
 
 
-#: Parameters of bpy_lib verbs that name files: checked before the verb runs.
-PATH_PARAMETERS = frozenset({"path", "filepath", "filename", "directory"})
-
-
-def _check_path(fn: str, arg: str, value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"{fn}({arg}): expected a file name (str), got {type(value).__name__}")
-    pure = PurePosixPath(value)
-    inside = Path(value).resolve().is_relative_to(Path.cwd().resolve())
-    if not value or pure.is_absolute() or ".." in pure.parts or not inside:
-        raise ValueError(
-            f"{fn}({arg}): expected a plain file name in the working directory, got {value!r}"
-        )
-
-
-def guard_paths(function: Any) -> Any:
-    """Wrap a bpy_lib verb that takes a file argument so that it only writes in the sandbox.
-
-    bpy_lib refuses absolute paths itself; this is the sandbox's own check, so containment
-    does not depend on it. Verbs without such a parameter are returned unchanged.
-    """
-    if not callable(function) or isinstance(function, type):
-        return function
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):
-        return function
-    watched = [p for p in signature.parameters if p in PATH_PARAMETERS]
-    if not watched:
-        return function
-
-    @functools.wraps(function)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError:
-            return function(*args, **kwargs)  # let the verb report its own usage error
-        for name in watched:
-            if name in bound.arguments:
-                _check_path(function.__name__, name, bound.arguments[name])
-        return function(*args, **kwargs)
-
-    return guarded
-
-
 def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict[str, str]]:
     """Import Blender and bpy_lib, empty the scene, and prepare what children share."""
     import importlib
@@ -544,7 +495,7 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
     names = [str(n) for n in getattr(bpy_lib, "__all__", [])]
     facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
     for name in names:
-        setattr(facade, name, guard_paths(getattr(bpy_lib, name)))
+        setattr(facade, name, guard_verb(getattr(bpy_lib, name)))
     facade.__all__ = list(names)  # type: ignore[attr-defined]
     modules: dict[str, types.ModuleType] = {}
     for name in config.allowed_imports:

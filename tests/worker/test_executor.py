@@ -75,8 +75,10 @@ def test_ok_cube_has_the_cube_mesh(executor: Executor) -> None:
     assert result.faces.dtype == np.int32 and result.faces.shape == (12, 3)
     np.testing.assert_allclose(np.abs(result.vertices), 0.5, atol=1e-6)
     assert result.error is None and result.seconds > 0
-    assert result.face_normals is not None
-    np.testing.assert_allclose(np.linalg.norm(result.face_normals, axis=1), 1.0, atol=1e-5)
+    normals = face_normals(result.vertices, result.faces)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    centres = result.vertices[result.faces].mean(axis=1)
+    assert (np.einsum("ij,ij->i", normals, centres) > 0).all()  # outward: a closed cube
 
 
 @pytest.mark.parametrize(
@@ -354,7 +356,7 @@ def test_cli_run_prints_status_and_exports_obj(tmp_path: Path) -> None:
     source.write_text(CUBE)
     target = tmp_path / "out" / "cube.obj"
     result = CliRunner().invoke(app, ["run", str(source), "--export", str(target), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     payload = json.loads(result.stdout)
     assert payload["status"] == "ok" and payload["vertices"] == 8 and payload["faces"] == 12
     lines = target.read_text().splitlines()
@@ -364,5 +366,5 @@ def test_cli_run_prints_status_and_exports_obj(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text(program("import os"))
     result = CliRunner().invoke(app, ["run", str(broken), "--timeout", "5"])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
     assert "refused" in result.stdout

@@ -1,12 +1,15 @@
-"""The AST policy on its own (no Blender): what passes, what is refused, with which rule."""
+"""The AST policy and the verb guard on their own (no Blender): what passes, what is refused."""
 
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from worker.sandbox import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_policy, imports_bpy_lib
+from worker.verb_guard import guard_verb, is_plain
 
 BPY_LIB_NAMES = ["box", "cylinder", "sphere", "move", "export_scene", "union"]
 
@@ -194,3 +197,57 @@ def test_safe_builtins_hold_no_forbidden_name() -> None:
     assert not SAFE_BUILTIN_NAMES & FORBIDDEN_NAMES
     assert "print" in SAFE_BUILTIN_NAMES and "range" in SAFE_BUILTIN_NAMES
     assert not {n for n in SAFE_BUILTIN_NAMES if n.startswith("_")}
+
+
+# -- the verb guard: what bpy_lib verbs may take and give back -----------------------------
+
+
+def test_guarded_verb_refuses_paths_outside_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+
+    def export(path: str | None = None) -> str:
+        written.append(str(path))
+        return "done"
+
+    monkeypatch.chdir(tmp_path)
+    guarded = guard_verb(export)
+    assert guarded() == "done" and guarded("mesh.obj") == "done"
+    assert guarded(path="sub/mesh.obj") == "done"
+    for bad in ("/etc/passwd", "../x.obj", "a/../../x.obj", ""):
+        with pytest.raises(ValueError, match="plain file name"):
+            guarded(bad)
+    with pytest.raises(TypeError, match="file name"):
+        guarded(path=3)
+    assert written == ["None", "mesh.obj", "sub/mesh.obj"]
+
+
+def test_guarded_verb_only_returns_plain_values() -> None:
+    class Handle:
+        secret = "bpy"
+
+    assert guard_verb(lambda: ["a", 1, 2.0, None, (True,)])() == ["a", 1, 2.0, None, (True,)]
+    arrays = guard_verb(lambda: (np.zeros((2, 3), np.float32), np.zeros((1, 3), np.int32)))()
+    assert arrays[0].shape == (2, 3)
+    assert guard_verb(Handle) is Handle  # classes (GeometryError) pass through unchanged
+    with pytest.raises(TypeError, match="returned a Handle"):
+        guard_verb(lambda: Handle())()
+    with pytest.raises(TypeError, match="returned a list"):
+        guard_verb(lambda: [Handle()])()
+    with pytest.raises(TypeError, match="returned a ndarray"):
+        guard_verb(lambda: np.array([Handle()], dtype=object))()
+
+
+def test_guarded_verb_scrubs_objects_out_of_exception_arguments() -> None:
+    class Handle:
+        def __repr__(self) -> str:
+            return "<Handle>"
+
+    def broken() -> None:
+        raise KeyError(Handle(), "plain")
+
+    with pytest.raises(KeyError) as caught:
+        guard_verb(broken)()
+    assert caught.value.args == ("<Handle>", "plain")
+    assert is_plain({"a": [1, 2]}) and not is_plain({1: "a"}) and not is_plain(object())
