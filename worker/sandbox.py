@@ -161,7 +161,6 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
         "spawn",
         "execv",
         "execve",
-        "remove",
         "unlink",
         "rmdir",
         "rmtree",

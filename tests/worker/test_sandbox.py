@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llm3d.config import REPO_ROOT
 from worker.sandbox import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_policy, imports_bpy_lib
 from worker.verb_guard import guard_verb, is_plain
 
@@ -43,6 +44,10 @@ ALLOWED = {
     "try/except": "from bpy_lib import *\ntry:\n    box()\nexcept ValueError as e:\n    print(e)",
     "lambda and comprehension": "from bpy_lib import *\nf = lambda x: x * 2\nd = {k: f(k) for k in range(3)}",
     "string methods": 'from bpy_lib import *\ns = "a,b".split(",")\nt = "-".join(s).upper()',
+    "container methods": (
+        "from bpy_lib import *\nxs = [3, 1, 2]\nxs.remove(1)\nxs.sort(reverse=True)\n"
+        "d = {'a': 1}\nd.update(b=2)\nv = d.get('a')\ns = {1}\ns.discard(1)"
+    ),
 }
 
 
@@ -251,3 +256,12 @@ def test_guarded_verb_scrubs_objects_out_of_exception_arguments() -> None:
         guard_verb(broken)()
     assert caught.value.args == ("<Handle>", "plain")
     assert is_plain({"a": [1, 2]}) and not is_plain({1: "a"}) and not is_plain(object())
+
+
+def test_every_bpy_lib_example_passes_the_policy() -> None:
+    examples = sorted((REPO_ROOT / "bpy_lib" / "examples").glob("[!_]*.py"))
+    if not examples:
+        pytest.skip("no bpy_lib examples")
+    for path in examples:
+        result = check_policy(path.read_text(encoding="utf-8"), ("bpy_lib", "math"))
+        assert result.ok and result.imports_bpy_lib, (path.name, result.describe())
