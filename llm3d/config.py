@@ -282,9 +282,18 @@ class TrainingConfig(Section):
 class EvalConfig(Section):
     """The evaluation runner."""
 
-    split: str = "eval"
+    split: str = Field("eval", description="a split name under data.out_dir, or a JSONL path")
     limit: int | None = Field(None, ge=1)
     pass_k: int = Field(1, ge=1)
+    train_split: str = Field("sft", description="what the retrieval baseline retrieves from")
+    out_dir: Path = Field(Path("runs/eval"), description="reports go to out_dir/<policy>")
+    pass_threshold: float = Field(0.9, gt=0, le=1, description="F@0.05 that counts as solved")
+    batch_size: int = Field(64, ge=1, description="completions per POST /reward/batch")
+    grid: bool = Field(True, description="render the best/median/worst comparison grid")
+    base_url: str = Field("http://127.0.0.1:8001/v1", description="openai policy endpoint")
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="openai/tinker model name")
+    temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(2048, ge=16)
 
 
 class AddonConfig(Section):

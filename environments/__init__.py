@@ -1,0 +1,1 @@
+"""verifiers environments of llm3d (each also installable on its own)."""

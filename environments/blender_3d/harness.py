@@ -1,0 +1,179 @@
+"""The environment's side of the reward service: batching, timeouts, retries, infra errors.
+
+:class:`Blender3DHarness` reaches the reward service only over HTTP, through
+:mod:`llm3d.client` (DESIGN §1). A whole group or batch of completions goes out as one
+``POST /reward/batch`` (split only when it exceeds ``max_items``). Connection errors,
+timeouts and 5xx answers are retried by the client with backoff; when they are exhausted
+every item of the batch comes back as ``infra_error`` with ``reward=None`` and the reason
+(logged), so a trainer masks it instead of learning from a 0. A 4xx answer (an unknown
+``task_id``, a request over the service's limits) is a configuration mistake and raises
+:class:`~llm3d.exceptions.RewardServiceError` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from llm3d.client import AsyncRewardClient, RewardClient
+from llm3d.exceptions import RewardServiceError
+from llm3d.schemas import ItemStatus, RewardResult
+
+from .dataset import Sample
+
+__all__ = ["Blender3DHarness", "infra_results"]
+
+logger = logging.getLogger(__name__)
+
+
+def infra_results(ids: Sequence[str], error: str) -> list[RewardResult]:
+    """``infra_error`` results (reward ``None``) for items the service could not score."""
+    return [
+        RewardResult(id=i, status=ItemStatus.INFRA_ERROR, reward=None, error=error) for i in ids
+    ]
+
+
+def _is_client_error(exc: RewardServiceError) -> bool:
+    return exc.status_code is not None and 400 <= exc.status_code < 500
+
+
+class Blender3DHarness:
+    """Client of the reward service for the environment and the evaluation runner.
+
+    Args:
+        base_url: where ``llm3d serve`` listens.
+        token: Bearer token (default: env ``LLM3D_API_TOKEN``).
+        points: surface samples per program (default: the service's training setting).
+        timeout_s: per-program execution limit sent with each batch (default: the service's).
+        http_timeout: seconds to wait for one batch's answer.
+        retries: extra attempts after connection errors, timeouts and 5xx answers.
+        max_items: largest batch sent in one request (the service's ``api.max_items``).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        points: int | None = None,
+        timeout_s: float | None = None,
+        http_timeout: float = 900.0,
+        retries: int = 4,
+        max_items: int = 256,
+    ) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        self.base_url = base_url
+        self.token = token
+        self.points = points
+        self.timeout_s = timeout_s
+        self.http_timeout = http_timeout
+        self.retries = retries
+        self.max_items = max_items
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"token": self.token, "timeout": self.http_timeout, "retries": self.retries}
+
+    @staticmethod
+    def _items(codes: Sequence[str], task_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if len(codes) != len(task_ids):
+            raise ValueError(f"{len(codes)} programs but {len(task_ids)} task ids")
+        return [
+            {"id": str(i), "code": code, "task_id": task_id}
+            for i, (code, task_id) in enumerate(zip(codes, task_ids, strict=True))
+        ]
+
+    def _chunks(self, items: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+        for start in range(0, len(items), self.max_items):
+            yield items[start : start + self.max_items]
+
+    async def score(self, codes: Sequence[str], task_ids: Sequence[str]) -> list[RewardResult]:
+        """Score programs against registered tasks; one result per program, in order.
+
+        Raises:
+            RewardServiceError: on a 4xx answer (the request itself is wrong).
+        """
+        items = self._items(codes, task_ids)
+        results: list[RewardResult] = []
+        if not items:
+            return results
+        async with AsyncRewardClient(self.base_url, **self._kwargs()) as client:
+            for chunk in self._chunks(items):
+                try:
+                    response = await client.score_batch(
+                        chunk, timeout_s=self.timeout_s, points=self.points
+                    )
+                except RewardServiceError as exc:
+                    if _is_client_error(exc):
+                        raise
+                    logger.error(
+                        "reward service unavailable, %d items infra_error: %s", len(chunk), exc
+                    )
+                    results.extend(infra_results([i["id"] for i in chunk], str(exc)))
+                else:
+                    results.extend(response.results)
+        return results
+
+    def score_sync(self, codes: Sequence[str], task_ids: Sequence[str]) -> list[RewardResult]:
+        """The blocking twin of :meth:`score` (the evaluation runner uses it)."""
+        items = self._items(codes, task_ids)
+        results: list[RewardResult] = []
+        with RewardClient(self.base_url, **self._kwargs()) as client:
+            for chunk in self._chunks(items):
+                try:
+                    response = client.score_batch(
+                        chunk, timeout_s=self.timeout_s, points=self.points
+                    )
+                except RewardServiceError as exc:
+                    if _is_client_error(exc):
+                        raise
+                    logger.error(
+                        "reward service unavailable, %d items infra_error: %s", len(chunk), exc
+                    )
+                    results.extend(infra_results([i["id"] for i in chunk], str(exc)))
+                else:
+                    results.extend(response.results)
+        return results
+
+    def register(self, samples: Sequence[Sample], *, replace: bool = False) -> int:
+        """Register the samples' ground truths with the service (``POST /tasks``).
+
+        A sample's ground truth is its ``mesh`` file when it has one, else its reference
+        ``code``. Tasks the service already knows are skipped unless ``replace``.
+
+        Returns:
+            How many tasks were registered.
+
+        Raises:
+            RewardServiceError: when the service is unreachable or refuses a task.
+            ValueError: for a sample with neither a mesh nor a reference program.
+        """
+        with RewardClient(self.base_url, **self._kwargs()) as client:
+            known = set() if replace else {t.task_id for t in client.tasks().tasks}
+            count = 0
+            for sample in samples:
+                if sample.id in known:
+                    continue
+                reference: dict[str, Any]
+                if sample.mesh is not None:
+                    from worker.meshio import load_mesh
+
+                    vertices, faces = load_mesh(sample.mesh)
+                    reference = {"vertices": vertices.tolist(), "faces": faces.tolist()}
+                elif sample.code:
+                    reference = {"code": sample.code}
+                else:
+                    raise ValueError(
+                        f"task {sample.id!r} has neither a mesh nor a reference program: "
+                        "the reward service cannot know its ground truth"
+                    )
+                meta = {
+                    "category": sample.category,
+                    "difficulty": sample.difficulty,
+                    "n_parts": sample.n_parts,
+                }
+                client.add_task(sample.id, reference, **meta)
+                count += 1
+        logger.info("registered %d of %d tasks with %s", count, len(samples), self.base_url)
+        return count

@@ -1,0 +1,489 @@
+"""The policies the evaluation runner can evaluate: two baselines and three model sources.
+
+Every policy answers ``generate(sample, k) -> k completions`` (raw assistant text; the
+program is extracted by :func:`environments.blender_3d.codeblocks.extract_code`) and has a
+``fingerprint`` naming what produced them, which keys the runner's completions cache.
+
+- ``oracle``: the dataset's own program. The ceiling the reward allows.
+- ``retrieval``: the program of the training sample whose views are nearest to the query's
+  views by a cheap image descriptor (grey 16×16 thumbnails of every view, each centred and
+  normalised). The floor a learned model must beat. ``k`` samples are the ``k`` nearest.
+- ``openai``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, hosted APIs); the
+  images travel as ``image_url`` parts holding ``data:`` URLs.
+- ``tinker``: a Tinker sampling client (the Tinker SDK) on a base model or a checkpoint.
+- ``local``: a transformers checkpoint on this machine (needs the ``training`` extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from environments.blender_3d.dataset import Sample, openai_messages
+from llm3d.exceptions import ConfigError, LLM3DError
+
+__all__ = [
+    "POLICIES",
+    "LocalPolicy",
+    "OpenAIPolicy",
+    "OraclePolicy",
+    "Policy",
+    "PolicyError",
+    "RetrievalPolicy",
+    "TinkerPolicy",
+    "image_descriptor",
+    "make_policy",
+]
+
+logger = logging.getLogger(__name__)
+
+POLICIES = ("oracle", "retrieval", "openai", "tinker", "local")
+THUMB = 16
+
+
+class PolicyError(LLM3DError, RuntimeError):
+    """A policy could not produce completions (endpoint down, model missing, bad arguments)."""
+
+
+class Policy(Protocol):
+    """What the evaluation runner needs of a policy."""
+
+    name: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the policy and its settings: completions are cached under it."""
+        ...
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        """``k`` completions (assistant text) for ``sample``'s prompt."""
+        ...
+
+
+def _fenced(code: str) -> str:
+    return f"```python\n{code.rstrip()}\n```\n"
+
+
+class OraclePolicy:
+    """The dataset's own program, ``k`` times (the same program scores the same)."""
+
+    name = "oracle"
+    fingerprint = "oracle"
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        if not sample.code:
+            raise PolicyError(
+                f"oracle: task {sample.id!r} has no reference program (the split's rows need "
+                "'code' or an assistant message)"
+            )
+        return [_fenced(sample.code)] * k
+
+
+def image_descriptor(paths: Sequence[str | Path]) -> npt.NDArray[np.float32]:
+    """The retrieval descriptor of a set of views.
+
+    Each view is read in grey, shrunk to 16×16 (area average), centred and scaled to unit
+    length; the views are concatenated in order. The background is one flat grey in every
+    rendering, so the thumbnails encode silhouette and shading.
+
+    Returns:
+        ``(len(paths) * 256,)`` float32.
+    """
+    from PIL import Image
+
+    parts = []
+    for path in paths:
+        with Image.open(path) as image:
+            grey = image.convert("L").resize((THUMB, THUMB), Image.Resampling.BOX)
+        v = np.asarray(grey, dtype=np.float32).ravel()
+        v -= v.mean()
+        norm = float(np.linalg.norm(v))
+        parts.append(v / norm if norm > 0 else v)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+class RetrievalPolicy:
+    """The nearest training programs by :func:`image_descriptor` (Euclidean distance).
+
+    Args:
+        train: samples with images and programs (the training split).
+        exclude_same_id: never retrieve a training sample with the query's id (leakage).
+    """
+
+    name = "retrieval"
+
+    def __init__(self, train: Sequence[Sample], *, exclude_same_id: bool = True) -> None:
+        usable = [s for s in train if s.code and s.images]
+        if not usable:
+            raise PolicyError(
+                "retrieval: the training split has no sample with both images and a program"
+            )
+        self.train = usable
+        self.exclude_same_id = exclude_same_id
+        self.views = min(len(s.images) for s in usable)
+        self.matrix = np.stack([image_descriptor(s.images[: self.views]) for s in usable])
+        digest = hashlib.sha256()
+        for s in usable:
+            digest.update(s.id.encode())
+            digest.update((s.code or "").encode())
+        self.fingerprint = f"retrieval:{digest.hexdigest()[:16]}"
+
+    def nearest(self, sample: Sample, k: int) -> list[tuple[Sample, float]]:
+        """The ``k`` nearest training samples and their distances."""
+        views = min(self.views, len(sample.images))
+        query = image_descriptor(sample.images[:views])
+        dims = views * THUMB * THUMB
+        distances = np.linalg.norm(self.matrix[:, :dims] - query[None, :], axis=1)
+        order = np.argsort(distances, kind="stable")
+        found = [
+            (self.train[i], float(distances[i]))
+            for i in order
+            if not (self.exclude_same_id and self.train[i].id == sample.id)
+        ]
+        if not found:
+            raise PolicyError(f"retrieval: no training sample other than {sample.id!r}")
+        return [found[i % len(found)] for i in range(k)]
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        return [_fenced(s.code or "") for s, _ in self.nearest(sample, k)]
+
+
+class OpenAIPolicy:
+    """Any OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8001/v1`` (vLLM, SGLang, Ollama) or a hosted API.
+        model: the served model's name.
+        api_key: default env ``OPENAI_API_KEY`` (``EMPTY`` when unset: local servers).
+        temperature, top_p, max_tokens: sampling settings.
+        seed: sent as ``seed`` (servers that honour it make runs repeatable).
+        retries: extra attempts after connection errors, timeouts, 429 and 5xx.
+        timeout: seconds per request.
+        transport: an httpx transport (tests).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_tokens: int = 2048,
+        seed: int | None = 0,
+        retries: int = 3,
+        timeout: float = 600.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ConfigError("openai policy: give --base-url (e.g. http://127.0.0.1:8001/v1)")
+        if not model:
+            raise ConfigError("openai policy: give --model (the served model's name)")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+        self.seed = seed
+        self.retries = retries
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            transport=transport,
+        )
+        self.fingerprint = (
+            f"openai:{self.base_url}:{model}:t{temperature}:p{top_p}:m{max_tokens}:s{seed}"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.post("/chat/completions", json=body)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    data: dict[str, Any] = response.json()
+                    return data
+                last = f"{response.status_code}: {response.text[:300]}"
+                if response.status_code != 429 and response.status_code < 500:
+                    raise PolicyError(f"openai policy: {self.base_url}/chat/completions → {last}")
+            if attempt < self.retries:
+                time.sleep(min(2.0**attempt, 10.0))
+        raise PolicyError(
+            f"openai policy: {self.base_url}/chat/completions failed after "
+            f"{self.retries + 1} attempts ({last}); is the server running?"
+        )
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        messages = openai_messages(sample.messages)
+        texts: list[str] = []
+        while len(texts) < k:
+            body: dict[str, Any] = {
+                "model": self.model,
+                "messages": messages,
+                "n": k - len(texts),
+                **self.sampling,
+            }
+            if self.seed is not None:
+                body["seed"] = self.seed + len(texts)
+            choices = self._post(body).get("choices") or []
+            if not choices:
+                raise PolicyError(f"openai policy: no choices in the answer for {sample.id!r}")
+            for choice in choices[: k - len(texts)]:
+                content = (choice.get("message") or {}).get("content")
+                texts.append(content if isinstance(content, str) else "")
+        return texts
+
+
+# Qwen chat template (Qwen2.5-VL and Qwen3-VL share it): the text around the images.
+_IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
+_VISION_START, _VISION_END = "<|vision_start|>", "<|vision_end|>"
+
+
+class TinkerPolicy:
+    """A Tinker sampling client (``tinker.ServiceClient().create_sampling_client``).
+
+    The prompt is laid out with the Qwen chat template: text chunks tokenized by
+    ``tokenizer``, each image an ``ImageChunk`` (PNG bytes) between vision markers.
+
+    Args:
+        base_model: the Tinker base model (Qwen3-VL; Tinker does not serve Qwen2.5-VL).
+        model_path: a ``tinker://`` checkpoint to sample from instead of the base model.
+        tokenizer: has ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (default:
+            ``transformers.AutoTokenizer.from_pretrained(base_model)``).
+        sampling_client: an existing sampling client (tests, or a trainer's live client).
+        temperature, max_tokens, seed: sampling settings.
+    """
+
+    name = "tinker"
+
+    def __init__(
+        self,
+        base_model: str,
+        *,
+        model_path: str | None = None,
+        tokenizer: Any = None,
+        sampling_client: Any = None,
+        temperature: float = 0.7,
+        max_tokens: int = 2048,
+        seed: int | None = 0,
+    ) -> None:
+        if not base_model:
+            raise ConfigError("tinker policy: give --model (a Tinker base model, e.g. Qwen3-VL)")
+        try:
+            import tinker
+        except ImportError as exc:
+            raise PolicyError("tinker policy: pip install 'llm3d[tinker]'") from exc
+        self._types = tinker.types
+        if sampling_client is None:
+            if not os.environ.get("TINKER_API_KEY"):
+                raise PolicyError("tinker policy: set TINKER_API_KEY (your Tinker API key)")
+            service = tinker.ServiceClient()
+            sampling_client = service.create_sampling_client(
+                base_model=None if model_path else base_model, model_path=model_path
+            )
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(base_model)
+        self.client = sampling_client
+        self.tokenizer = tokenizer
+        self.params = tinker.types.SamplingParams(
+            max_tokens=max_tokens, temperature=temperature, seed=seed, stop=[_IM_END]
+        )
+        self.fingerprint = f"tinker:{model_path or base_model}:t{temperature}:m{max_tokens}:s{seed}"
+
+    def model_input(self, sample: Sample) -> Any:
+        """The prompt as a ``tinker.types.ModelInput`` (text tokens and image chunks)."""
+        types = self._types
+        chunks: list[Any] = []
+        pending = ""
+
+        def flush() -> None:
+            nonlocal pending
+            if pending:
+                chunks.append(types.EncodedTextChunk(tokens=list(self.tokenizer.encode(pending))))
+                pending = ""
+
+        for message in sample.messages:
+            pending += f"{_IM_START}{message['role']}\n"
+            content = message["content"]
+            for part in (
+                [{"type": "text", "text": content}] if isinstance(content, str) else content
+            ):
+                if part.get("type") == "image":
+                    pending += _VISION_START
+                    flush()
+                    image = Path(part["image"])
+                    data = (
+                        image.read_bytes() if image.suffix.lower() == ".png" else _png_bytes(image)
+                    )
+                    chunks.append(types.ImageChunk(data=data, format="png"))
+                    pending += _VISION_END
+                else:
+                    pending += str(part.get("text", ""))
+            pending += f"{_IM_END}\n"
+        pending += f"{_IM_START}assistant\n"
+        flush()
+        return types.ModelInput(chunks=chunks)
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        future = self.client.sample(
+            prompt=self.model_input(sample), num_samples=k, sampling_params=self.params
+        )
+        response = future.result() if hasattr(future, "result") else future
+        return [
+            str(self.tokenizer.decode(seq.tokens, skip_special_tokens=True))
+            for seq in response.sequences
+        ]
+
+
+class LocalPolicy:
+    """A transformers vision-language checkpoint on this machine (``training`` extra).
+
+    Args:
+        checkpoint: a folder with the model (and processor) or a hub id already cached.
+        temperature, max_tokens: sampling settings (temperature 0 = greedy).
+        device: ``cuda``, ``cpu`` or ``auto``.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        temperature: float = 0.7,
+        max_tokens: int = 2048,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if not checkpoint:
+            raise ConfigError("local policy: give --checkpoint (a transformers model folder)")
+        path = Path(checkpoint)
+        if not path.exists() and ("/" not in str(checkpoint) or str(checkpoint).startswith(".")):
+            raise ConfigError(f"local policy: checkpoint {checkpoint} does not exist")
+        try:
+            # typed as Any: the model classes are dynamic (and transformers' stubs partial)
+            torch: Any = importlib.import_module("torch")
+            transformers: Any = importlib.import_module("transformers")
+        except ImportError as exc:
+            raise PolicyError(
+                "local policy needs torch and transformers: pip install torch==2.13.0 "
+                "'llm3d[training]'"
+            ) from exc
+        self.torch = torch
+        self.processor = transformers.AutoProcessor.from_pretrained(str(checkpoint))
+        self.model = transformers.AutoModelForImageTextToText.from_pretrained(
+            str(checkpoint), device_map=device if device != "cpu" else None
+        )
+        self.model.eval()
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.fingerprint = (
+            f"local:{Path(checkpoint).resolve()}:t{temperature}:m{max_tokens}:s{seed}"
+        )
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        # the processor loads the images from the paths in the messages
+        inputs = self.processor.apply_chat_template(
+            list(sample.messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        ).to(self.model.device)
+        self.torch.manual_seed(self.seed)
+        with self.torch.no_grad():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_tokens,
+                do_sample=self.temperature > 0,
+                temperature=self.temperature if self.temperature > 0 else None,
+                num_return_sequences=k,
+            )
+        prompt_len = inputs["input_ids"].shape[1]
+        return [
+            str(self.processor.decode(row[prompt_len:], skip_special_tokens=True)) for row in output
+        ]
+
+
+def make_policy(
+    name: str,
+    *,
+    train: Callable[[], Sequence[Sample]] | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    checkpoint: str | None = None,
+    temperature: float = 0.7,
+    max_tokens: int = 2048,
+    seed: int = 0,
+) -> Policy:
+    """Build a policy by name (the ``--policy`` of ``llm3d eval``).
+
+    Args:
+        name: one of :data:`POLICIES`.
+        train: returns the training samples (``retrieval`` only; called lazily).
+        base_url, model: the endpoint and model (``openai``; ``model`` for ``tinker``).
+        checkpoint: ``local``: a model folder; ``tinker``: a ``tinker://`` checkpoint.
+
+    Raises:
+        ConfigError: for an unknown name or a missing argument.
+    """
+    if name == "oracle":
+        return OraclePolicy()
+    if name == "retrieval":
+        if train is None:
+            raise ConfigError("retrieval policy: give the training split (--train-split)")
+        return RetrievalPolicy(train())
+    if name == "openai":
+        return OpenAIPolicy(
+            base_url or "",
+            model or "",
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+    if name == "tinker":
+        return TinkerPolicy(
+            model or "",
+            model_path=checkpoint,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+    if name == "local":
+        return LocalPolicy(
+            checkpoint or "", temperature=temperature, max_tokens=max_tokens, seed=seed
+        )
+    raise ConfigError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+
+
+def _png_bytes(path: str | Path) -> bytes:
+    """The image re-encoded as PNG (Tinker image chunks are PNG or JPEG)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
