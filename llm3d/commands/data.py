@@ -88,3 +88,112 @@ def parts_command(
         console.print(_summary_table("part samples", result))
     if summary.kept < target:
         raise typer.Exit(1)
+
+
+@data_app.command("assemble")
+def assemble_command(
+    out: OutOption = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", help="Only these categories (repeatable; default all)."),
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", "-n", help="Objects per category (default: the plan's).")
+    ] = None,
+    seed: SeedOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write object programs (one .py a object, `# part_k: label` comments) without running them."""
+    import json
+
+    from datagen.dataset_builder import plan_objects
+    from datagen.object_assembler import load_categories, make_object
+    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.exceptions import ConfigError
+
+    cfg = load(config)
+    try:
+        categories = load_categories(cfg.data.categories_file)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]data assemble:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    unknown = sorted(set(category or []) - set(categories))
+    if unknown:
+        err_console.print(
+            f"[bold red]data assemble:[/] unknown categories {unknown}; "
+            f"known: {', '.join(categories)}"
+        )
+        raise typer.Exit(2)
+    chosen = {k: v for k, v in categories.items() if not category or k in category}
+    run_seed = cfg.seed if seed is None else seed
+    if n is None:
+        objects = [obj for obj, _ in plan_objects(chosen, cfg.data, run_seed)]
+    else:
+        objects = [make_object(c, run_seed, i) for c in chosen.values() for i in range(n)]
+    folder = out or cfg.data.out_dir / "programs"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for obj in objects:
+        (folder / f"{obj.id}.py").write_text(obj.code, encoding="utf-8")
+        rows.append(
+            {
+                "id": obj.id,
+                "category": obj.category,
+                "n_parts": obj.n_parts,
+                "difficulty": obj.difficulty,
+                "complexity": obj.complexity,
+                "ops": obj.ops,
+                "path": str(folder / f"{obj.id}.py"),
+            }
+        )
+    (folder / "programs.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    if as_json:
+        emit_json({"out": str(folder), "objects": rows})
+        return
+    table = Table(title=f"{len(rows)} object programs in {folder}")
+    for col in ("id", "parts", "difficulty", "ops"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], str(r["n_parts"]), r["difficulty"], ", ".join(r["ops"]))
+    console.print(table)
+
+
+@data_app.command("build")
+def build_command(
+    out: OutOption = None,
+    seed: SeedOption = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Executor servers (default data.workers).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run and render the objects; write sft/rl/eval JSONL, meshes, a card (resumable)."""
+    from datagen.dataset_builder import build_dataset
+    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.exceptions import ConfigError
+
+    cfg = load(config)
+    data = cfg.data if workers is None else cfg.data.model_copy(update={"workers": workers})
+    _setup_logging(cfg.log_level)
+    try:
+        summary = build_dataset(
+            out or data.out_dir / "objects",
+            seed=cfg.seed if seed is None else seed,
+            data=data,
+            executor=cfg.executor,
+            render=cfg.render,
+            show_progress=not as_json,
+        )
+    except (ConfigError, ValueError) as exc:
+        err_console.print(f"[bold red]data build:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        emit_json(summary.as_dict())
+    else:
+        console.print(_summary_table("object dataset", summary.as_dict()))
+    if summary.objects == 0:
+        raise typer.Exit(1)
