@@ -474,19 +474,10 @@ def _isolate_network(libc: ctypes.CDLL | None) -> str:
 
 def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict[str, str]]:
     """Import Blender and bpy_lib, empty the scene, and prepare what children share."""
-    import importlib
-
     import bpy
 
     import bpy_lib
-
-    # bpy_lib's own extraction (loop_triangles + foreach_get, no exporters), so the arrays are
-    # exactly what export_scene() gives the program: bpy_lib.export.scene_arrays per the
-    # interface contract, else the export_scene verb itself (same arrays, no file).
-    try:
-        scene_arrays = importlib.import_module("bpy_lib.export").scene_arrays
-    except (ImportError, AttributeError):
-        scene_arrays = bpy_lib.export_scene
+    from bpy_lib.export import scene_arrays  # the same arrays export_scene() gives programs
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     leftover = len(bpy.data.objects)

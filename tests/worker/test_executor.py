@@ -36,10 +36,7 @@ def direct_arrays(paths: list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]
     script = textwrap.dedent(
         """
         import sys, numpy as np, bpy
-        try:
-            from bpy_lib.export import scene_arrays
-        except ImportError:
-            from bpy_lib import export_scene as scene_arrays
+        from bpy_lib.export import scene_arrays
         bpy.ops.wm.read_factory_settings(use_empty=True)
         out = {}
         for i, path in enumerate(sys.argv[2:]):
