@@ -255,6 +255,7 @@ def test_threads_still_work_under_the_process_filter(unsafe_executor: Executor) 
     assert result.status is ExecStatus.OK and result.stdout.strip() == "[1]"
 
 
+@pytest.mark.slow
 def test_cpu_time_limit_kills_a_spinning_program(executor_config: ExecutorConfig) -> None:
     config = executor_config.model_copy(update={"cpu_seconds": 1})
     with Executor(config) as ex:
