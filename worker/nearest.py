@@ -8,10 +8,10 @@ scan of all points (a tiny prediction at the centre of a spherical ground truth 
 
 1. a **bounded** pass, ``distance_upper_bound`` = the largest F-score threshold, which
    resolves every query with a neighbour that close (the F-score-relevant ones) cheaply;
-2. an **exact far pass** for the rest (see :func:`_far_nearest`): the k-d tree again for
-   spread-out far points, a tree over directions seen from the queries
-   (:mod:`worker.nearest_far`) for a compact group of them, where boxes cannot prune
-   (a tiny prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
+2. an **exact far pass** for the rest (see :func:`_far_nearest`): the k-d tree again, or a
+   tree over directions seen from the queries (:mod:`worker.nearest_far`), whichever
+   answers a sample of them faster; the direction tree stays fast where boxes cannot
+   prune (a tiny prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
 
 Distances are recomputed in float64 from the coordinates of the pair found, so every
 result is the exact squared Euclidean distance to the nearest point.
@@ -20,6 +20,7 @@ result is the exact squared Euclidean distance to the nearest point.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import numpy.typing as npt
@@ -106,34 +107,53 @@ class NearestIndex:
         return d2, index
 
 
-#: Far queries more compact than this share of the data's extent use the direction tree,
-COMPACT_RATIO = 0.25
-#: and so do far queries separated from the data by this share of their own extent.
-SEPARATED_RATIO = 0.5
+#: Fewer far queries than this go straight to the k-d tree.
+MIN_FAR_FOR_CHOICE = 256
+#: Far queries timed with both trees before choosing one for the rest.
+PROBE_SIZE = 128
+
+
+def _prefer_direction_tree(kd_time: float, direction_time: float) -> bool:
+    """Whether the direction tree answered the probe faster than the k-d tree."""
+    return direction_time < kd_time
 
 
 def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntArray:
     """Exact nearest neighbours of the queries that have none within the first bound.
 
-    A k-d tree prunes badly for queries near a centre of curvature of the data (a tiny
-    prediction inside a spherical ground truth: ~60 s at 100 000 points) and, less so, for
-    a group of queries far from the data (every leaf facing them is nearly as close).
-    Such groups — a bounding box smaller than :data:`COMPACT_RATIO` of the data's, or
-    separated from the data's box by :data:`SEPARATED_RATIO` of its own size — go to the
-    direction tree of :mod:`worker.nearest_far`; far queries spread among the data (a
-    wrong object) to the k-d tree, which is faster for them. Both are exact: the choice
-    only changes the time.
+    A k-d tree prunes badly for queries near a centre of curvature of the data: a tiny
+    prediction inside a spherical ground truth, a sphere of the wrong size (~60 s at
+    100 000 points), and less so for a group of queries far from the data. The direction
+    tree of :mod:`worker.nearest_far` is fast there but slower than the k-d tree for far
+    queries spread among the data (a wrong object). So a spread-out sample of the far
+    queries is answered by both, and the faster answers the rest. Both are exact: the
+    choice (which depends on timing) only changes the time, never the result.
     """
-    if len(queries) >= 64:
-        q_lo, q_hi = queries.min(axis=0), queries.max(axis=0)
-        d_lo, d_hi = points.min(axis=0), points.max(axis=0)
-        query_extent = float((q_hi - q_lo).max())
-        data_extent = float((d_hi - d_lo).max())
-        gap = float(np.linalg.norm(np.maximum(0.0, np.maximum(d_lo - q_hi, q_lo - d_hi))))
-        if query_extent <= COMPACT_RATIO * data_extent or gap >= SEPARATED_RATIO * query_extent:
-            from worker.nearest_far import far_nearest  # numba: loaded on first need
+    m = len(queries)
+    if m < MIN_FAR_FOR_CHOICE:
+        _, found = tree.query(queries, k=1)
+        return np.asarray(found, dtype=np.int64)
+    from worker.nearest_far import DirectionTree  # numba: loaded on first need
 
-            logger.debug("%d far queries: compact or separated group, direction tree", len(queries))
-            return far_nearest(points, queries)
-    _, found = tree.query(queries, k=1)
-    return np.asarray(found, dtype=np.int64)
+    centre = (queries.min(axis=0) + queries.max(axis=0)) / 2.0
+    start = time.perf_counter()
+    direction_tree = DirectionTree(points, centre)
+    build = time.perf_counter() - start
+    probe = queries[:: m // PROBE_SIZE][:PROBE_SIZE]
+    start = time.perf_counter()
+    tree.query(probe, k=1)
+    kd_time = time.perf_counter() - start
+    start = time.perf_counter()
+    direction_tree.query(probe)
+    direction_time = time.perf_counter() - start
+    if not _prefer_direction_tree(kd_time, direction_time):
+        _, found = tree.query(queries, k=1)
+        return np.asarray(found, dtype=np.int64)
+    logger.debug(
+        "%d far queries: direction tree (probe %.2f ms vs k-d %.2f ms, build %.1f ms)",
+        m,
+        direction_time * 1e3,
+        kd_time * 1e3,
+        build * 1e3,
+    )
+    return direction_tree.query(queries)

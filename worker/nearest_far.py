@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["far_nearest"]
+__all__ = ["DirectionTree", "far_nearest"]
 
 LEAF_SIZE = 32
 # numba's default (workqueue) threading layer aborts the process when two Python threads
@@ -229,6 +229,38 @@ def _query(
     return out
 
 
+class DirectionTree:
+    """The direction tree of ``points`` seen from ``centre`` (see the module docstring).
+
+    Parameters
+    ----------
+    points : (n, 3) float64
+        The data, n ≥ 1.
+    centre : (3,) float64
+        Where the directions are seen from: the centre of the queries it will answer.
+    """
+
+    def __init__(self, points: npt.NDArray[np.float64], centre: npt.NDArray[np.float64]) -> None:
+        self.points = np.ascontiguousarray(points, dtype=np.float64)
+        self.centre = np.ascontiguousarray(centre, dtype=np.float64)
+        rel = self.points - self.centre
+        r = np.sqrt(np.einsum("ij,ij->i", rel, rel))
+        u = np.zeros_like(rel)
+        nonzero = r > 0
+        u[nonzero] = rel[nonzero] / r[nonzero, None]
+        u[~nonzero, 0] = 1.0
+        self._perm, self._nodes, self._cone, self._ranges = _build(u, r, LEAF_SIZE)
+
+    def query(self, queries: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        """Index of the exact nearest point of each ``(m, 3)`` query."""
+        q = np.ascontiguousarray(queries, dtype=np.float64)
+        with _PARALLEL_LOCK:
+            result: npt.NDArray[np.int64] = _query(
+                q, self.centre, self.points, self._perm, self._nodes, self._cone, self._ranges
+            )
+        return result
+
+
 def far_nearest(
     points: npt.NDArray[np.float64], queries: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.int64]:
@@ -236,16 +268,6 @@ def far_nearest(
 
     Built for queries far from ``points`` (see the module docstring); correct for any.
     """
-    points = np.ascontiguousarray(points, dtype=np.float64)
     queries = np.ascontiguousarray(queries, dtype=np.float64)
     centre = (queries.min(axis=0) + queries.max(axis=0)) / 2.0
-    rel = points - centre
-    r = np.sqrt(np.einsum("ij,ij->i", rel, rel))
-    u = np.zeros_like(rel)
-    nonzero = r > 0
-    u[nonzero] = rel[nonzero] / r[nonzero, None]
-    u[~nonzero, 0] = 1.0
-    perm, nodes, cone, ranges = _build(u, r, LEAF_SIZE)
-    with _PARALLEL_LOCK:
-        result: npt.NDArray[np.int64] = _query(queries, centre, points, perm, nodes, cone, ranges)
-    return result
+    return DirectionTree(points, centre).query(queries)

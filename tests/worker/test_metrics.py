@@ -370,8 +370,8 @@ def test_metrics_through_the_direction_tree_match_the_plain_implementation(
 ) -> None:
     import worker.nearest
 
-    # send every group of far points to the direction tree, however spread out
-    monkeypatch.setattr(worker.nearest, "COMPACT_RATIO", 1e9)
+    # every group of far points goes to the direction tree, whatever the timings say
+    monkeypatch.setattr(worker.nearest, "_prefer_direction_tree", lambda kd, direction: True)
     sphere = meshes.sphere(0.5, 3)
     gt = prepare_ground_truth(*sphere, points=3000)
     for pred in ((sphere[0] * 0.01, sphere[1]), meshes.parts_object(seed=2)):
