@@ -89,5 +89,11 @@ def score_objects(
     v, f = object_triangles(result, depsgraph)
     if len(f) == 0:
         raise ValueError("the result has no faces to score; Generate or Run first")
-    gt = prepare_ground_truth(gt_v, gt_f, points=points, seed=seed)
-    return compute_metrics(v, f, gt)
+    try:
+        gt = prepare_ground_truth(gt_v, gt_f, points=points, seed=seed)
+        return compute_metrics(v, f, gt)
+    except ImportError as e:  # numba: only for predictions far from the reference
+        raise ScoreUnavailableError(
+            f"this comparison needs {e.name or 'a module'} (not bundled with the add-on): "
+            "the result is far from the reference; move it onto the reference and Score again"
+        ) from e

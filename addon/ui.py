@@ -57,11 +57,14 @@ class LLM3D_UL_images(bpy.types.UIList):
         index: int | None = 0,
         flt_flag: int | None = 0,
     ) -> None:
+        if not Path(item.path).is_file():
+            layout.label(text=f"{item.name} (missing)", icon="ERROR")
+            return
         icon_id = thumbnail(item.path)
         if icon_id:
             layout.label(text=item.name, icon_value=icon_id)
-        else:
-            layout.label(text=f"{item.name} (missing)", icon="ERROR")
+        else:  # no icons without a UI (background mode): the preview is still made
+            layout.label(text=item.name, icon="IMAGE_DATA")
 
 
 class LLM3D_UL_attempts(bpy.types.UIList):

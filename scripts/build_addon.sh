@@ -8,7 +8,8 @@
 # (platforms: linux-x64 (default), macos-arm64, macos-x64, windows-x64). The wheels of the
 # metrics' dependencies are downloaded once per platform into build/addon-wheels/;
 # --no-wheels builds a platform-independent zip without them (Score then reports what is
-# missing). Install the zip in Blender: Edit > Preferences > Get Extensions > Install from Disk.
+# missing). LLM3D_ADDON_STAGE picks the staging folder (default build/addon/...).
+# Install the zip in Blender: Edit > Preferences > Get Extensions > Install from Disk.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -28,7 +29,7 @@ blender_ext() {
 }
 
 EXT="$(blender_ext)"
-STAGE="$ROOT/build/addon/llm3d_image_to_code"
+STAGE="${LLM3D_ADDON_STAGE:-$ROOT/build/addon/llm3d_image_to_code}"
 mkdir -p "$OUT"
 
 step "stage addon/ with bpy_lib, worker and wheels" "$PY" scripts/stage_addon.py "$STAGE" "$@"

@@ -88,40 +88,56 @@ def download_wheels(stage: Path, platforms: list[str], cache: Path) -> list[str]
             raise SystemExit(f"unknown platform {platform!r}; use one of {known}")
         target = cache / platform
         target.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "--no-deps",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            "--abi",
-            "abi3",
-            "--abi",
-            "none",
-            *(arg for tag in tags for arg in ("--platform", tag)),
-            "--dest",
-            str(target),
-            *pins,
-        ]
-        result = subprocess.run(command, check=False, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(
-                f"downloading the wheels for {platform} failed (pip needs the package index, "
-                f"or a filled cache in {target}):\n{result.stderr.strip()}"
-            )
+        if not _cached(target, pins):
+            _pip_download(target, tags, pins, platform)
         for wheel in sorted(target.glob("*.whl")):
-            name = wheel.name.split("-")[0].lower().replace("_", "-")
-            if any(name == d.replace("_", "-") for d in WHEEL_DISTRIBUTIONS):
+            if _pin_of(wheel.name) in pins:
                 shutil.copy2(wheel, wheels_dir / wheel.name)
     return sorted(f"./wheels/{w.name}" for w in wheels_dir.glob("*.whl"))
+
+
+def _pin_of(wheel_name: str) -> str:
+    """``pydantic_core-2.50.5-cp311-...whl`` -> ``pydantic-core==2.50.5``."""
+    name, version = wheel_name.split("-")[:2]
+    return f"{name.lower().replace('_', '-')}=={version}"
+
+
+def _cached(folder: Path, pins: list[str]) -> bool:
+    """True when ``folder`` holds a wheel of every pin (a rebuild then needs no network)."""
+    have = {_pin_of(w.name) for w in folder.glob("*.whl")}
+    return all(pin in have for pin in pins)
+
+
+def _pip_download(target: Path, tags: tuple[str, ...], pins: list[str], platform: str) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        *(arg for tag in tags for arg in ("--platform", tag)),
+        "--dest",
+        str(target),
+        *pins,
+    ]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"downloading the wheels for {platform} failed (pip needs the package index, "
+            f"or a filled cache in {target}):\n{result.stderr.strip()}"
+        )
 
 
 def write_manifest(stage: Path, wheels: list[str], platforms: list[str]) -> None:

@@ -168,6 +168,9 @@ def _clean_blender_state() -> None:
     for text in list(bpy.data.texts):
         if text.name.startswith("llm3d"):
             bpy.data.texts.remove(text)
+    scene = bpy.context.scene
+    if "llm3d" in scene:  # the panel's state (images, attempts, score...) back to defaults
+        del scene["llm3d"]
 
 
 @pytest.fixture
@@ -187,9 +190,6 @@ def addon(chat_server: ChatServer) -> Iterator[Any]:
     prefs.max_repairs = 2
     prefs.trusted_execution = False
     _clean_blender_state()
-    settings = bpy.context.scene.llm3d
-    settings.images.clear()
-    settings.attempts.clear()
     yield module
     from addon import jobs
 

@@ -1,0 +1,154 @@
+"""The extension package: the manifest validates, the zip builds with Blender's own builder,
+and the built zip installs and works in a fresh Blender (a subprocess with its own user
+folder, so nothing touches the real preferences).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BPY_DIR = Path(importlib.util.find_spec("bpy").submodule_search_locations[0])  # type: ignore[union-attr,index]
+BLENDER_EXT = BPY_DIR / "4.2" / "scripts" / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+
+pytestmark = pytest.mark.blender
+
+INSTALL_SCRIPT = r"""
+import json, os, sys, tempfile
+import bpy
+
+zip_path, repo_dir = sys.argv[1], sys.argv[2]
+out = {}
+repo = bpy.context.preferences.extensions.repos.new(
+    name="llm3d test", module="llm3d_test", custom_directory=repo_dir
+)
+out["install"] = sorted(bpy.ops.extensions.package_install_files(
+    filepath=zip_path, repo="llm3d_test", enable_on_install=True
+))
+name = "bl_ext.llm3d_test.llm3d_image_to_code"
+out["enabled"] = name in bpy.context.preferences.addons
+out["scene_prop"] = hasattr(bpy.types.Scene, "llm3d")
+out["operators"] = [hasattr(bpy.ops.mesh, n) for n in ("llm3d_generate", "llm3d_run", "llm3d_score")]
+import bpy_lib, worker.sandbox, worker.metrics, llm3d.config, pykdtree
+out["modules"] = {m.__name__: m.__file__ for m in (bpy_lib, worker.sandbox, worker.metrics, llm3d.config)}
+site = bpy.utils.user_resource("EXTENSIONS", path=".local/lib/python3.11/site-packages")
+out["wheels_installed"] = sorted(os.listdir(site)) if os.path.isdir(site) else []
+prefs = bpy.context.preferences.addons[name].preferences
+out["prefs"] = [prefs.endpoint_url, prefs.max_repairs]
+
+# the installed add-on runs a program (sandboxed) and scores it with the bundled metrics
+ext = sys.modules[name]
+coll = bpy.data.collections.new("llm3d result")
+bpy.context.scene.collection.children.link(coll)
+ok = ext.runner.run_program("from bpy_lib import *\nbox(size=[1, 1, 1], name='b')\n", coll)
+refused = ext.runner.run_program("from bpy_lib import *\nimport os\n", coll)
+out["run"] = [ok.ok, ok.objects, refused.refused]
+deps = bpy.context.evaluated_depsgraph_get()
+metrics = ext.scoring.score_objects(coll.all_objects, coll.all_objects, deps, points=2000)
+out["self_score"] = [metrics["f_score_0.05"], metrics["chamfer_l2"]]
+
+# disable, enable and disable again
+import addon_utils
+cycle = []
+for _ in range(2):
+    addon_utils.disable(name, default_set=True)
+    cycle.append(name not in bpy.context.preferences.addons and not hasattr(bpy.types.Scene, "llm3d"))
+    addon_utils.enable(name, default_set=True)
+    cycle.append(hasattr(bpy.types.Scene, "llm3d"))
+out["cycle"] = cycle
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_source_manifest_validates() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BLENDER_EXT), "validate", str(ROOT / "addon")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
+
+
+def test_a_broken_manifest_is_rejected(tmp_path: Path) -> None:
+    manifest = (ROOT / "addon" / "blender_manifest.toml").read_text()
+    (tmp_path / "blender_manifest.toml").write_text(
+        manifest.replace('version = "0.1.0"', 'version = "one"')
+    )
+    result = subprocess.run(
+        [sys.executable, str(BLENDER_EXT), "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "version" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_built_zip_installs_and_works(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    env = {**os.environ, "LLM3D_ADDON_STAGE": str(tmp_path / "stage" / "llm3d_image_to_code")}
+    build = subprocess.run(
+        [str(ROOT / "scripts" / "build_addon.sh"), str(dist)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (zip_path,) = dist.glob("llm3d_image_to_code-0.1.0-*.zip")
+    assert zip_path.name.endswith("-linux_x64.zip")
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    for required in (
+        "blender_manifest.toml",
+        "__init__.py",
+        "client.py",
+        "vendor/bpy_lib/__init__.py",
+        "vendor/bpy_lib/primitives.py",
+        "vendor/worker/sandbox.py",
+        "vendor/worker/metrics.py",
+        "vendor/llm3d/config.py",
+    ):
+        assert required in names, required
+    assert not [n for n in names if "__pycache__" in n or "/examples/" in n or n.endswith(".pyc")]
+    wheels = sorted(n.split("/")[1].split("-")[0] for n in names if n.startswith("wheels/"))
+    assert "pykdtree" in wheels and "pydantic_core" in wheels
+
+    repo_dir = tmp_path / "repo"
+    repo_dir.mkdir()
+    script = tmp_path / "install.py"
+    script.write_text(INSTALL_SCRIPT)
+    run_env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    result = subprocess.run(
+        [sys.executable, str(script), str(zip_path), str(repo_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=run_env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stdout[-3000:] + result.stderr[-3000:]
+    out = json.loads(lines[-1].removeprefix("RESULT "))
+    assert out["install"] == ["FINISHED"]
+    assert out["enabled"] and out["scene_prop"] and all(out["operators"])
+    installed = repo_dir / "llm3d_image_to_code"
+    for module, path in out["modules"].items():
+        assert Path(path).is_relative_to(installed / "vendor"), (module, path)
+    assert "pykdtree" in out["wheels_installed"] and "pydantic" in out["wheels_installed"]
+    assert out["prefs"] == ["http://127.0.0.1:8001/v1", 2]
+    assert out["run"] == [True, ["b"], True]
+    assert out["self_score"] == [1.0, 0.0]
+    assert out["cycle"] == [True, True, True, True]
