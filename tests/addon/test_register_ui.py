@@ -223,3 +223,13 @@ def test_test_connection(addon: Any, chat_server: ChatServer) -> None:
     status = _wait_connection()
     assert status.startswith(f"Failed: cannot reach http://127.0.0.1:{port}/v1/models")
     assert "is the server running?" in status
+
+
+def test_preference_defaults_follow_the_config() -> None:
+    from addon import preferences
+    from llm3d.config import load_config
+
+    config = load_config().addon
+    assert preferences.DEFAULT_URL == config.endpoint_url
+    assert preferences.DEFAULT_MODEL == config.model
+    assert preferences.DEFAULT_REPAIRS == config.max_repairs
