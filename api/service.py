@@ -39,7 +39,8 @@ __all__ = ["RequestConflictError", "RewardService"]
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENCY_ENTRIES = 1024
+# answers kept for retries by request_id (a retry comes seconds later; bounded memory)
+IDEMPOTENCY_ENTRIES = 256
 
 
 class RequestConflictError(LLM3DError, ValueError):
