@@ -1,0 +1,345 @@
+"""Reward farm throughput: batches of 64/256/1024 items on ``inline`` and ``celery`` (2 workers)
+against the naive baseline (a fresh Blender process per item), in the same run.
+
+    .venv/bin/python benchmarks/farm_bench.py                     # everything
+    .venv/bin/python benchmarks/farm_bench.py --sizes 64,256 --backends inline
+
+What is measured, per backend and batch size (every item a distinct program, so no cache):
+
+- items/s: batch size / wall time of ``POST /reward/batch`` through ``RewardClient``;
+- p50/p95 latency: of the whole batch request (what a trainer waits), and of one item's
+  scoring time inside the service (``seconds`` of each result);
+- API overhead per item: the same batch sent again, now entirely served from the cache —
+  HTTP, validation, cache lookup and serialization divided by the item count;
+- naive: ``--naive`` items, each in a new ``python -c 'import bpy ...'`` process running
+  the program and scoring it, ``--naive-parallel`` processes at a time (default: as many
+  as the farm's servers, for a like-for-like comparison).
+
+Targets (issue 7): farm ≥ 30× the naive throughput, API overhead < 5 ms per item. Timings
+on a shared 2-core machine are noisy; the table says what was measured. Results go to
+``benchmarks/results/farm_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from llm3d.client import RewardClient  # noqa: E402
+from worker.samples import OBJECTS, perturb  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "farm_bench.json"
+LLM3D = str(Path(sys.executable).with_name("llm3d"))
+console = Console()
+
+NAIVE_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+start = time.perf_counter()
+import bpy  # a fresh Blender for this one program
+import bpy_lib
+from llm3d.config import load_config
+from worker.metrics import prepare_ground_truth
+from worker.reward import compute_reward
+from worker.types import ExecResult, ExecStatus
+code = open(sys.argv[1]).read()
+gt_data = np.load(sys.argv[2])
+config = load_config()
+try:
+    exec(compile(code, "<program>", "exec"), {"__name__": "__program__"})
+    v, f = bpy_lib.export_scene()
+    result = ExecResult(ExecStatus.OK, np.asarray(v, np.float32), np.asarray(f, np.int32))
+except Exception as exc:
+    result = ExecResult(ExecStatus.EXEC_FAILED, error=str(exc))
+gt = prepare_ground_truth(gt_data["v"], gt_data["f"], points=config.metrics.train_points, seed=0)
+r = compute_reward(code, result, gt, metrics_config=config.metrics, executor_config=config.executor)
+print(json.dumps({"reward": r.reward, "seconds": time.perf_counter() - start}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LLM3D_")}
+    env.update({"LLM3D_LOG_LEVEL": "WARNING", "LLM3D_EXECUTOR__TIMEOUT_S": "30", **extra})
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def programs(n: int, tag: str) -> list[dict[str, Any]]:
+    """``n`` distinct candidates (exact and perturbed copies of the sample objects)."""
+    names = sorted(OBJECTS)
+    items = []
+    for i in range(n):
+        name = names[i % len(names)]
+        code = OBJECTS[name] if i % 2 == 0 else perturb(OBJECTS[name], 0.9)
+        code += f"# {tag} {i}\n"
+        items.append({"id": f"{tag}-{i}", "code": code, "task_id": f"bench/{name}"})
+    return items
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+@contextlib.contextmanager
+def service(backend: str, servers: int, redis_url: str, tmp: Path) -> Iterator[str]:
+    """``llm3d serve`` (and ``servers`` one-process Celery workers for celery)."""
+    port = free_port()
+    extra = {
+        "LLM3D_API__PORT": str(port),
+        "LLM3D_API__BACKEND": backend,
+        "LLM3D_API__MAX_ITEMS": "2048",
+        "LLM3D_API__MAX_REQUEST_MB": "64",
+        "LLM3D_EXECUTOR__SERVERS": str(servers),
+        "LLM3D_FARM__REDIS_URL": redis_url,
+        "LLM3D_FARM__QUEUE": f"blender-bench-{uuid.uuid4().hex[:6]}",
+    }
+    env = env_for(extra)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(argv: list[str], log: str) -> None:
+        with open(tmp / log, "wb") as handle:
+            procs.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+
+    try:
+        if backend == "celery":
+            import redis
+
+            redis.Redis.from_url(redis_url).flushdb()
+            for i in range(servers):
+                spawn([LLM3D, "worker", "--concurrency", "1"], f"worker{i}.log")
+        spawn([LLM3D, "serve"], "api.log")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                health = httpx.get(url + "/healthz", timeout=5)
+                if health.status_code == 200 and (
+                    backend != "celery" or len(health.json().get("workers", [])) >= servers
+                ):
+                    break
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"{backend} service did not start; see {tmp}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def register_tasks(client: RewardClient) -> None:
+    for name, code in OBJECTS.items():
+        client.add_task(f"bench/{name}", {"code": code})
+
+
+def bench_backend(
+    backend: str, sizes: list[int], servers: int, redis_url: str
+) -> list[dict[str, Any]]:
+    rows = []
+    with (
+        tempfile.TemporaryDirectory(prefix=f"farm-bench-{backend}-") as tmp,
+        service(backend, servers, redis_url, Path(tmp)) as url,
+        RewardClient(url, retries=0) as client,
+    ):
+        register_tasks(client)
+        client.score_batch(programs(2 * servers, f"warm-{backend}"))  # ground truths, forks
+        for size in sizes:
+            items = programs(size, f"{backend}-{size}-{uuid.uuid4().hex[:4]}")
+            console.log(f"{backend}: batch of {size} …")
+            t0 = time.perf_counter()
+            response = client.score_batch(items)
+            wall = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cached = client.score_batch(items)
+            cached_wall = time.perf_counter() - t0
+            assert all(r.cached for r in cached.results)
+            statuses: dict[str, int] = {}
+            for r in response.results:
+                statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
+            item_s = [r.seconds for r in response.results]
+            rows.append(
+                {
+                    "backend": backend,
+                    "batch": size,
+                    "items_per_s": size / wall,
+                    "batch_seconds": wall,
+                    "item_p50_s": pct(item_s, 50),
+                    "item_p95_s": pct(item_s, 95),
+                    "api_overhead_ms_per_item": 1000 * cached_wall / size,
+                    "statuses": statuses,
+                }
+            )
+    return rows
+
+
+def bench_naive(n: int, parallel: int) -> dict[str, Any]:
+    """A fresh ``import bpy`` process per item (the program, export and reward in it)."""
+    from llm3d.config import load_config
+    from worker.executor import Executor
+
+    with tempfile.TemporaryDirectory(prefix="farm-bench-naive-") as tmp_name:
+        tmp = Path(tmp_name)
+        gts: dict[str, Path] = {}
+        with Executor(load_config().executor) as ex:
+            for name, code in OBJECTS.items():
+                r = ex.run(code)
+                gts[name] = tmp / f"{name}.npz"
+                np.savez(gts[name], v=r.vertices, f=r.faces)
+        script = tmp / "naive.py"
+        script.write_text(NAIVE_SCRIPT)
+        items = programs(n, "naive")
+        jobs = []
+        for i, item in enumerate(items):
+            path = tmp / f"p{i}.py"
+            path.write_text(item["code"])
+            jobs.append((path, gts[item["task_id"].split("/")[1]]))
+
+        def one(job: tuple[Path, Path]) -> float:
+            t = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, str(script), str(job[0]), str(job[1])],
+                capture_output=True,
+                text=True,
+                env=env_for({}),
+                timeout=300,
+                check=True,
+            )
+            json.loads(out.stdout.strip().splitlines()[-1])
+            return time.perf_counter() - t
+
+        console.log(f"naive: {n} items, {parallel} processes at a time …")
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(parallel) as pool:
+            per_item = list(pool.map(one, jobs))
+        wall = time.perf_counter() - t0
+    return {
+        "backend": "naive",
+        "batch": n,
+        "items_per_s": n / wall,
+        "batch_seconds": wall,
+        "item_p50_s": statistics.median(per_item),
+        "item_p95_s": pct(per_item, 95),
+        "api_overhead_ms_per_item": None,
+        "statuses": {},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="64,256,1024")
+    parser.add_argument("--backends", default="inline,celery")
+    parser.add_argument("--servers", type=int, default=2, help="fork servers / Celery workers")
+    parser.add_argument("--naive", type=int, default=8, help="items of the naive baseline")
+    parser.add_argument("--naive-parallel", type=int, default=None)
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("LLM3D_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    backends = [b for b in args.backends.split(",") if b]
+    if "celery" in backends and shutil.which("redis-server") is None:
+        console.log("[yellow]no redis-server here; is Redis reachable at --redis-url?[/]")
+
+    naive = bench_naive(args.naive, args.naive_parallel or args.servers)
+    rows: list[dict[str, Any]] = [naive]
+    for backend in backends:
+        rows += bench_backend(backend, sizes, args.servers, args.redis_url)
+
+    table = Table(
+        title=f"reward farm: {args.servers} servers/workers on {os.cpu_count()} cores "
+        f"(naive: {args.naive_parallel or args.servers} processes at a time)"
+    )
+    for col in (
+        "backend",
+        "n",
+        "items/s",
+        "×naive",
+        "batch s",
+        "p50 s",
+        "p95 s",
+        "API ms",
+        "statuses",
+    ):
+        table.add_column(col, justify="left" if col in {"backend", "statuses"} else "right")
+    for row in rows:
+        speedup = row["items_per_s"] / naive["items_per_s"]
+        overhead = row["api_overhead_ms_per_item"]
+        table.add_row(
+            row["backend"],
+            str(row["batch"]),
+            f"{row['items_per_s']:.2f}",
+            f"{speedup:.1f}×",
+            f"{row['batch_seconds']:.1f}",
+            f"{row['item_p50_s']:.3f}",
+            f"{row['item_p95_s']:.3f}",
+            "" if overhead is None else f"{overhead:.2f}",
+            ", ".join(f"{k}:{v}" for k, v in sorted(row["statuses"].items())),
+        )
+    console.print(table)
+    best = max(
+        (r for r in rows if r["backend"] != "naive"), key=lambda r: r["items_per_s"], default=None
+    )
+    if best is not None:
+        speedup = best["items_per_s"] / naive["items_per_s"]
+        worst_overhead = max(r["api_overhead_ms_per_item"] for r in rows if r["backend"] != "naive")
+        console.print(
+            f"best: {best['backend']} batch {best['batch']} at {speedup:.1f}× naive "
+            f"(target ≥ 30×: {'met' if speedup >= 30 else 'NOT met'}); "
+            f"API overhead ≤ {worst_overhead:.2f} ms/item (target < 5: "
+            f"{'met' if worst_overhead < 5 else 'NOT met'})"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "cpu_count": os.cpu_count(),
+                "servers": args.servers,
+                "naive_parallel": args.naive_parallel or args.servers,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    console.print(f"wrote {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
