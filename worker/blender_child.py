@@ -3,8 +3,9 @@
 The child is the only process that runs untrusted code. In order it: leaves the server's
 process group for its own (so a timeout kills everything it started), dies with the server,
 closes every descriptor of the server, points fd 1/2 at the server's capture pipes, moves
-into its empty temporary directory, lowers its rlimits, forbids itself new processes
-(:mod:`worker.seccomp`), runs the program with the safe
+into its empty temporary directory, lowers its rlimits, forbids itself writes outside that
+directory (:mod:`worker.landlock`) and new processes (:mod:`worker.seccomp`), runs the
+program with the safe
 builtins table, reads the mesh with ``bpy_lib.export.scene_arrays`` and writes one result
 frame (JSON header + raw array bytes) to its result pipe, then ``os._exit``\\ s without
 running Blender's exit handlers. Whatever the program changed (module state, the scene)
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from worker.exec_protocol import encode_arrays, encode_frame
+from worker.landlock import restrict_writes_to
 from worker.sandbox import SAFE_BUILTIN_NAMES
 from worker.seccomp import forbid_new_processes
 
@@ -209,6 +211,9 @@ def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
     try:
         _prepare_process(job, runtime)
         notes = _apply_limits(runtime)
+        not_confined = restrict_writes_to(job.workdir, runtime.libc)
+        if not_confined is not None:
+            notes["landlock"] = not_confined
         refused = forbid_new_processes(runtime.libc)
         if refused is not None:
             notes["seccomp"] = refused

@@ -133,6 +133,7 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
         "ctypes",
         "data",
         "base",
+        "strides",  # setting it lets an array read and write outside its buffer
         "fromfile",
         "memmap",
         # Blender machinery, should a bpy object ever be reachable

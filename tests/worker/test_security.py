@@ -3,7 +3,8 @@ nothing outside its temporary directory, and the executor then still runs a norm
 
 Two layers are attacked. ``HOSTILE`` goes through the whole sandbox (policy on). The tests
 below it use the test-only ``policy=False`` server to attack what stands behind the policy:
-the child's rlimits, seccomp filter, network namespace and the server's survival of crashes.
+the child's rlimits, Landlock and seccomp filters, network namespace and the server's
+survival of crashes.
 """
 
 from __future__ import annotations
@@ -217,6 +218,49 @@ def test_file_size_limit_stops_a_huge_write(
     assert result.error is not None and (
         "File too large" in result.error or "SIGXFSZ" in result.error
     )
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        'open("{canary}/pwned", "w").write("x")',
+        'os.symlink("/", "{canary}/pwned")',
+        'open("a", "w").close()\nos.rename("a", "{canary}/pwned")',
+        'os.mkdir("{canary}/pwned")',
+        'os.unlink("{canary}/keep")',
+    ],
+    ids=["write", "symlink", "rename-out", "mkdir", "unlink"],
+)
+def test_child_cannot_write_outside_its_directory(
+    unsafe_executor: Executor, canary: Path, attempt: str
+) -> None:
+    if "landlock" in unsafe_executor.run(CUBE).diagnostics:
+        pytest.skip("this kernel has no Landlock")
+    (canary / "keep").write_text("kept")
+    code = "import os\nfrom bpy_lib import *\n" + attempt.replace("{canary}", str(canary))
+    result = unsafe_executor.run(code)
+    assert result.status is ExecStatus.EXEC_FAILED
+    assert result.error is not None and "PermissionError" in result.error
+    assert sorted(p.name for p in canary.iterdir()) == ["keep"]
+    assert (canary / "keep").read_text() == "kept"
+
+
+def test_child_may_write_inside_its_directory(unsafe_executor: Executor) -> None:
+    code = textwrap.dedent(
+        """
+        import os
+        from bpy_lib import *
+        os.mkdir("sub")
+        open("sub/a.txt", "w").write("x")
+        os.remove("sub/a.txt")
+        box(size=[1, 1, 1])
+        export_scene("mesh.obj")
+        print(sorted(os.listdir(".")))
+        """
+    )
+    result = unsafe_executor.run(code)
+    assert result.status is ExecStatus.OK, result.error
+    assert result.stdout.strip() == "['mesh.obj', 'sub']"
 
 
 @pytest.mark.parametrize(
