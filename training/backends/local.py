@@ -1,0 +1,373 @@
+"""The ``local`` backend: torch + transformers + peft on this machine's GPU (or CPU).
+
+Qwen2.5-VL-7B-Instruct as in the seed (any ``Qwen2_5_VLForConditionalGeneration``
+checkpoint: a hub id in the cache or a folder, e.g. the tiny one of
+:mod:`training.tiny`), LoRA adapters on the language model's attention and MLP
+projections (rank, alpha, targets from config; the vision tower stays frozen), bf16 where
+the GPU has it, gradient checkpointing, AdamW. The losses are those of
+:mod:`training.backends.base`, computed in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm3d.config import TrainingConfig
+from llm3d.exceptions import ConfigError
+from training.backends.base import Completion, Datum, LossFn, StepResult
+
+__all__ = ["LocalBackend", "LocalPrompt"]
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+ADAM_BETAS = (0.9, 0.95)  # Tinker's defaults, so both backends take the same steps
+ADAM_EPS = 1e-8
+
+
+def _import(name: str) -> Any:
+    """torch / transformers / peft, imported when used (typed loosely: their stubs vary)."""
+    return importlib.import_module(name)
+
+
+@dataclass(frozen=True, eq=False)
+class LocalPrompt:
+    """A rendered prompt: token ids (image pads expanded) and the images' pixels."""
+
+    input_ids: tuple[int, ...]
+    mm_token_type_ids: tuple[int, ...] | None
+    pixel_values: Any  # torch.Tensor (patches, dim) or None
+    image_grid_thw: Any  # torch.Tensor (images, 3) or None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _image_paths(messages: Sequence[Message]) -> list[str]:
+    paths: list[str] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            continue
+        paths.extend(str(p["image"]) for p in content if p.get("type") == "image" or "image" in p)
+    return paths
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+class LocalBackend:
+    """Train and sample a Qwen2.5-VL with LoRA in this process.
+
+    Args:
+        config: the ``training`` section (``base_model``, ``lora_*``, ``micro_batch_size``...).
+        seed: seeds the LoRA initialisation.
+    """
+
+    name = "local"
+
+    def __init__(self, config: TrainingConfig, *, seed: int = 0) -> None:
+        from training.backends.qwen import load_processor
+
+        torch = _import("torch")
+        peft = _import("peft")
+        transformers = _import("transformers")
+
+        self.config = config
+        self.device = torch.device(
+            config.device
+            if config.device != "auto"
+            else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.dtype = torch.bfloat16 if use_bf16 else torch.float32
+        image_kwargs = {
+            k: v
+            for k, v in (
+                ("min_pixels", config.image_min_pixels),
+                ("max_pixels", config.image_max_pixels),
+            )
+            if v is not None
+        }
+        try:
+            self.processor = load_processor(config.base_model, **image_kwargs)
+            base = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                config.base_model, dtype=self.dtype
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"training.base_model = {config.base_model!r} could not be loaded ({exc}); give "
+                "a Qwen2.5-VL folder or a hub id already downloaded, or use --tiny"
+            ) from exc
+        self.tokenizer = self.processor.tokenizer
+        self.eos_id = int(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos_id)
+        base.to(self.device)
+        if config.gradient_checkpointing:
+            base.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        targets = "|".join(re.escape(t) for t in config.lora_targets)
+        torch.manual_seed(seed)
+        lora = peft.LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=0.0,
+            # the language model only: the vision tower's MLP has the same names
+            target_modules=rf".*language_model.*\.({targets})",
+        )
+        self.model = peft.get_peft_model(base, lora)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ConfigError(f"no LoRA target matched training.lora_targets={config.lora_targets}")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0
+        )
+        logger.info(
+            "local backend: %s on %s (%s), %d trainable LoRA parameters",
+            config.base_model,
+            self.device,
+            self.dtype,
+            sum(p.numel() for p in self.params),
+        )
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_prompt(self, messages: Sequence[Message]) -> LocalPrompt:
+        """Chat template + image processor; image pads expanded to their patch count."""
+        from PIL import Image
+
+        text = self.processor.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+        images = []
+        for path in _image_paths(messages):
+            with Image.open(path) as image:
+                images.append(image.convert("RGB"))
+        encoded = self.processor(text=[text], images=images or None, return_tensors="pt")
+        mm = encoded.get("mm_token_type_ids")
+        return LocalPrompt(
+            input_ids=tuple(int(t) for t in encoded["input_ids"][0]),
+            mm_token_type_ids=tuple(int(t) for t in mm[0]) if mm is not None else None,
+            pixel_values=encoded.get("pixel_values"),
+            image_grid_thw=encoded.get("image_grid_thw"),
+        )
+
+    def encode_completion(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return [*ids, self.eos_id]
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
+
+    def prompt_length(self, prompt: LocalPrompt) -> int:
+        return len(prompt)
+
+    # ------------------------------------------------------------------ forward
+
+    def _batch(self, data: Sequence[Datum], *, left_pad: bool = False) -> dict[str, Any]:
+        torch = _import("torch")
+
+        rows = [(list(d.prompt.input_ids) + list(d.completion), d) for d in data]
+        width = max(len(r) for r, _ in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mm = torch.zeros((len(rows), width), dtype=torch.long)
+        pixels, grids = [], []
+        for i, (row, d) in enumerate(rows):
+            sl = slice(width - len(row), width) if left_pad else slice(0, len(row))
+            ids[i, sl] = torch.tensor(row)
+            mask[i, sl] = 1
+            if d.prompt.mm_token_type_ids is not None:
+                types = list(d.prompt.mm_token_type_ids) + [0] * len(d.completion)
+                mm[i, sl] = torch.tensor(types)
+            if d.prompt.pixel_values is not None:
+                pixels.append(d.prompt.pixel_values)
+                grids.append(d.prompt.image_grid_thw)
+        batch: dict[str, Any] = {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+        }
+        if any(d.prompt.mm_token_type_ids is not None for d in data):
+            batch["mm_token_type_ids"] = mm.to(self.device)
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels).to(self.device, self.dtype)
+            batch["image_grid_thw"] = torch.cat(grids).to(self.device)
+        return batch
+
+    def _completion_logprobs(self, data: Sequence[Datum]) -> list[Any]:
+        """Per datum, a tensor of the completion tokens' log-probs (with grad if enabled)."""
+        torch = _import("torch")
+
+        batch = self._batch(data)
+        logits = self.model(**batch).logits
+        out = []
+        for i, d in enumerate(data):
+            p, c = len(d.prompt), len(d.completion)
+            rows = logits[i, p - 1 : p + c - 1].float()
+            target = torch.tensor(d.completion, device=rows.device)
+            out.append(torch.log_softmax(rows, dim=-1).gather(1, target[:, None])[:, 0])
+        return out
+
+    def logprobs(self, data: Sequence[Datum], *, reference: bool = False) -> list[list[float]]:
+        import contextlib
+
+        torch = _import("torch")
+
+        result: list[list[float]] = []
+        self.model.eval()
+        adapter_off = self.model.disable_adapter() if reference else contextlib.nullcontext()
+        with torch.no_grad(), adapter_off:
+            for chunk in _chunks(data, self.config.micro_batch_size):
+                result.extend(t.tolist() for t in self._completion_logprobs(chunk))
+        return result
+
+    def forward_backward(
+        self,
+        data: Sequence[Datum],
+        loss_fn: LossFn,
+        *,
+        clip_low: float = 0.2,
+        clip_high: float = 0.2,
+    ) -> StepResult:
+        torch = _import("torch")
+
+        self.model.train()
+        total, clipped, n_tokens = 0.0, 0.0, 0
+        logprobs: list[list[float]] = []
+        for chunk in _chunks(data, self.config.micro_batch_size):
+            lps = self._completion_logprobs(chunk)
+            loss = torch.zeros((), device=self.device)
+            for d, lp in zip(chunk, lps, strict=True):
+                logprobs.append(lp.detach().tolist())
+                n_tokens += len(d.completion)
+                if loss_fn == "cross_entropy":
+                    if d.weights is None:
+                        raise ValueError("cross_entropy needs Datum.weights")
+                    w = torch.tensor(d.weights, device=lp.device)
+                    loss = loss - (w * lp).sum()
+                    continue
+                if d.advantages is None or d.sampling_logprobs is None:
+                    raise ValueError(f"{loss_fn} needs Datum.advantages and sampling_logprobs")
+                adv = torch.tensor(d.advantages, device=lp.device)
+                old = torch.tensor(d.sampling_logprobs, device=lp.device)
+                ratio = torch.exp(lp - old)
+                if loss_fn == "ppo":
+                    bounded = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+                    loss = loss - torch.minimum(ratio * adv, bounded * adv).sum()
+                    clipped += float((bounded != ratio).float().sum())
+                else:
+                    loss = loss - (ratio * adv).sum()
+            loss.backward()
+            total += float(loss.detach())
+        metrics = {"clip_fraction": clipped / max(n_tokens, 1)} if loss_fn == "ppo" else {}
+        return StepResult(loss=total, logprobs=logprobs, n_tokens=n_tokens, metrics=metrics)
+
+    def optim_step(self, learning_rate: float) -> dict[str, float]:
+        torch = _import("torch")
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        clip = self.config.grad_clip_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": float(norm)}
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(
+        self,
+        prompts: Sequence[LocalPrompt],
+        n: int,
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> list[list[Completion]]:
+        """``n`` completions a prompt (``generate`` on left-padded prompt batches)."""
+        torch = _import("torch")
+        gen = _import("transformers").GenerationConfig(
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=max_tokens,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+        )
+        per_call = max(1, self.config.sampling_batch_size // n)
+        torch.manual_seed(seed)
+        self.model.eval()
+        results: list[list[Completion]] = []
+        with torch.no_grad():
+            for chunk in _chunks(prompts, per_call):
+                data = [Datum(prompt=p, completion=()) for p in chunk]
+                batch = self._batch(data, left_pad=True)
+                width = batch["input_ids"].shape[1]
+                out = self.model.generate(
+                    **batch,
+                    generation_config=gen,
+                    num_return_sequences=n,
+                    return_dict_in_generate=True,
+                    output_logits=True,
+                )
+                tokens = out.sequences[:, width:].cpu()
+                logits = torch.stack(out.logits, dim=1).float().cpu() / temperature
+                chosen = torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None])[:, :, 0]
+                for j in range(len(chunk)):
+                    group = []
+                    for k in range(j * n, (j + 1) * n):
+                        row = tokens[k].tolist()
+                        stopped = self.eos_id in row
+                        end = row.index(self.eos_id) + 1 if stopped else len(row)
+                        ids = tuple(row[:end])
+                        group.append(
+                            Completion(
+                                tokens=ids,
+                                logprobs=tuple(chosen[k, :end].tolist()),
+                                text=self.decode(ids),
+                                stopped=stopped,
+                            )
+                        )
+                    results.append(group)
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, directory: Path, name: str) -> str:
+        torch = _import("torch")
+
+        path = Path(directory) / name
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
+        return str(path)
+
+    def load(self, ref: str) -> None:
+        torch = _import("torch")
+        set_peft_model_state_dict = _import("peft").set_peft_model_state_dict
+        load_file = _import("safetensors.torch").load_file
+
+        path = Path(ref)
+        weights = path / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"no LoRA checkpoint at {path} (expected {weights.name})")
+        state = load_file(str(weights), device=str(self.device))
+        result = set_peft_model_state_dict(self.model, state)
+        if getattr(result, "unexpected_keys", None):
+            raise ConfigError(
+                f"checkpoint {path} does not fit this model: {result.unexpected_keys[:3]}"
+            )
+        optimizer = path / "optimizer.pt"
+        if optimizer.is_file():
+            self.optimizer.load_state_dict(torch.load(optimizer, map_location=self.device))

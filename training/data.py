@@ -1,0 +1,293 @@
+"""Training rows (DESIGN §6): reading the chat-format JSONL, curriculum order, batches.
+
+A row is one JSON object a line, in Qwen2.5-VL chat format::
+
+    {"id": "chair-0001", "category": "chair", "difficulty": "easy", "n_parts": 3,
+     "task_id": "chair-0001",                                   # optional (RL, eval)
+     "messages": [
+       {"role": "system", "content": "<the bpy_lib reference>"},
+       {"role": "user", "content": [{"type": "image", "image": "images/chair-0001/front.png"},
+                                    ...,
+                                    {"type": "text", "text": "Write the bpy_lib program ..."}]},
+       {"role": "assistant", "content": "from bpy_lib import *\\n..."}]}    # SFT rows
+
+Relative image paths are relative to the JSONL file's folder. The RL ground truth is the
+row's ``task_id`` when the reward service knows it, else its ``code`` or assistant program
+sent inline as ``reference.code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llm3d.exceptions import ConfigError
+
+__all__ = [
+    "DIFFICULTY_ORDER",
+    "Example",
+    "batches",
+    "curriculum_order",
+    "load_examples",
+    "write_example_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Curriculum rank of each difficulty label; unknown labels go last.
+DIFFICULTY_ORDER = {"easy": 0, "medium": 1, "hard": 2}
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training row.
+
+    Attributes:
+        id: the row's id (unique in its file).
+        messages: the chat, images as ``{"type": "image", "image": <absolute path>}``.
+        difficulty: ``easy`` / ``medium`` / ``hard`` (curriculum order).
+        n_parts: number of parts of the object (curriculum tie-break).
+        task_id: the ground truth's id at the reward service, if it has one.
+        reference_code: a ``bpy_lib`` program building the ground truth, if known.
+        meta: every other field of the row.
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    difficulty: str = "medium"
+    n_parts: int = 0
+    task_id: str | None = None
+    reference_code: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> list[Message]:
+        """The messages before the assistant's answer (what the model sees)."""
+        return [m for m in self.messages if m["role"] != "assistant"]
+
+    @property
+    def target(self) -> str:
+        """The assistant's program (SFT target); raises ConfigError if the row has none."""
+        for m in self.messages:
+            if m["role"] == "assistant":
+                content = m["content"]
+                if isinstance(content, str):
+                    return content
+                return "".join(c.get("text", "") for c in content)
+        raise ConfigError(f"row {self.id!r} has no assistant message: it cannot be an SFT row")
+
+    @property
+    def images(self) -> list[Path]:
+        """The image paths of the prompt, in order."""
+        return [Path(c["image"]) for m in self.prompt for c in _parts(m) if _is_image(c)]
+
+    def reward_item(self, item_id: str, code: str) -> dict[str, Any]:
+        """A reward-service item scoring ``code`` against this row's ground truth."""
+        if self.task_id is not None:
+            return {"id": item_id, "code": code, "task_id": self.task_id}
+        ref = self.reference_code
+        if ref is None:
+            try:
+                ref = self.target
+            except ConfigError:
+                ref = None
+        if ref is None:
+            raise ConfigError(
+                f"row {self.id!r} has no ground truth: give it a task_id, a code field or an "
+                "assistant message"
+            )
+        return {"id": item_id, "code": code, "reference": {"code": ref}}
+
+
+def _parts(message: Message) -> list[dict[str, Any]]:
+    content = message["content"]
+    return [] if isinstance(content, str) else list(content)
+
+
+def _is_image(part: dict[str, Any]) -> bool:
+    return part.get("type") == "image" or "image" in part
+
+
+def _row_to_example(row: dict[str, Any], base: Path, where: str) -> Example:
+    if not isinstance(row, dict) or "messages" not in row:
+        raise ConfigError(f"{where}: a row needs a 'messages' list (DESIGN §6)")
+    messages: list[Message] = []
+    for message in row["messages"]:
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ConfigError(f"{where}: every message needs 'role' and 'content'")
+        content = message["content"]
+        if not isinstance(content, str):
+            parts = []
+            for part in content:
+                if _is_image(part):
+                    path = Path(str(part["image"]))
+                    path = path if path.is_absolute() else base / path
+                    if not path.is_file():
+                        raise ConfigError(f"{where}: image not found: {path}")
+                    part = {"type": "image", "image": str(path)}
+                parts.append(part)
+            content = parts
+        messages.append({"role": message["role"], "content": content})
+    known = {"id", "messages", "difficulty", "n_parts", "task_id", "code"}
+    return Example(
+        id=str(row.get("id", where)),
+        messages=tuple(messages),
+        difficulty=str(row.get("difficulty", "medium")),
+        n_parts=int(row.get("n_parts", 0) or 0),
+        task_id=row.get("task_id"),
+        reference_code=row.get("code"),
+        meta={k: v for k, v in row.items() if k not in known},
+    )
+
+
+def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example]:
+    """Read a chat-format JSONL file (DESIGN §6) into :class:`Example` rows, in file order.
+
+    Raises:
+        ConfigError: the file is missing, a line is not JSON, or a row is malformed; the
+            message names the file and line.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"dataset not found: {file} (build it with `llm3d data build`, or pass --data)"
+        )
+    examples: list[Example] = []
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{file}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: not JSON: {exc}") from exc
+            examples.append(_row_to_example(row, file.parent, where))
+            if limit is not None and len(examples) >= limit:
+                break
+    if not examples:
+        raise ConfigError(f"dataset {file} has no rows")
+    return examples
+
+
+def curriculum_order(examples: Sequence[Example]) -> list[Example]:
+    """Easy → medium → hard, then fewer parts first; stable (file order breaks ties)."""
+    return sorted(
+        examples,
+        key=lambda e: (DIFFICULTY_ORDER.get(e.difficulty, len(DIFFICULTY_ORDER)), e.n_parts),
+    )
+
+
+def batches(
+    examples: Sequence[Example], batch_size: int, *, epoch: int, seed: int, shuffle: bool
+) -> Iterator[list[Example]]:
+    """The batches of one epoch: curriculum order, or a seeded shuffle of it per epoch.
+
+    The last partial batch is kept. Same ``(epoch, seed)``, same batches: resuming at step
+    ``k`` replays exactly the batches a run without interruption would see.
+    """
+    order = list(examples)
+    if shuffle:
+        random.Random(f"{seed}:{epoch}").shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+# ----------------------------------------------------------------------------------------
+# a small dataset from the bpy_lib examples (tests, benchmark, --tiny smoke runs)
+
+
+def _difficulty(code: str) -> tuple[str, int]:
+    n_parts = sum(1 for line in code.splitlines() if line.startswith("# part_"))
+    hard_ops = ("difference(", "union(", "loft(", "sweep(", "revolve(", "helix(", "twist(")
+    n_hard = sum(code.count(op) for op in hard_ops)
+    if n_parts <= 2 and n_hard == 0:
+        return "easy", n_parts
+    if n_parts <= 4 and n_hard <= 1:
+        return "medium", n_parts
+    return "hard", n_parts
+
+
+def _placeholder_image(path: Path, key: str, view: int, size: int) -> None:
+    """A deterministic picture standing in for a render (colour and bars from a hash)."""
+    from PIL import Image, ImageDraw
+
+    digest = hashlib.sha256(f"{key}:{view}".encode()).digest()
+    image = Image.new("RGB", (size, size), tuple(digest[:3]))
+    draw = ImageDraw.Draw(image)
+    for i in range(4):
+        x0, y0 = digest[3 + 2 * i] % size, digest[4 + 2 * i] % size
+        draw.rectangle(
+            [x0, y0, min(size - 1, x0 + size // 4), min(size - 1, y0 + size // 3)],
+            fill=tuple(digest[12 + i : 15 + i]),
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+INSTRUCTION = (
+    "The images show one object from several views. Write a bpy_lib program that builds it: "
+    "one '# part_k: name' comment per part, export_scene() at the end."
+)
+
+
+def write_example_dataset(
+    out_dir: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    views: int = 2,
+    image_size: int = 56,
+    system: str | None = None,
+) -> Path:
+    """Write ``train.jsonl`` in the format of DESIGN §6 from ``bpy_lib/examples``.
+
+    The images are deterministic placeholders (not renders): the rows exercise the chat
+    format, image handling, curriculum and rewards (each row's ground truth is its own
+    program, sent inline) without Blender. ``system`` defaults to a one-line prompt;
+    pass ``bpy_lib.reference()`` for the real one.
+
+    Returns:
+        The path of the JSONL file.
+    """
+    import bpy_lib.examples as examples
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = examples.paths()
+    if names is not None:
+        wanted = set(names)
+        paths = [p for p in paths if p.stem in wanted]
+    system_text = system or "You write Blender models with bpy_lib (from bpy_lib import *)."
+    file = out / "train.jsonl"
+    with open(file, "w", encoding="utf-8") as handle:
+        for path in paths:
+            code = path.read_text(encoding="utf-8")
+            difficulty, n_parts = _difficulty(code)
+            parts: list[dict[str, Any]] = []
+            for view in range(views):
+                rel = Path("images") / path.stem / f"view{view}.png"
+                _placeholder_image(out / rel, path.stem, view, image_size)
+                parts.append({"type": "image", "image": str(rel)})
+            parts.append({"type": "text", "text": INSTRUCTION})
+            row = {
+                "id": path.stem,
+                "category": path.stem,
+                "difficulty": difficulty,
+                "n_parts": n_parts,
+                "messages": [
+                    {"role": "system", "content": system_text},
+                    {"role": "user", "content": parts},
+                    {"role": "assistant", "content": code},
+                ],
+            }
+            handle.write(json.dumps(row) + "\n")
+    logger.info("wrote %d rows to %s", len(paths), file)
+    return file

@@ -1,0 +1,316 @@
+"""GRPO against the reward service, through either backend (DESIGN §7, issue 10).
+
+One step:
+
+1. **sample**: ``training.batch_size`` prompts (a seeded walk over the RL rows), each
+   ``training.group_size`` completions from the current weights (on-policy: the
+   weights updated by the previous step);
+2. **reward**: every completion scored in one ``POST /reward/batch`` call of
+   :class:`~llm3d.client.RewardClient` (the reward may run on another machine);
+3. **advantages**: ``reward − mean(group)``, no division by the standard deviation;
+   completions with ``infra_error`` (reward null) are excluded, groups whose remaining
+   rewards are all equal carry no signal and are dropped; optional KL penalty
+   ``kl_coef · (log π − log π_ref)`` per token, subtracted from the advantage;
+4. **update**: the clipped importance-ratio (``ppo``) loss on all kept completions, one
+   Adam step. Token-level normalisation: advantages are divided by the batch's
+   completion-token count, so the loss is a per-token mean.
+
+Each step is one JSONL record: mean reward, execution rate, mean F@0.05, the share of each
+status, tokens, seconds of each phase; plus ``reward.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from llm3d.config import Config
+from llm3d.schemas import ItemStatus, RewardResponse, RewardResult
+from training.backends.base import Backend, Completion, Datum
+from training.data import Example
+from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
+
+__all__ = ["GRPOTrainer", "Group", "RewardScorer", "group_advantages"]
+
+logger = logging.getLogger(__name__)
+
+#: Statuses whose program ran to the end (the "execution rate").
+EXECUTED = {ItemStatus.OK, ItemStatus.NO_GEOMETRY, ItemStatus.DEGENERATE}
+
+
+class RewardScorer(Protocol):
+    """What the trainer needs of :class:`llm3d.client.RewardClient`."""
+
+    def score_batch(
+        self,
+        items: Sequence[dict[str, Any]],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        points: int | None = None,
+    ) -> RewardResponse: ...
+
+
+@dataclass
+class Group:
+    """One prompt and its completions (and, once scored, their results)."""
+
+    example: Example
+    prompt: Any
+    completions: list[Completion]
+    results: list[RewardResult] | None = None
+
+
+def group_advantages(rewards: Sequence[float | None]) -> list[float | None] | None:
+    """``reward − group mean`` over the non-null rewards; None when the group is dropped.
+
+    Null rewards (``infra_error``) get a null advantage and take no part in the mean. A
+    group is dropped when fewer than two rewards remain or all remaining ones are equal.
+    """
+    valid = [r for r in rewards if r is not None]
+    if len(valid) < 2 or max(valid) - min(valid) < 1e-9:
+        return None
+    mean = sum(valid) / len(valid)
+    return [None if r is None else r - mean for r in rewards]
+
+
+class GRPOTrainer:
+    """One GRPO run.
+
+    Args:
+        config: the whole configuration (``training`` section, ``seed``).
+        backend: a :class:`~training.backends.base.Backend`.
+        rows: the RL prompts (with their ground truths).
+        scorer: the reward service's client.
+        run_dir: where logs, checkpoints and curves go.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        rows: Sequence[Example],
+        scorer: RewardScorer,
+        run_dir: Path,
+    ) -> None:
+        if not rows:
+            raise ValueError("GRPO needs at least one prompt row")
+        self.config = config
+        self.tc = config.training
+        self.backend = backend
+        self.rows = list(rows)
+        self.scorer = scorer
+        self.run_dir = Path(run_dir)
+        self.step = 0
+
+    # ------------------------------------------------------------------ pieces
+
+    def rows_at(self, step: int) -> list[Example]:
+        """The prompts of step ``step``: consecutive slices of a seeded shuffle per epoch."""
+        n = self.tc.batch_size
+        out: list[Example] = []
+        position = step * n
+        while len(out) < n:
+            epoch, index = divmod(position, len(self.rows))
+            order = list(self.rows)
+            random.Random(f"{self.config.seed}:rl:{epoch}").shuffle(order)
+            out.append(order[index])
+            position += 1
+        return out
+
+    def sample_groups(self, step: int) -> list[Group]:
+        """``group_size`` completions for each prompt of the step (current weights)."""
+        rows = self.rows_at(step)
+        prompts = [self.backend.render_prompt(r.prompt) for r in rows]
+        samples = self.backend.sample(
+            prompts,
+            self.tc.group_size,
+            max_tokens=self.tc.max_new_tokens,
+            temperature=self.tc.temperature,
+            seed=self.config.seed * 1_000_003 + step,
+        )
+        return [Group(r, p, c) for r, p, c in zip(rows, prompts, samples, strict=True)]
+
+    def score(self, groups: Sequence[Group]) -> None:
+        """All completions of the step in one reward-service call; results set on groups."""
+        items = [
+            g.example.reward_item(f"{i}-{j}", c.text)
+            for i, g in enumerate(groups)
+            for j, c in enumerate(g.completions)
+        ]
+        response = self.scorer.score_batch(
+            items, timeout_s=self.tc.reward_timeout_s, points=self.tc.reward_points
+        )
+        by_id = {r.id: r for r in response.results}
+        for i, g in enumerate(groups):
+            g.results = [by_id[f"{i}-{j}"] for j in range(len(g.completions))]
+
+    def build_data(self, groups: Sequence[Group]) -> tuple[list[Datum], dict[str, Any]]:
+        """Datums of the kept completions, with normalised (and KL-shaped) advantages."""
+        kept: list[tuple[Group, Completion, float]] = []
+        dropped = 0
+        for g in groups:
+            assert g.results is not None, "score() before build_data()"
+            advantages = group_advantages([r.reward for r in g.results])
+            if advantages is None:
+                dropped += 1
+                continue
+            kept.extend(
+                (g, c, a) for c, a in zip(g.completions, advantages, strict=True) if a is not None
+            )
+        stats: dict[str, Any] = {"groups_kept": len(groups) - dropped, "groups_dropped": dropped}
+        if not kept:
+            return [], stats
+        n_tokens = sum(len(c.tokens) for _, c, _ in kept)
+        raw = [
+            Datum(prompt=g.prompt, completion=c.tokens, sampling_logprobs=c.logprobs)
+            for g, c, _ in kept
+        ]
+        kl_terms: list[list[float]] = [[0.0] * len(d.completion) for d in raw]
+        if self.tc.kl_coef > 0:
+            reference = self.backend.logprobs(raw, reference=True)
+            kl_terms = [
+                [s - r for s, r in zip(c.logprobs, ref, strict=True)]
+                for (_, c, _), ref in zip(kept, reference, strict=True)
+            ]
+            stats["kl"] = sum(map(sum, kl_terms)) / n_tokens
+        data = [
+            Datum(
+                prompt=d.prompt,
+                completion=d.completion,
+                sampling_logprobs=d.sampling_logprobs,
+                advantages=tuple((a - self.tc.kl_coef * k) / n_tokens for k in kls),
+            )
+            for d, (_, _, a), kls in zip(raw, kept, kl_terms, strict=True)
+        ]
+        stats["train_tokens"] = n_tokens
+        stats["datums"] = len(data)
+        return data, stats
+
+    def update(self, data: Sequence[Datum]) -> dict[str, Any]:
+        """One clipped-ratio loss gradient and one Adam step (nothing when ``data`` is empty)."""
+        if not data:
+            return {"loss": None}
+        result = self.backend.forward_backward(
+            data, self.tc.loss_fn, clip_low=self.tc.clip_low, clip_high=self.tc.clip_high
+        )
+        optim = self.backend.optim_step(self.tc.learning_rate)
+        return {"loss": result.loss, **result.metrics, **optim}
+
+    def train_step(self, groups: Sequence[Group] | None = None) -> dict[str, Any]:
+        """Sample (unless ``groups`` are given), score, update; returns the step's record."""
+        t0 = time.perf_counter()
+        groups = list(groups) if groups is not None else self.sample_groups(self.step)
+        t1 = time.perf_counter()
+        self.score(groups)
+        t2 = time.perf_counter()
+        data, stats = self.build_data(groups)
+        update = self.update(data)
+        t3 = time.perf_counter()
+        self.step += 1
+        return {
+            "kind": "train",
+            "step": self.step,
+            **step_metrics(groups),
+            **stats,
+            **update,
+            "seconds_sample": t1 - t0,
+            "seconds_reward": t2 - t1,
+            "seconds_update": t3 - t2,
+            "seconds": t3 - t0,
+        }
+
+    def save(self) -> Path:
+        folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
+        ref = self.backend.save(folder, "model")
+        write_state(
+            folder,
+            {
+                "trainer": "rl",
+                "step": self.step,
+                "backend": self.backend.name,
+                "ref": ref,
+                "seed": self.config.seed,
+            },
+        )
+        return folder
+
+    def resume(self, checkpoint: Path) -> None:
+        state = read_state(checkpoint)
+        self.backend.load(str(state["ref"]))
+        self.step = int(state["step"])
+        logger.info("resumed GRPO at step %d from %s", self.step, checkpoint)
+
+    # ------------------------------------------------------------------ loop
+
+    def train(
+        self, *, steps: int | None = None, resume: Path | None = None, progress: bool = True
+    ) -> list[dict[str, Any]]:
+        """Run until ``steps`` (default ``training.rl_steps``) steps are done in total."""
+        if resume is not None:
+            self.resume(resume)
+        total = steps if steps is not None else self.tc.rl_steps
+        log = RunLog(
+            self.run_dir,
+            wandb_project=self.tc.wandb_project,
+            config=self.config.model_dump(mode="json"),
+            resume_step=self.step if resume is not None else None,
+        )
+        records: list[dict[str, Any]] = []
+        from rich.progress import Progress
+
+        try:
+            with Progress(disable=not progress, transient=True) as bar:
+                task = bar.add_task("GRPO", total=total, completed=self.step)
+                while self.step < total:
+                    record = self.train_step()
+                    log.log(record)
+                    records.append(record)
+                    bar.update(
+                        task,
+                        completed=self.step,
+                        description=f"GRPO reward {record['reward_mean'] or 0:.3f}",
+                    )
+                    if self.tc.save_every and self.step % self.tc.save_every == 0:
+                        self.save()
+            if not self.tc.save_every or self.step % self.tc.save_every:
+                self.save()
+        finally:
+            log.close()
+        plot_curves(
+            read_metrics(log.path, "train"),
+            ["reward_mean", "execution_rate", "f_score_0.05"],
+            self.run_dir / "reward.png",
+            title="GRPO reward",
+        )
+        return records
+
+
+def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:
+    """Mean reward, execution rate, mean F@0.05, status shares and token counts of a step."""
+    results = [r for g in groups for r in (g.results or [])]
+    completions = [c for g in groups for c in g.completions]
+    valid = [r for r in results if r.reward is not None]
+    statuses = Counter(r.status for r in results)
+    n = max(len(results), 1)
+    scored = [r for r in results if r.status is not ItemStatus.INFRA_ERROR]
+    return {
+        "reward_mean": sum(r.reward for r in valid if r.reward is not None) / len(valid)
+        if valid
+        else None,
+        "reward_max": max((r.reward for r in valid if r.reward is not None), default=None),
+        "execution_rate": sum(r.status in EXECUTED for r in scored) / max(len(scored), 1),
+        "f_score_0.05": sum(r.metrics.get("f_score_0.05", 0.0) for r in scored)
+        / max(len(scored), 1),
+        **{f"status_{s.value}": statuses.get(s, 0) / n for s in ItemStatus},
+        "completions": len(completions),
+        "sampled_tokens": sum(len(c.tokens) for c in completions),
+        "stopped_rate": sum(c.stopped for c in completions) / max(len(completions), 1),
+        "infra_errors": statuses.get(ItemStatus.INFRA_ERROR, 0),
+    }
