@@ -110,7 +110,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def service(backend: str, servers: int, redis_url: str, tmp: Path) -> Iterator[str]:
+def service(
+    backend: str, servers: int, redis_url: str, tmp: Path, worker_concurrency: int = 1
+) -> Iterator[str]:
     """``llm3d serve`` (and ``servers`` one-process Celery workers for celery)."""
     port = free_port()
     extra = {
@@ -139,7 +141,8 @@ def service(backend: str, servers: int, redis_url: str, tmp: Path) -> Iterator[s
 
             redis.Redis.from_url(redis_url).flushdb()
             for i in range(servers):
-                spawn([LLM3D, "worker", "--concurrency", "1"], f"worker{i}.log")
+                argv = [LLM3D, "worker", "--concurrency", str(worker_concurrency)]
+                spawn(argv, f"worker{i}.log")
         spawn([LLM3D, "serve"], "api.log")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -171,12 +174,12 @@ def register_tasks(client: RewardClient) -> None:
 
 
 def bench_backend(
-    backend: str, sizes: list[int], servers: int, redis_url: str
+    backend: str, sizes: list[int], servers: int, redis_url: str, worker_concurrency: int = 1
 ) -> list[dict[str, Any]]:
     rows = []
     with (
         tempfile.TemporaryDirectory(prefix=f"farm-bench-{backend}-") as tmp,
-        service(backend, servers, redis_url, Path(tmp)) as url,
+        service(backend, servers, redis_url, Path(tmp), worker_concurrency) as url,
         RewardClient(url, retries=0) as client,
     ):
         register_tasks(client)
@@ -267,6 +270,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,256,1024")
     parser.add_argument("--backends", default="inline,celery")
     parser.add_argument("--servers", type=int, default=2, help="fork servers / Celery workers")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=1, help="processes per Celery worker"
+    )
     parser.add_argument("--naive", type=int, default=8, help="items of the naive baseline")
     parser.add_argument("--naive-parallel", type=int, default=None)
     parser.add_argument(
@@ -281,11 +287,12 @@ def main() -> None:
     naive = bench_naive(args.naive, args.naive_parallel or args.servers)
     rows: list[dict[str, Any]] = [naive]
     for backend in backends:
-        rows += bench_backend(backend, sizes, args.servers, args.redis_url)
+        rows += bench_backend(backend, sizes, args.servers, args.redis_url, args.worker_concurrency)
 
     table = Table(
-        title=f"reward farm: {args.servers} servers/workers on {os.cpu_count()} cores "
-        f"(naive: {args.naive_parallel or args.servers} processes at a time)"
+        title=f"reward farm: {args.servers} fork servers (inline) / Celery workers × "
+        f"{args.worker_concurrency} process on {os.cpu_count()} cores; naive: "
+        f"{args.naive_parallel or args.servers} processes at a time"
     )
     for col in (
         "backend",
@@ -332,6 +339,7 @@ def main() -> None:
             {
                 "cpu_count": os.cpu_count(),
                 "servers": args.servers,
+                "worker_concurrency": args.worker_concurrency,
                 "naive_parallel": args.naive_parallel or args.servers,
                 "rows": rows,
             },

@@ -136,6 +136,8 @@ class InlineBackend:
         """Build a ground truth once even when many threads ask for it; the error or None."""
         key = gt_cache_key(job.gt_key, job.settings)
         with self._gt_locks_guard:
+            if len(self._gt_locks) > 4 * self.config.metrics.gt_cache_size:
+                self._gt_locks.clear()  # bounded: a lock only matters while a batch builds
             lock = self._gt_locks.setdefault(key, threading.Lock())
         ref = job.reference
         if ref is None:
