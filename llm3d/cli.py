@@ -137,6 +137,10 @@ from llm3d.commands.score import score_command  # noqa: E402
 app.command("score")(score_command)
 app.command("render")(render_command)
 
+from llm3d.commands.eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -30,6 +30,7 @@ import numpy as np
 __all__ = [
     "TABLE_COLUMNS",
     "aggregate",
+    "format_cell",
     "markdown_report",
     "pass_at_k",
     "plot_reports",
@@ -147,7 +148,8 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _cell(value: Any, fmt: str) -> str:
+def format_cell(value: Any, fmt: str) -> str:
+    """One table cell: ``-`` for None, a percentage for ``%``, else ``format(value, fmt)``."""
     if value is None:
         return "–"
     if fmt == "%":
@@ -159,8 +161,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 def _rows(label: str, groups: Mapping[str, Mapping[str, Any]], k: int) -> Iterable[str]:
     for name, summary in groups.items():
-        cells = [_cell(summary.get(key), fmt) for _, key, fmt in TABLE_COLUMNS]
-        cells.append(_cell(summary.get(f"pass@{k}"), "%"))
+        cells = [format_cell(summary.get(key), fmt) for _, key, fmt in TABLE_COLUMNS]
+        cells.append(format_cell(summary.get(f"pass@{k}"), "%"))
         yield f"| {label}{name} | " + " | ".join(cells) + " |"
 
 
