@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import _bundle  # noqa: F401
 
 # isort: split
+from collections.abc import Callable
 from typing import Any
 
 import bpy
@@ -92,10 +93,20 @@ classes: tuple[type, ...] = (
 )
 
 
+def _cancel_jobs(*_args: Any) -> None:
+    """Opening another file ends running jobs (their answers would land in the wrong file)."""
+    jobs.cancel_all()
+
+
+#: Kept across file loads (``persistent``), so it sees every load.
+_cancel_on_load: Callable[..., None] = bpy.app.handlers.persistent(_cancel_jobs)
+
+
 def register() -> None:
-    """Register the classes and ``Scene.llm3d``."""
+    """Register the classes, ``Scene.llm3d`` and the file-load handler."""
     for cls in classes:
         bpy.utils.register_class(cls)
+    bpy.app.handlers.load_pre.append(_cancel_on_load)
     bpy.types.Scene.llm3d = bpy.props.PointerProperty(type=LLM3D_PG_settings)  # type: ignore[attr-defined,func-returns-value]
 
 
@@ -103,6 +114,8 @@ def unregister() -> None:
     """Cancel running jobs, drop thumbnails, unregister everything in reverse order."""
     jobs.cancel_all()
     ui.free_previews()
+    if _cancel_on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_cancel_on_load)
     del bpy.types.Scene.llm3d  # type: ignore[attr-defined]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

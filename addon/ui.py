@@ -126,9 +126,16 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
 
         box = layout.box()
         row = box.row()
-        row.label(text=f"Model: {prefs.model}", icon="URL")
+        row.label(text="Model Endpoint", icon="URL")
         op = row.operator("preferences.addon_show", text="", icon="PREFERENCES")
         op.module = ADDON_ID
+        addon_prefs = _addon_preferences(context)
+        if addon_prefs is not None:
+            col = box.column(align=True)
+            col.prop(addon_prefs, "endpoint_url", text="URL")
+            col.prop(addon_prefs, "model", text="Model")
+        else:
+            box.label(text=f"Model: {prefs.model}")
         problem = online_access_problem(prefs.endpoint_url)
         if problem:
             for i, line in enumerate(_wrap(problem, 48)):
@@ -169,6 +176,12 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             col = box.column(align=True)
             col.label(text=f"F@0.05: {settings.f_score:.3f}")
             col.label(text=f"Chamfer-L2: {settings.chamfer:.5f}")
+
+
+def _addon_preferences(context: bpy.types.Context) -> Any:
+    preferences: Any = context.preferences
+    addon = preferences.addons.get(ADDON_ID) if preferences is not None else None
+    return addon.preferences if addon is not None else None
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,8 +62,12 @@ def test_register_and_unregister_twice() -> None:
         assert "addon" in bpy.context.preferences.addons
         assert hasattr(bpy.types.Scene, "llm3d")
         assert all(hasattr(bpy.types, name) for name in CLASS_NAMES)
-        assert bpy.context.scene.llm3d.score_points == 10_000
+        assert type(bpy.context.scene.llm3d).bl_rna.properties["score_points"].default == 10_000
+        module = sys.modules["addon"]
+        handlers = [h for h in bpy.app.handlers.load_pre if h is module._cancel_on_load]
+        assert len(handlers) == 1
         addon_utils.disable("addon", default_set=True, handle_error=fail)
+        assert module._cancel_on_load not in bpy.app.handlers.load_pre
         assert "addon" not in bpy.context.preferences.addons
         assert not hasattr(bpy.types.Scene, "llm3d")
         assert not any(hasattr(bpy.types, name) for name in CLASS_NAMES)
@@ -101,7 +106,8 @@ def test_panel_draws_every_section(addon: Any, images: list[Path]) -> None:
         "mesh.llm3d_run",
         "mesh.llm3d_score",
     ]
-    assert f"Model: {MODEL}" in labels
+    props = [args[1] for name, args, _ in log if name == "prop"]
+    assert props[:2] == ["endpoint_url", "model"]  # the endpoint is chosen in the panel too
     assert not any("Online access" in label for label in labels)  # a local endpoint
     assert (
         "template_list",
@@ -230,6 +236,6 @@ def test_preference_defaults_follow_the_config() -> None:
     from llm3d.config import load_config
 
     config = load_config().addon
-    assert preferences.DEFAULT_URL == config.endpoint_url
-    assert preferences.DEFAULT_MODEL == config.model
-    assert preferences.DEFAULT_REPAIRS == config.max_repairs
+    assert config.endpoint_url == preferences.DEFAULT_URL
+    assert config.model == preferences.DEFAULT_MODEL
+    assert config.max_repairs == preferences.DEFAULT_REPAIRS
