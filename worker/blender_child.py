@@ -68,6 +68,7 @@ class ChildJob:
     result_fd: int
     server_fds: Sequence[int] = field(default_factory=list)
     policy: bool = True
+    server_pid: int = 0
 
 
 def describe_exception(exc: BaseException, *, memory_mb: int | None = None) -> str:
@@ -155,6 +156,8 @@ def _prepare_process(job: ChildJob, runtime: ChildRuntime) -> None:
         signal.signal(sig, signal.SIG_DFL)
     if runtime.libc is not None:
         runtime.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if job.server_pid and os.getppid() != job.server_pid:
+        os._exit(_EXIT_NO_RESULT)  # the server died before the death signal was armed
     for fd in job.server_fds:
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -276,6 +276,7 @@ class ForkServer:
     def _fork(self, request: Request) -> None:
         workdir = tempfile.mkdtemp(prefix="run-", dir=self.root)
         pipes: dict[str, tuple[int, int]] = {}
+        server_pid = os.getpid()
         try:
             for name in ("stdout", "stderr", "result"):
                 pipes[name] = os.pipe()
@@ -295,6 +296,7 @@ class ForkServer:
                 result_fd=pipes["result"][1],
                 server_fds=[*self._server_fds(), *(r for r, _ in pipes.values())],
                 policy=request.policy,
+                server_pid=server_pid,
             )
             run_child(job, self.runtime)
         started = time.monotonic()

@@ -138,7 +138,7 @@ def test_hostile_program_is_contained(
 ) -> None:
     name = request.node.callspec.id
     code = "from bpy_lib import *\n" + body.replace("{canary}", str(canary)).format()
-    result = executor.run(code, timeout_s=3.0)
+    result = executor.run(code, timeout_s=2.0)
     allowed = {expected} | _ALSO_OK.get(name, set())
     assert result.status in allowed, (result.status, result.error)
     assert result.error  # every failure says what happened
