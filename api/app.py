@@ -58,8 +58,11 @@ def create_app(
         cache: ResultCache
         store: JobStore
         if config.api.backend == "celery":
-            cache = RedisCache(config.farm.redis_url, ttl_s=config.farm.cache_ttl_s)
-            store = RedisJobStore(config.farm.redis_url, ttl_s=config.api.job_ttl_s)
+            farm = config.farm
+            cache = RedisCache(farm.redis_url, ttl_s=farm.cache_ttl_s, namespace=farm.namespace)
+            store = RedisJobStore(
+                farm.redis_url, ttl_s=config.api.job_ttl_s, namespace=farm.namespace
+            )
         else:
             cache = MemoryCache(config.api.cache_size)
             store = MemoryJobStore(config.api.job_ttl_s)

@@ -76,11 +76,10 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Results as JSON under ``llm3d:result:<key>`` with a time to live."""
+    """Results as JSON under ``<namespace>:result:<key>`` with a time to live."""
 
-    prefix = "llm3d:result:"
-
-    def __init__(self, url: str, *, ttl_s: int) -> None:
+    def __init__(self, url: str, *, ttl_s: int, namespace: str = "llm3d") -> None:
+        self.prefix = f"{namespace}:result:"
         self.ttl_s = ttl_s
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
 

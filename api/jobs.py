@@ -66,11 +66,10 @@ class MemoryJobStore:
 
 
 class RedisJobStore:
-    """Jobs as JSON under ``llm3d:job:<id>`` with a time to live."""
+    """Jobs as JSON under ``<namespace>:job:<id>`` with a time to live."""
 
-    prefix = "llm3d:job:"
-
-    def __init__(self, url: str, *, ttl_s: int) -> None:
+    def __init__(self, url: str, *, ttl_s: int, namespace: str = "llm3d") -> None:
+        self.prefix = f"{namespace}:job:"
         self.url = url
         self.ttl_s = ttl_s
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)

@@ -193,6 +193,11 @@ class FarmConfig(Section):
         3600.0, gt=0, description="longest wait for a batch's results before 503"
     )
     cache_ttl_s: int = Field(86_400, ge=1, description="lifetime of cached rewards in Redis")
+    namespace: str = Field(
+        "llm3d",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="prefix of the farm's Redis keys (cache, jobs, references)",
+    )
 
 
 class DataConfig(Section):

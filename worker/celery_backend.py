@@ -27,7 +27,7 @@ from llm3d.schemas import RewardResult
 from worker.backends import redis_unavailable
 from worker.celery_app import SCORE_TASK, make_celery, task_time_limits
 from worker.scoring import ScoreJob, infra_result
-from worker.tasks import REFERENCE_KEY_PREFIX
+from worker.tasks import reference_redis_key
 
 __all__ = ["CeleryBackend"]
 
@@ -72,7 +72,7 @@ class CeleryBackend:
         if to_store:
             pipe = self.redis.pipeline(transaction=False)
             for key, value in to_store.items():
-                pipe.set(REFERENCE_KEY_PREFIX + key, value, ex=ttl)
+                pipe.set(reference_redis_key(self.config.farm.namespace, key), value, ex=ttl)
             await pipe.execute()
         return out
 

@@ -21,8 +21,8 @@ from worker.celery_app import SCORE_TASK, app
 from worker.scoring import LocalScorer, ReferencePayload, infra_result
 
 __all__ = [
-    "REFERENCE_KEY_PREFIX",
     "WorkerState",
+    "reference_redis_key",
     "score",
     "score_payload",
     "state",
@@ -31,7 +31,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_KEY_PREFIX = "llm3d:ref:"
+
+def reference_redis_key(namespace: str, gt_key: str) -> str:
+    """Where the API stores a mesh reference for the workers: ``<namespace>:ref:<gt_key>``."""
+    return f"{namespace}:ref:{gt_key}"
 
 
 class WorkerState(LocalScorer):
@@ -48,7 +51,7 @@ class WorkerState(LocalScorer):
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.config.farm.redis_url)
         try:
-            raw = self._redis.get(REFERENCE_KEY_PREFIX + gt_key)
+            raw = self._redis.get(reference_redis_key(self.config.farm.namespace, gt_key))
         except redis.RedisError as exc:
             raise InfraError(f"cannot read ground truth {gt_key} from Redis: {exc}") from exc
         if raw is None:

@@ -195,12 +195,6 @@ def wait_healthy(url: str, proc: Proc, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} not healthy after {timeout}s ({last}):\n{proc.tail()}")
 
 
-def flush_redis(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
-
-
 def start_farm(
     backend: str,
     tmp: Path,
@@ -212,19 +206,20 @@ def start_farm(
 ) -> Farm:
     """``llm3d serve`` on ``backend`` (+ ``workers`` ``llm3d worker`` s for celery)."""
     port = free_port()
+    tag = uuid.uuid4().hex[:8]
     env = clean_env(
         {
             "LLM3D_API__HOST": "127.0.0.1",
             "LLM3D_API__PORT": str(port),
             "LLM3D_API__BACKEND": backend,
             "LLM3D_FARM__REDIS_URL": redis_url,
-            # a queue of our own: stale messages of another run never reach this farm
-            "LLM3D_FARM__QUEUE": f"blender-test-{uuid.uuid4().hex[:8]}",
+            # a queue and keys of our own: farms of other tests (or runs, or xdist
+            # workers) sharing the db never see each other's messages, cache or jobs
+            "LLM3D_FARM__QUEUE": f"blender-test-{tag}",
+            "LLM3D_FARM__NAMESPACE": f"llm3d-test-{tag}",
             **(extra_env or {}),
         }
     )
-    if backend == "celery":
-        flush_redis(redis_url)
     api = Proc("api", [*LLM3D, "serve"], env, tmp / "api.log")
     farm = Farm(backend, f"http://127.0.0.1:{port}", env, api, tmp)
     try:

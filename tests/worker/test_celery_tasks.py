@@ -107,7 +107,7 @@ def test_task_body_equals_the_inline_backend(config: Config, worker_state: Worke
 def test_mesh_references_are_read_from_redis(config: Config, worker_state: WorkerState) -> None:
     import redis
 
-    from worker.tasks import REFERENCE_KEY_PREFIX, score_payload
+    from worker.tasks import reference_redis_key, score_payload
 
     box = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0, 1.0])\nexport_scene()\n"
     ref = ReferencePayload(
@@ -116,11 +116,12 @@ def test_mesh_references_are_read_from_redis(config: Config, worker_state: Worke
     )
     client = redis.Redis.from_url(TEST_REDIS_URL)
     job = _job("tetra", box, ref, config, send_reference=False)
-    client.delete(REFERENCE_KEY_PREFIX + job.gt_key)
+    key = reference_redis_key(config.farm.namespace, job.gt_key)
+    client.delete(key)
     missing = score_payload(job.to_dict(), worker_state)
     assert missing["status"] == "infra_error" and missing["reward"] is None
     assert "not in Redis" in missing["error"]
-    client.set(REFERENCE_KEY_PREFIX + job.gt_key, json.dumps(ref.to_dict()), ex=60)
+    client.set(key, json.dumps(ref.to_dict()), ex=60)
     found = score_payload(job.to_dict(), worker_state)
     assert found["status"] == "ok" and found["reward"] is not None
 
