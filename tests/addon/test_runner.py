@@ -16,10 +16,14 @@ pytestmark = pytest.mark.blender
 
 @pytest.fixture
 def target(addon: Any) -> Iterator[bpy.types.Collection]:
-    """An empty result collection under the scene."""
+    """An empty result collection under the scene, beside an object of the artist's."""
     collection = bpy.data.collections.new("llm3d test result")
-    bpy.context.scene.collection.children.link(collection)
+    scene = bpy.context.scene
+    scene.collection.children.link(collection)
+    artist = bpy.data.objects.new("Artist Cube", bpy.data.meshes.new("Artist Cube"))
+    scene.collection.objects.link(artist)
     yield collection
+    bpy.data.objects.remove(artist)
 
 
 def _artist_objects() -> set[str]:
@@ -31,7 +35,7 @@ def test_clear_scene_and_export_only_touch_the_program(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     artist = _artist_objects()
-    assert artist  # the default scene's camera, cube and light
+    assert "Artist Cube" in artist
     code = (
         "from bpy_lib import *\n"
         "clear_scene()\n"
