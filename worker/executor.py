@@ -171,11 +171,12 @@ class _Server:
         # desynchronise the stream); between frames the loop wakes every second to notice a
         # server that stopped answering.
         self.sock.settimeout(_FRAME_READ_TIMEOUT_S)
+        poller = select.poll()  # not select(): callers may hold more than 1024 descriptors
+        poller.register(self.sock, select.POLLIN)
         reason = "the fork server closed its connection"
         try:
             while True:
-                readable, _, _ = select.select([self.sock], [], [], 1.0)
-                if not readable:
+                if not poller.poll(1000):
                     self._check_deadlines()
                     continue
                 header, payload = recv_frame(self.sock, max_payload=_MAX_ANSWER_BYTES)
