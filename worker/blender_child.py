@@ -190,7 +190,6 @@ def _run_program(job: ChildJob, runtime: ChildRuntime) -> tuple[dict[str, Any], 
         header["program_s"] = time.perf_counter() - start
         return header, []
     header["program_s"] = time.perf_counter() - start
-    del namespace
     try:
         vertices, faces = runtime.scene_arrays()
         vertices = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
