@@ -188,6 +188,7 @@ class GroundTruthCache:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self._items: OrderedDict[Hashable, GroundTruth] = OrderedDict()
+        self._building: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -199,20 +200,37 @@ class GroundTruthCache:
         return key in self._items
 
     def get_or_build(self, key: Hashable, builder: Callable[[], GroundTruth]) -> GroundTruth:
-        """Return the cached ground truth for ``key``, building it with ``builder()`` once."""
+        """Return the cached ground truth for ``key``, building it with ``builder()`` once.
+
+        Threads asking for the same missing key wait for one build instead of each
+        building it; different keys build in parallel. An exception from ``builder``
+        propagates and nothing is cached.
+        """
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return found
-            self.misses += 1
-        built = builder()  # outside the lock: building takes milliseconds to seconds
-        with self._lock:
-            self._items[key] = built
-            self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
+            key_lock = self._building.setdefault(key, threading.Lock())
+        with key_lock:  # building takes milliseconds to seconds: outside the cache lock
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:  # another thread built it meanwhile
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return found
+                self.misses += 1
+            try:
+                built = builder()
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
+            with self._lock:
+                self._items[key] = built
+                self._items.move_to_end(key)
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
         return built
 
     def clear(self) -> None:

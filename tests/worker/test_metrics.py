@@ -289,21 +289,41 @@ def test_cache_builds_once_and_evicts_the_least_recently_used() -> None:
     assert (cache.hits, cache.misses) == (2, 3)
 
 
-def test_cache_is_safe_across_threads() -> None:
+def test_cache_is_safe_across_threads_and_builds_a_key_once() -> None:
     cache = GroundTruthCache(maxsize=4)
+    builds: list[int] = []
+    gate = threading.Event()
+
+    def build():  # type: ignore[no-untyped-def]
+        builds.append(1)
+        gate.wait(5)  # hold the build until every thread is waiting for it
+        return prepare_ground_truth(*meshes.unit_cube(), points=100)
+
     results = []
 
     def work() -> None:
-        results.append(
-            cache.get_or_build("k", lambda: prepare_ground_truth(*meshes.unit_cube(), points=100))
-        )
+        results.append(cache.get_or_build("k", build))
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
+    gate.set()
     for t in threads:
         t.join()
     assert len(results) == 8 and len(cache) == 1
+    assert len(builds) == 1 and all(r is results[0] for r in results)
+
+
+def test_a_failed_build_caches_nothing() -> None:
+    cache = GroundTruthCache(maxsize=2)
+
+    def broken():  # type: ignore[no-untyped-def]
+        raise MeshError("bad ground truth")
+
+    with pytest.raises(MeshError):
+        cache.get_or_build("x", broken)
+    assert "x" not in cache
+    assert cache.get_or_build("x", lambda: prepare_ground_truth(*meshes.unit_cube(), points=100))
 
 
 @pytest.mark.parametrize("suffix", [".obj", ".ply", ".stl", ".off", ".glb"])
