@@ -16,7 +16,9 @@ name                weight  value
 ``infra_error``     0       1 when the service could not score it (worker lost, ...)
 ==================  ======  ==============================================================
 
-``infra_error`` is surfaced, not scored as 0. verifiers 0.1.x sums ``reward × weight``
+The rollout's reward is exactly the ``reward`` function's value (set after verifiers sums
+``value × weight``, because NaN × 0 is NaN in that sum). ``infra_error`` is surfaced, not
+scored as 0. verifiers 0.1.x sums ``reward × weight``
 and turns exceptions in a reward function into 0.0, so the choice is a NaN reward plus
 the ``infra_error`` metric: a trainer masks on ``isnan(reward)`` (or ``infra_error == 1``).
 Verifiers' own group advantage (reward − group mean) would be NaN for the whole group,
@@ -127,10 +129,17 @@ class Blender3DRubric(vf.Rubric):  # type: ignore[misc]
         for state, code, result in zip(states, codes, results, strict=True):
             state[STATE_KEY] = {**result.model_dump(mode="json"), "code": code}
 
+    @staticmethod
+    def _own_reward(state: Any) -> None:
+        # verifiers sums value × weight over every function, and NaN × 0 is NaN: a weight-0
+        # metric that is undefined (chamfer_l2 without a mesh) must not reach the reward.
+        state["reward"] = float(state["metrics"]["reward"])
+
     async def score_rollout(self, state: Any, score_sem: Any) -> None:
         """Score one rollout (one batch of one)."""
         await self.fetch([state])
         await super().score_rollout(state, score_sem)
+        self._own_reward(state)
 
     async def score_group(self, states: list[Any], score_sem: Any) -> None:
         """Score a group in one batch; advantages over the scored rollouts only."""
@@ -142,6 +151,8 @@ class Blender3DRubric(vf.Rubric):  # type: ignore[misc]
             for s in states
         ]
         await super().score_group(states, score_sem)
+        for state in states:
+            self._own_reward(state)
         rewards = [float(s["reward"]) for s in states]
         finite = [r for r in rewards if math.isfinite(r)]
         mean = sum(finite) / len(finite) if finite else 0.0
