@@ -165,10 +165,16 @@ def _score(pred: LoadedInput, gt: Any, *, points: int, seed: int, cfg: Any) -> d
 
 def score_command(
     pred: Annotated[
-        Path, typer.Argument(help="The prediction: a mesh file or a bpy_lib program (.py).")
+        Path,
+        typer.Argument(
+            metavar="PRED", help="The prediction: a mesh file or a bpy_lib program (.py)."
+        ),
     ],
     gt: Annotated[
-        Path, typer.Argument(help="The ground truth: a mesh file or a bpy_lib program (.py).")
+        Path,
+        typer.Argument(
+            metavar="GT", help="The ground truth: a mesh file or a bpy_lib program (.py)."
+        ),
     ],
     points: Annotated[
         int | None,
