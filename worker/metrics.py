@@ -341,12 +341,12 @@ def compute_metrics(
     nc_pg = np.abs(np.einsum("ij,ij->i", pred.normals, gt.sample.normals[idx_pg]))
     nc_gp = np.abs(np.einsum("ij,ij->i", gt.sample.normals, pred.normals[idx_gp]))
     out["normal_consistency"] = 0.5 * (float(nc_pg.mean()) + float(nc_gp.mean()))
-    out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt)
+    out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt, sample_seed)
     return {name: out[name] for name in metric_names(taus)}
 
 
 def _unit_chamfer_x1000(
-    vertices: FloatArray, faces: npt.NDArray[np.int64], gt: GroundTruth
+    vertices: FloatArray, faces: npt.NDArray[np.int64], gt: GroundTruth, seed: int
 ) -> float:
     """Each mesh in its own unit cube, ``len(gt.unit_sample)`` points, sum of the two means ×1000."""
     try:
@@ -355,7 +355,7 @@ def _unit_chamfer_x1000(
         # A single point has no box: it stays a point at the origin of the unit cube.
         x, y, z = (float(c) for c in vertices[0])
         own = Normalisation(centre=(x, y, z), scale=1.0)
-    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), gt.seed)
+    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), seed)
     d2_pg, _ = _nearest_from(gt.unit_index, sample, 0.05)
     d2_gp, _ = NearestIndex(sample.points, deduplicate=sample.on_vertices).nearest(
         gt.unit_sample.points, bound=0.05

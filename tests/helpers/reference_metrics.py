@@ -48,7 +48,7 @@ def reference_metrics(
         own = box_normalisation(v)
     except ValueError:
         own = Normalisation(centre=tuple(v[0]), scale=1.0)  # type: ignore[arg-type]
-    unit = sample_surface(own.apply(v), f, len(gt.unit_sample), gt.seed)
+    unit = sample_surface(own.apply(v), f, len(gt.unit_sample), seed)
     u_pg, _ = _directional(unit, gt.unit_sample)
     u_gp, _ = _directional(gt.unit_sample, unit)
     out["chamfer_unit_x1000"] = 1000.0 * (np.mean(u_pg**2) + np.mean(u_gp**2))
