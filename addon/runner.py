@@ -9,7 +9,7 @@ builtins and an ``__import__`` that only hands out ``bpy_lib`` and ``math``. Tru
 Either way the program runs in a **temporary scene** so that it never sees or touches the
 artist's objects: ``clear_scene()`` clears that scene only, ``export_scene()`` writes no
 file, and the names of earlier results are set aside while it runs (so ``name="seat"``
-works again). A line tracer enforces a time limit on the program's own lines. When it
+works again). A watchdog thread enforces a time limit on the program. When it
 succeeds its parts move into the result collection; when it fails everything it made is
 removed and the earlier result stays.
 """
@@ -17,11 +17,13 @@ removed and the earlier result stays.
 from __future__ import annotations
 
 import builtins
+import ctypes
 import math
 import sys
+import threading
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -41,7 +43,36 @@ _FRESH = "\x7fllm3d new {}"
 
 
 class ProgramTimeoutError(TimeoutError):
-    """The program ran longer than the add-on's time limit."""
+    """The program ran longer than the add-on's time limit.
+
+    The watchdog delivers it into the main thread; it is instantiated there, and from then
+    on every line of the program raises it again (a line tracer is switched on), so a
+    program that catches it cannot keep running.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or ("the program ran past the add-on's time limit",)))
+        _trace_program_lines()
+
+
+def _stop_line(frame: types.FrameType, event: str, arg: object) -> Any:
+    if event == "line":
+        raise ProgramTimeoutError
+    return _stop_line
+
+
+def _trace_new_frames(frame: types.FrameType, event: str, arg: object) -> Any:
+    return _stop_line if frame.f_code.co_filename == PROGRAM_FILENAME else None
+
+
+def _trace_program_lines() -> None:
+    """Make every further line of the program, in running and new frames, raise."""
+    sys.settrace(_trace_new_frames)
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == PROGRAM_FILENAME:
+            frame.f_trace = _stop_line
+        frame = frame.f_back
 
 
 @dataclass
@@ -127,20 +158,53 @@ def _restricted_builtins(modules: Mapping[str, types.ModuleType]) -> dict[str, A
     return table
 
 
-def _deadline_tracer(deadline: float) -> Callable[..., Any]:
-    """A ``sys.settrace`` function that stops the program's own lines after ``deadline``."""
+class _Watchdog:
+    """Raises :class:`ProgramTimeoutError` in the main thread once ``timeout_s`` has passed.
 
-    def local(frame: types.FrameType, event: str, arg: object) -> Any:
-        if event == "line" and time.monotonic() > deadline:
-            raise ProgramTimeoutError("the program ran past the add-on's time limit")
-        return local
+    A watchdog thread uses ``PyThreadState_SetAsyncExc``: the exception lands at the
+    program's next bytecode (not inside one long C call), and again every
+    :attr:`REPEAT_S` while the program swallows it. Unlike a trace function it costs the
+    program nothing while it runs. :meth:`stop` disarms it and clears an exception not yet
+    delivered, so none can escape into the add-on's own code afterwards.
+    """
 
-    def global_(frame: types.FrameType, event: str, arg: object) -> Any:
-        if frame.f_code.co_filename == PROGRAM_FILENAME:
-            return local
-        return None
+    REPEAT_S = 0.25
 
-    return global_
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._thread_id = threading.get_ident()
+        self._lock = threading.Lock()
+        self._armed = True
+        self._fired = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="llm3d-watchdog", daemon=True)
+
+    def _raise(self, exc: type[BaseException] | None) -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self._thread_id), ctypes.py_object(exc) if exc else None
+        )
+
+    def _watch(self) -> None:
+        wait = self._timeout_s
+        while not self._stopped.wait(wait):
+            with self._lock:
+                if not self._armed:
+                    return
+                self._fired = True
+                self._raise(ProgramTimeoutError)
+            wait = self.REPEAT_S
+
+    def start(self) -> None:
+        """Arm the watchdog (call from the thread that runs the program)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Disarm; an exception set but not yet delivered is cleared."""
+        with self._lock:
+            self._armed = False
+            self._stopped.set()
+            if self._fired:
+                self._raise(None)
 
 
 def _remove_object(obj: bpy.types.Object) -> None:
@@ -226,18 +290,20 @@ def _execute(code: str, scene: bpy.types.Scene, *, trusted: bool, timeout_s: flo
     namespace: dict[str, Any] = {"__name__": "__main__"}
     if not trusted:
         namespace["__builtins__"] = _restricted_builtins({"bpy_lib": facade, "math": math})
-    previous = sys.gettrace()
     view_layer = scene.view_layers[0]
     with bpy.context.temp_override(scene=scene, view_layer=view_layer):
         try:
             compiled = compile(code, PROGRAM_FILENAME, "exec", dont_inherit=True)
-            sys.settrace(_deadline_tracer(time.monotonic() + timeout_s))
+            previous = sys.gettrace()
+            watchdog = _Watchdog(timeout_s)
+            watchdog.start()
             try:
                 if trusted:
                     _exec_trusted(compiled, namespace, facade)
                 else:
                     exec(compiled, namespace)
             finally:
+                watchdog.stop()
                 sys.settrace(previous)
         except Exception as exc:  # the program's failure is its result, shown to the artist
             return describe_error(exc)

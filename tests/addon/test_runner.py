@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,26 @@ def test_a_runaway_program_is_stopped(target: bpy.types.Collection) -> None:
     assert outcome.error.startswith("ProgramTimeoutError")
     assert outcome.error.endswith(("(line 2)", "(line 3)"))
     assert 0.5 <= outcome.seconds < 5
+
+
+def test_a_program_that_swallows_the_timeout_is_still_stopped(
+    target: bpy.types.Collection,
+) -> None:
+    code = (
+        "from bpy_lib import *\n"
+        "while True:\n"
+        "    try:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    except:\n"
+        "        pass\n"
+    )
+    tracer = sys.gettrace()
+    outcome = run_program(code, target, timeout_s=0.3)
+    assert outcome.error.startswith("ProgramTimeoutError"), outcome.error
+    assert outcome.seconds < 5
+    assert sys.gettrace() is tracer  # the line tracer is off again
+    assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target).ok
 
 
 def test_no_geometry_is_a_failure(target: bpy.types.Collection) -> None:
