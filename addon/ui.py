@@ -9,7 +9,7 @@ import bpy
 import bpy.utils.previews
 
 from . import jobs
-from .preferences import ADDON_ID, get_settings, online_access_problem
+from .preferences import ADDON_ID, connection_status, get_settings, online_access_problem
 
 __all__ = [
     "LLM3D_UL_attempts",
@@ -134,6 +134,10 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             col = box.column(align=True)
             col.prop(addon_prefs, "endpoint_url", text="URL")
             col.prop(addon_prefs, "model", text="Model")
+            row = box.row()
+            row.operator("mesh.llm3d_test_connection", icon="LINKED")
+            if connection_status():
+                row.label(text=connection_status())
         else:
             box.label(text=f"Model: {prefs.model}")
         problem = online_access_problem(prefs.endpoint_url)

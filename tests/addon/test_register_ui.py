@@ -102,6 +102,7 @@ def test_panel_draws_every_section(addon: Any, images: list[Path]) -> None:
         "mesh.llm3d_add_images",
         "mesh.llm3d_remove_image",
         "preferences.addon_show",
+        "mesh.llm3d_test_connection",
         "mesh.llm3d_generate",
         "mesh.llm3d_run",
         "mesh.llm3d_score",
