@@ -129,14 +129,14 @@ def test_openai_policy_against_a_chat_completions_server(
 ) -> None:
     samples = read_split(data / "eval.jsonl")
     programs = {image_data_url(s.images[0]): s.code for s in samples}
-    # the first answer is right, the others miss the export (a program without a mesh)
+    # the mug is answered with its program, the others with a program that fails
 
     def choose(messages: list[dict[str, Any]]) -> str:
         first = next(p for p in messages[-1]["content"] if p["type"] == "image_url")
         code = programs[first["image_url"]["url"]] or ""
         if "mug" in code:
             return f"```python\n{code}```"
-        return "```python\n" + code.replace("export_scene()", "") + "```"
+        return "```python\n" + code.replace("export_scene()", "box(size=[-1, 1, 1])") + "```"
 
     with chat_server(choose, fail_first=1) as server:
         policy = OpenAIPolicy(server.base_url, "tiny-vl", temperature=0.5, max_tokens=512)
@@ -149,7 +149,7 @@ def test_openai_policy_against_a_chat_completions_server(
     assert [p["type"] for p in parts].count("image_url") == 4
     assert parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
     by_category = report["results"]["by_category"]
-    assert report["results"]["overall"]["statuses"] == {"no_geometry": 6, "ok": 2}
+    assert report["results"]["overall"]["statuses"] == {"exec_failed": 6, "ok": 2}
     assert by_category["container"]["execution_rate"] == 0.5  # the mug, not the bottle
     assert report["results"]["overall"]["f_score_mean"] == pytest.approx(0.25, abs=1e-3)
 
