@@ -305,3 +305,42 @@ def test_score_compares_with_the_reference(
     assert bpy.ops.mesh.llm3d_score() == {"FINISHED"}
     assert settings.f_score == pytest.approx(1.0)
     assert settings.chamfer == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_bug_while_delivering_ends_the_job_with_its_message(
+    addon: Any, chat_server: ChatServer, images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from addon import jobs
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(jobs, "run_program", broken)
+    chat_server.answers = [CUBE_PROGRAM]
+    scene = bpy.context.scene
+    _add_images(images)
+    bpy.ops.mesh.llm3d_generate()
+    drain_until_done(scene.name)
+    assert scene.llm3d.status == "Failed."
+    assert scene.llm3d.error == "RuntimeError: disk full"
+    assert jobs.active_job(scene) is None
+    assert bpy.ops.mesh.llm3d_generate.poll()  # the artist can try again
+
+
+def test_a_job_whose_scene_is_gone_stops(addon: Any, chat_server: ChatServer) -> None:
+    from addon import jobs, operators, preferences
+
+    chat_server.hold.clear()
+    scene = bpy.data.scenes.new("llm3d doomed")
+    job = jobs.Job(
+        client=preferences.get_settings(bpy.context).client(),
+        system=operators.system_prompt(),
+        images=[],
+        max_attempts=1,
+        label="llm3d x",
+    )
+    job.messages = [{"role": "user", "content": "hi"}]
+    jobs.start_job(scene, job, register_timer=False)
+    bpy.data.scenes.remove(scene)
+    assert jobs.drain("llm3d doomed") is None
+    assert job.cancel.is_set()
