@@ -313,8 +313,13 @@ def _execute(code: str, scene: bpy.types.Scene, *, trusted: bool, timeout_s: flo
 def _exec_trusted(
     compiled: types.CodeType, namespace: dict[str, Any], facade: types.ModuleType
 ) -> None:
-    """Full builtins, but ``from bpy_lib import *`` still gets the scene-safe facade."""
+    """Full builtins, but ``from bpy_lib import *`` still gets the scene-safe facade.
+
+    Anything else of the package (``bpy_lib.export``, private helpers) is reached through
+    the facade's module ``__getattr__``, since a trusted program may import it.
+    """
     real = sys.modules.get("bpy_lib")
+    facade.__getattr__ = lambda name: getattr(bpy_lib, name)  # type: ignore[method-assign]
     sys.modules["bpy_lib"] = facade
     try:
         exec(compiled, namespace)

@@ -125,8 +125,10 @@ def test_trusted_execution_skips_the_policy_but_keeps_the_scene_safe(
     code = (
         "import random\n"
         "from bpy_lib import *\n"
+        "from bpy_lib import export\n"
         "clear_scene()\n"
         "box(size=[random.uniform(0.5, 0.6)] * 3, name='r')\n"
+        "assert len(export.scene_arrays()[1]) == 12\n"
     )
     artist = _artist_objects()
     assert run_program(code, target).refused
