@@ -11,13 +11,14 @@ program is extracted by :func:`environments.blender_3d.codeblocks.extract_code`)
 - ``openai``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, hosted APIs); the
   images travel as ``image_url`` parts holding ``data:`` URLs.
 - ``tinker``: a Tinker sampling client (the Tinker SDK) on a base model or a checkpoint.
-- ``local``: a transformers checkpoint on this machine (needs the ``training`` extra).
+- ``local``: a Qwen2.5-VL checkpoint on this machine, sampled through the ``local``
+  training backend (:mod:`training.backends`; needs the ``training`` extra).
+  :class:`BackendPolicy` wraps any training backend: SFT evaluates its weights with it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import logging
 import os
@@ -35,7 +36,7 @@ from llm3d.exceptions import ConfigError, LLM3DError
 
 __all__ = [
     "POLICIES",
-    "LocalPolicy",
+    "BackendPolicy",
     "OpenAIPolicy",
     "OraclePolicy",
     "Policy",
@@ -43,6 +44,7 @@ __all__ = [
     "RetrievalPolicy",
     "TinkerPolicy",
     "image_descriptor",
+    "local_policy",
     "make_policy",
 ]
 
@@ -357,75 +359,104 @@ class TinkerPolicy:
         ]
 
 
-class LocalPolicy:
-    """A transformers vision-language checkpoint on this machine (``training`` extra).
+class BackendPolicy:
+    """Samples from a training backend (:mod:`training.backends`: ``local`` or ``tinker``).
+
+    The prompt is rendered by the backend exactly as in training. SFT evaluates its current
+    weights with it: ``run_eval(settings, BackendPolicy(backend, fingerprint=f"sft:{step}"))``.
 
     Args:
-        checkpoint: a folder with the model (and processor) or a hub id already cached.
-        temperature, max_tokens: sampling settings (temperature 0 = greedy).
-        device: ``cuda``, ``cpu`` or ``auto``.
+        backend: has ``render_prompt(messages)`` and ``sample(prompts, n, max_tokens=,
+            temperature=, seed=)`` returning completions with ``.text``.
+        name: the policy's name in reports.
+        fingerprint: what produced the completions (include the checkpoint or step: the
+            completions cache is keyed by it).
+        temperature: > 0 (the backends sample).
     """
-
-    name = "local"
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        backend: Any,
         *,
+        name: str = "local",
+        fingerprint: str | None = None,
         temperature: float = 0.7,
         max_tokens: int = 2048,
         seed: int = 0,
-        device: str = "auto",
     ) -> None:
-        if not checkpoint:
-            raise ConfigError("local policy: give --checkpoint (a transformers model folder)")
-        path = Path(checkpoint)
-        if not path.exists() and ("/" not in str(checkpoint) or str(checkpoint).startswith(".")):
-            raise ConfigError(f"local policy: checkpoint {checkpoint} does not exist")
-        try:
-            # typed as Any: the model classes are dynamic (and transformers' stubs partial)
-            torch: Any = importlib.import_module("torch")
-            transformers: Any = importlib.import_module("transformers")
-        except ImportError as exc:
-            raise PolicyError(
-                "local policy needs torch and transformers: pip install torch==2.13.0 "
-                "'llm3d[training]'"
-            ) from exc
-        self.torch = torch
-        self.processor = transformers.AutoProcessor.from_pretrained(str(checkpoint))
-        self.model = transformers.AutoModelForImageTextToText.from_pretrained(
-            str(checkpoint), device_map=device if device != "cpu" else None
-        )
-        self.model.eval()
+        if temperature <= 0:
+            raise ConfigError(
+                f"{name} policy: temperature must be > 0 (the backend samples), got {temperature}"
+            )
+        self.backend = backend
+        self.name = name
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
         self.fingerprint = (
-            f"local:{Path(checkpoint).resolve()}:t{temperature}:m{max_tokens}:s{seed}"
+            fingerprint or f"{name}:{id(backend)}:t{temperature}:m{max_tokens}:s{seed}"
         )
 
     def generate(self, sample: Sample, k: int) -> list[str]:
-        # the processor loads the images from the paths in the messages
-        inputs = self.processor.apply_chat_template(
-            list(sample.messages),
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-        ).to(self.model.device)
-        self.torch.manual_seed(self.seed)
-        with self.torch.no_grad():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=self.max_tokens,
-                do_sample=self.temperature > 0,
-                temperature=self.temperature if self.temperature > 0 else None,
-                num_return_sequences=k,
-            )
-        prompt_len = inputs["input_ids"].shape[1]
-        return [
-            str(self.processor.decode(row[prompt_len:], skip_special_tokens=True)) for row in output
-        ]
+        prompt = self.backend.render_prompt(list(sample.messages))
+        (group,) = self.backend.sample(
+            [prompt],
+            k,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+        return [str(c.text) for c in group]
+
+
+def local_policy(
+    checkpoint: str | Path,
+    *,
+    config: Any = None,
+    temperature: float = 0.7,
+    max_tokens: int = 2048,
+    seed: int = 0,
+) -> BackendPolicy:
+    """A Qwen2.5-VL checkpoint on this machine, through the ``local`` training backend.
+
+    Args:
+        checkpoint: a model folder (``save_pretrained``) or a hub id already downloaded.
+        config: the llm3d configuration (its ``training`` section: device, image pixels).
+
+    Raises:
+        ConfigError: when no checkpoint is given or the folder does not exist.
+        PolicyError: when torch/transformers/peft are not installed.
+    """
+    if not checkpoint:
+        raise ConfigError("local policy: give --checkpoint (a Qwen2.5-VL model folder)")
+    text = str(checkpoint)
+    if not Path(text).exists() and (text.startswith((".", "/")) or text.count("/") != 1):
+        raise ConfigError(
+            f"local policy: checkpoint {text} does not exist (a model folder, or a hub id "
+            "like Qwen/Qwen2.5-VL-7B-Instruct already downloaded)"
+        )
+    from llm3d.config import load_config
+
+    config = config or load_config()
+    training = config.training.model_copy(update={"backend": "local", "base_model": text})
+    try:
+        from training.backends import make_backend
+
+        backend = make_backend(config.model_copy(update={"training": training}))
+    except ImportError as exc:
+        raise PolicyError(
+            "local policy needs torch, transformers and peft: pip install torch==2.13.0 "
+            "'llm3d[training]'"
+        ) from exc
+    resolved = Path(text).resolve() if Path(text).exists() else text
+    return BackendPolicy(
+        backend,
+        name="local",
+        fingerprint=f"local:{resolved}:t{temperature}:m{max_tokens}:s{seed}",
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
 
 
 def make_policy(
@@ -438,6 +469,7 @@ def make_policy(
     temperature: float = 0.7,
     max_tokens: int = 2048,
     seed: int = 0,
+    config: Any = None,
 ) -> Policy:
     """Build a policy by name (the ``--policy`` of ``llm3d eval``).
 
@@ -446,6 +478,7 @@ def make_policy(
         train: returns the training samples (``retrieval`` only; called lazily).
         base_url, model: the endpoint and model (``openai``; ``model`` for ``tinker``).
         checkpoint: ``local``: a model folder; ``tinker``: a ``tinker://`` checkpoint.
+        config: the llm3d configuration (``local``: its ``training`` section).
 
     Raises:
         ConfigError: for an unknown name or a missing argument.
@@ -473,8 +506,12 @@ def make_policy(
             seed=seed,
         )
     if name == "local":
-        return LocalPolicy(
-            checkpoint or "", temperature=temperature, max_tokens=max_tokens, seed=seed
+        return local_policy(
+            checkpoint or "",
+            config=config,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
         )
     raise ConfigError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
 

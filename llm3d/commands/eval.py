@@ -149,6 +149,7 @@ def eval_command(
             temperature=cfg.eval.temperature if temperature is None else temperature,
             max_tokens=cfg.eval.max_tokens,
             seed=cfg.seed,
+            config=cfg,
         )
     except (ConfigError, DatasetError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
