@@ -141,6 +141,11 @@ from llm3d.commands.eval import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
 
+from llm3d.commands.train import rl_command, sft_command  # noqa: E402
+
+app.command("sft")(sft_command)
+app.command("rl")(rl_command)
+
 
 def main() -> None:
     """Console-script entry point."""

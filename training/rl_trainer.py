@@ -109,6 +109,12 @@ class GRPOTrainer:
         self.run_dir = Path(run_dir)
         self.step = 0
 
+    def init_from(self, checkpoint: Path) -> None:
+        """Start from another run's weights (e.g. the SFT adapter), with a fresh optimizer."""
+        state = read_state(checkpoint)
+        self.backend.load(str(state["ref"]), optimizer=False)
+        logger.info("GRPO starts from the weights of %s", checkpoint)
+
     # ------------------------------------------------------------------ pieces
 
     def rows_at(self, step: int) -> list[Example]:

@@ -153,6 +153,8 @@ class Backend(Protocol):
         """Save weights and optimizer state; returns what :meth:`load` takes."""
         ...
 
-    def load(self, ref: str) -> None:
-        """Restore what :meth:`save` returned (weights and optimizer state)."""
+    def load(self, ref: str, *, optimizer: bool = True) -> None:
+        """Restore what :meth:`save` returned: weights, and the optimizer state unless
+        ``optimizer=False`` (starting a new run from another run's weights, e.g. GRPO
+        from the SFT adapter)."""
         ...

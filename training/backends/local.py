@@ -304,6 +304,9 @@ class LocalBackend:
             max_new_tokens=max_tokens,
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,
+            num_return_sequences=n,
+            return_dict_in_generate=True,
+            output_logits=True,
         )
         per_call = max(1, self.config.sampling_batch_size // n)
         torch.manual_seed(seed)
@@ -314,13 +317,7 @@ class LocalBackend:
                 data = [Datum(prompt=p, completion=()) for p in chunk]
                 batch = self._batch(data, left_pad=True)
                 width = batch["input_ids"].shape[1]
-                out = self.model.generate(
-                    **batch,
-                    generation_config=gen,
-                    num_return_sequences=n,
-                    return_dict_in_generate=True,
-                    output_logits=True,
-                )
+                out = self.model.generate(**batch, generation_config=gen)
                 tokens = out.sequences[:, width:].cpu()
                 logits = torch.stack(out.logits, dim=1).float().cpu() / temperature
                 chosen = torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None])[:, :, 0]
@@ -353,7 +350,7 @@ class LocalBackend:
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         return str(path)
 
-    def load(self, ref: str) -> None:
+    def load(self, ref: str, *, optimizer: bool = True) -> None:
         torch = _import("torch")
         set_peft_model_state_dict = _import("peft").set_peft_model_state_dict
         load_file = _import("safetensors.torch").load_file
@@ -368,6 +365,6 @@ class LocalBackend:
             raise ConfigError(
                 f"checkpoint {path} does not fit this model: {result.unexpected_keys[:3]}"
             )
-        optimizer = path / "optimizer.pt"
-        if optimizer.is_file():
-            self.optimizer.load_state_dict(torch.load(optimizer, map_location=self.device))
+        state_file = path / "optimizer.pt"
+        if optimizer and state_file.is_file():
+            self.optimizer.load_state_dict(torch.load(state_file, map_location=self.device))

@@ -321,7 +321,11 @@ class TinkerBackend:
         (Path(directory) / "tinker_path.txt").write_text(path + "\n", encoding="utf-8")
         return path
 
-    def load(self, ref: str) -> None:
-        """Continue from a ``tinker://`` state (weights and optimizer)."""
-        self.training = _result(self.service.create_training_client_from_state_with_optimizer(ref))
+    def load(self, ref: str, *, optimizer: bool = True) -> None:
+        """Continue from a ``tinker://`` state (weights, and optimizer unless told not to)."""
+        if optimizer:
+            future = self.service.create_training_client_from_state_with_optimizer(ref)
+        else:
+            future = self.service.create_training_client_from_state(ref)
+        self.training = _result(future)
         self._sampler = None

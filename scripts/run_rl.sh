@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# GRPO against the reward service with `llm3d rl` (configs/rl.yaml; DESIGN §7).
+#
+#   ./scripts/run_rl.sh --init-from runs/sft/checkpoints/step-000400   # after run_sft.sh
+#   BACKEND=tinker ./scripts/run_rl.sh ...        # Tinker (TINKER_API_KEY; a Qwen3-VL model)
+#   TINY=1 ./scripts/run_rl.sh --steps 5          # CPU smoke run with the tiny model
+#   ./scripts/run_rl.sh --resume latest           # continue the run where it stopped
+#
+# A reward service already answering at REWARD_URL is used (e.g. the compose farm);
+# otherwise `llm3d serve` (inline backend) is started here and stopped at the end.
+# Logs (mean reward, execution rate, F@0.05, statuses, tokens, seconds a phase),
+# checkpoints and reward.png: runs/<run_name>/.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+CONFIG="${CONFIG:-configs/rl.yaml}"
+BACKEND="${BACKEND:-}"
+PORT="${PORT:-8000}"
+REWARD_URL="${REWARD_URL:-http://127.0.0.1:$PORT}"
+LOG_DIR="${LOG_DIR:-runs}"
+SERVER_PID=""
+EXTRAS="blender,metrics,farm,training"
+[ "$BACKEND" = "tinker" ] && EXTRAS="$EXTRAS,tinker"
+args=(--config "$CONFIG" --reward-url "$REWARD_URL")
+[ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
+[ -n "${TINY:-}" ] && args+=(--tiny)
+
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}
+trap stop_server EXIT
+
+start_server() {
+  if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
+    echo "    using the reward service at $REWARD_URL"
+    return 0
+  fi
+  mkdir -p "$LOG_DIR"
+  llm3d serve --config "$CONFIG" --port "$PORT" >"$LOG_DIR/serve.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 120); do
+    if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
+      echo "    llm3d serve (pid $SERVER_PID) answers at $REWARD_URL"
+      return 0
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "llm3d serve exited; its log ($LOG_DIR/serve.log):" >&2
+      tail -20 "$LOG_DIR/serve.log" >&2
+      return 1
+    fi
+    sleep 1
+  done
+  echo "llm3d serve did not answer at $REWARD_URL within 120 s (log: $LOG_DIR/serve.log)" >&2
+  return 1
+}
+
+step "create or reuse .venv" ensure_venv
+step "install llm3d with the $EXTRAS extras (torch pinned first)" install_extras "$EXTRAS"
+step "start or reuse the reward service" start_server
+step "GRPO (llm3d rl)" llm3d rl "${args[@]}" "$@"
