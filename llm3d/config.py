@@ -299,6 +299,7 @@ class EvalConfig(Section):
     model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="openai/tinker model name")
     temperature: float = Field(0.7, ge=0)
     max_tokens: int = Field(2048, ge=16)
+    concurrency: int = Field(8, ge=1, description="openai/tinker requests in flight")
 
 
 class AddonConfig(Section):

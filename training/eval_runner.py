@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class EvalSettings:
         timeout_s: per-program execution limit (default: the service's).
         batch_size: completions per ``POST /reward/batch``.
         grid: render the comparison grid (needs Blender).
+        concurrency: tasks sent to the policy at once (threads; 1 for in-process models).
     """
 
     split: Path
@@ -74,6 +76,7 @@ class EvalSettings:
     timeout_s: float | None = None
     batch_size: int = 64
     grid: bool = True
+    concurrency: int = 1
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,36 +139,58 @@ class JsonlCache:
 def _completions(
     samples: Sequence[Sample],
     policy: Policy,
-    k: int,
+    settings: EvalSettings,
     cache: JsonlCache,
     progress: Progress | None,
 ) -> dict[tuple[str, int], str]:
-    """``(task_id, index) → completion``, generating only what the cache lacks."""
-    out: dict[tuple[str, int], str] = {}
-    generated = 0
-    for done, sample in enumerate(samples, 1):
-        keys = [_hash("completion", policy.fingerprint, sample.id, str(i)) for i in range(k)]
-        missing = [i for i, key in enumerate(keys) if key not in cache]
-        if missing:
-            texts = policy.generate(sample, len(missing))
-            if len(texts) != len(missing):
-                raise RuntimeError(
-                    f"policy {policy.name} returned {len(texts)} completions for "
-                    f"{sample.id!r}, {len(missing)} were asked for"
-                )
-            cache.add(
-                [
-                    {"key": keys[i], "task_id": sample.id, "index": i, "text": text}
-                    for i, text in zip(missing, texts, strict=True)
-                ]
+    """``(task_id, index) → completion``, generating only what the cache lacks.
+
+    With ``settings.concurrency`` > 1 the policy is called from that many threads (one task
+    a call); the cache is written from this thread as answers arrive, so an interrupted
+    run keeps everything answered so far.
+    """
+    k = settings.k
+    keys = {
+        s.id: [_hash("completion", policy.fingerprint, s.id, str(i)) for i in range(k)]
+        for s in samples
+    }
+    todo = [(s, [i for i, key in enumerate(keys[s.id]) if key not in cache]) for s in samples]
+    todo = [(s, missing) for s, missing in todo if missing]
+    done = len(samples) - len(todo)
+
+    def store(sample: Sample, missing: list[int], texts: list[str]) -> None:
+        nonlocal done
+        if len(texts) != len(missing):
+            raise RuntimeError(
+                f"policy {policy.name} returned {len(texts)} completions for "
+                f"{sample.id!r}, {len(missing)} were asked for"
             )
-            generated += len(missing)
-        for i, key in enumerate(keys):
+        cache.add(
+            [
+                {"key": keys[sample.id][i], "task_id": sample.id, "index": i, "text": text}
+                for i, text in zip(missing, texts, strict=True)
+            ]
+        )
+        done += 1
+        if progress is not None:
+            progress("generating", done, len(samples))
+
+    if settings.concurrency <= 1 or len(todo) <= 1:
+        for sample, missing in todo:
+            store(sample, missing, policy.generate(sample, len(missing)))
+    else:
+        with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="llm3d-eval") as pool:
+            futures = {pool.submit(policy.generate, s, len(m)): (s, m) for s, m in todo}
+            for future in as_completed(futures):
+                sample, missing = futures[future]
+                store(sample, missing, future.result())
+    generated = sum(len(m) for _, m in todo)
+    out: dict[tuple[str, int], str] = {}
+    for sample in samples:
+        for i, key in enumerate(keys[sample.id]):
             row = cache.get(key)
             assert row is not None
             out[(sample.id, i)] = str(row["text"])
-        if progress is not None:
-            progress("generating", done, len(samples))
     logger.info(
         "%s: %d completions generated, %d from the cache",
         policy.name,
@@ -299,9 +324,7 @@ def run_eval(
         "%s: %d tasks × k=%d from %s", policy.name, len(samples), settings.k, settings.split
     )
     version, task_keys = _service_state(settings, samples)
-    texts = _completions(
-        samples, policy, settings.k, JsonlCache(out / "completions.jsonl"), progress
-    )
+    texts = _completions(samples, policy, settings, JsonlCache(out / "completions.jsonl"), progress)
     codes = {ident: extract_code(text).code for ident, text in texts.items()}
     results = _score(
         settings, samples, codes, JsonlCache(out / "scores.jsonl"), version, task_keys, progress

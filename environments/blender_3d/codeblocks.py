@@ -12,8 +12,8 @@ The rules, in order:
    does not displace the program.
 4. An opening fence that is never closed (a truncated generation) counts as a block that
    runs to the end of the text.
-5. **No block:** bare code. The whole answer when it parses as Python and mentions
-   ``bpy_lib``; otherwise the text from the first ``from bpy_lib``/``import bpy_lib`` line
+5. **No Python block:** bare code, looked for outside any fenced block. The whole answer
+   when it parses as Python and mentions ``bpy_lib``; otherwise the text from the first ``from bpy_lib``/``import bpy_lib`` line
    to the end; otherwise no code at all (``""``, which the reward scores as ``empty``).
 
 The extracted code is returned stripped of surrounding blank lines, with a final newline.
@@ -51,14 +51,17 @@ class Extraction:
     truncated: bool = False
 
 
-def _blocks(text: str) -> list[tuple[str, str, bool]]:
-    """``(tag, body, closed)`` of every fenced block, in order."""
+def _blocks(text: str) -> tuple[list[tuple[str, str, bool]], str]:
+    """``(tag, body, closed)`` of every fenced block in order, and the text outside them."""
     found: list[tuple[str, str, bool]] = []
+    outside: list[str] = []
     pos = 0
     while True:
         opening = _FENCE_RE.search(text, pos)
         if opening is None:
-            return found
+            outside.append(text[pos:])
+            return found, "".join(outside)
+        outside.append(text[pos : opening.start()])
         fence = opening.group("fence")
         tag = opening.group("tag").lower()
         body_start = opening.end() + 1
@@ -66,7 +69,7 @@ def _blocks(text: str) -> list[tuple[str, str, bool]]:
         end = closing.search(text, body_start)
         if end is None:
             found.append((tag, text[body_start:], False))
-            return found
+            return found, "".join(outside)
         found.append((tag, text[body_start : end.start()], True))
         pos = end.end()
 
@@ -94,7 +97,8 @@ def extract_code(text: str | None) -> Extraction:
         The :class:`Extraction`; its ``code`` is ``""`` when the answer holds no program.
     """
     text = _THINK_RE.sub("", text or "")
-    python_blocks = [(body, closed) for tag, body, closed in _blocks(text) if tag in PYTHON_TAGS]
+    blocks, text = _blocks(text)
+    python_blocks = [(body, closed) for tag, body, closed in blocks if tag in PYTHON_TAGS]
     if python_blocks:
         importing = [b for b in python_blocks if _IMPORT_RE.search(b[0])]
         body, closed = (importing or python_blocks)[-1]

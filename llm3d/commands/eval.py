@@ -137,6 +137,8 @@ def eval_command(
         token=cfg.api.token.get_secret_value() if cfg.api.token else None,
         batch_size=cfg.eval.batch_size,
         grid=cfg.eval.grid if grid is None else grid,
+        # remote models answer in parallel; an in-process model one prompt at a time
+        concurrency=cfg.eval.concurrency if policy in ("openai", "tinker") else 1,
     )
     train_path = resolve_split(train_split or cfg.eval.train_split, data_dir)
     try:

@@ -42,6 +42,8 @@ def test_blocks_in_other_languages_are_never_the_program() -> None:
     text = fence("pip install bpy_lib\n", "bash") + fence(PROGRAM)
     assert extract_code(text).code == PROGRAM
     assert extract_code(fence("just words\n", "text")).code == ""
+    # not even through the bare-code fallback
+    assert extract_code("Output:\n" + fence(PROGRAM, "text")).code == ""
 
 
 def test_tilde_fences_and_longer_backtick_fences() -> None:

@@ -140,7 +140,7 @@ def test_openai_policy_against_a_chat_completions_server(
 
     with chat_server(choose, fail_first=1) as server:
         policy = OpenAIPolicy(server.base_url, "tiny-vl", temperature=0.5, max_tokens=512)
-        report = run_eval(settings(data, farm, tmp_path, k=2), policy)
+        report = run_eval(settings(data, farm, tmp_path, k=2, concurrency=4), policy)
         policy.close()
     bodies = server.requests
     assert len(bodies) == 5  # one retried 503, then one request (n=2) a task
