@@ -206,7 +206,7 @@ def _query(
                     dy = py - points[i, 1]
                     dz = pz - points[i, 2]
                     d2 = dx * dx + dy * dy + dz * dz
-                    if d2 < best:
+                    if d2 < best or best_i < 0:
                         best = d2
                         best_i = i
                 continue

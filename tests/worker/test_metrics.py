@@ -412,3 +412,11 @@ def test_direction_tree_is_safe_from_many_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: far_nearest(shell, queries), range(8)))
     assert all(np.array_equal(r, expected) for r in results)
+
+
+def test_direction_tree_returns_valid_indices_when_distances_overflow() -> None:
+    from worker.nearest_far import far_nearest
+
+    points = np.array([[1e200, 0.0, 0.0], [-1e200, 0.0, 0.0], [0.0, 1e200, 0.0]])
+    index = far_nearest(points, np.zeros((4, 3)))
+    assert ((index >= 0) & (index < 3)).all()
