@@ -90,6 +90,7 @@ class Request:
     code: str
     timeout_s: float
     policy: bool
+    queued: bool = False
 
 
 @dataclass
@@ -214,8 +215,13 @@ class ForkServer:
         answer = self._precheck(request)  # refusals are answered at once, not queued
         if answer is not None:
             self._send(answer)
-        else:
-            self.queue.append(request)
+            return
+        if len(self.running) + len(self.queue) >= self.capacity:
+            # it must wait for a child: say so, and say again when it starts, so that the
+            # executor's watchdog counts its timeout from then (one frame only when queued)
+            request.queued = True
+            self._send({"op": "queued", "id": rid})
+        self.queue.append(request)
 
     # -- starting children -------------------------------------------------------------
 
@@ -327,7 +333,8 @@ class ForkServer:
             stderr=OutputTail(tail),
         )
         self.running[pid] = running
-        self._send({"op": "started", "id": request.id, "pid": pid})
+        if request.queued:
+            self._send({"op": "started", "id": request.id, "pid": pid})
         for name, fd in running.fds.items():
             self.selector.register(fd, selectors.EVENT_READ, (running, name))
         self.selector.register(pidfd, selectors.EVENT_READ, (running, "exit"))

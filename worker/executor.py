@@ -78,15 +78,26 @@ def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
 
 
 class _Pending:
-    """A program sent to the server; ``started`` is set when the server says it forked it."""
+    """A program sent to the server.
 
-    __slots__ = ("future", "started", "submitted", "timeout_s")
+    The server says ``queued`` when a program must wait for a free child, and ``started``
+    when such a program is forked; a program never queued started when it was submitted.
+    """
+
+    __slots__ = ("future", "queued", "started", "submitted", "timeout_s")
 
     def __init__(self, future: Future[ExecResult], timeout_s: float) -> None:
         self.future = future
         self.timeout_s = timeout_s
         self.submitted = time.monotonic()
+        self.queued = False
         self.started: float | None = None
+
+    @property
+    def running_since(self) -> float | None:
+        if self.started is not None:
+            return self.started
+        return None if self.queued else self.submitted
 
 
 class _Server:
@@ -185,8 +196,8 @@ class _Server:
                     self.hello = header
                     self._hello_error = header.get("error")
                     self._hello_event.set()
-                elif op == "started":
-                    self._mark_started(str(header.get("id")))
+                elif op in ("queued", "started"):
+                    self._mark(str(header.get("id")), op)
                 elif op == "result":
                     self._deliver(header, payload)
         except (EOFError, OSError, ProtocolError) as exc:
@@ -205,26 +216,30 @@ class _Server:
     def _check_deadlines(self) -> None:
         """Kill a server that stopped answering (its programs then get INFRA_ERROR).
 
-        Stuck means: a started program is well past its own timeout, or a program has waited
-        to start while the server had a free child slot. Programs queued behind long ones
-        are not counted against the server: their clock starts when it forks them.
+        Stuck means: a running program is well past its own timeout, or a queued program has
+        waited to start while the server had a free child slot. Programs queued behind long
+        ones are not counted against the server: their clock starts when it forks them.
         """
         now = time.monotonic()
         with self.lock:
             items = list(self.pending.values())
-        started = [p for p in items if p.started is not None]
-        late = any(now > p.started + p.timeout_s + ANSWER_GRACE_S for p in started if p.started)
-        stalled = len(started) < self.capacity and any(
-            p.started is None and now > p.submitted + ANSWER_GRACE_S for p in items
+        running = [(p, p.running_since) for p in items if p.running_since is not None]
+        late = any(now > since + p.timeout_s + ANSWER_GRACE_S for p, since in running)
+        stalled = len(running) < self.capacity and any(
+            p.running_since is None and now > p.submitted + ANSWER_GRACE_S for p in items
         )
         if late or stalled:
             logger.error("fork server %d stopped answering; killing it", self.proc.pid)
             self.kill()
 
-    def _mark_started(self, rid: str) -> None:
+    def _mark(self, rid: str, op: str) -> None:
         with self.lock:
             pending = self.pending.get(rid)
-            if pending is not None:
+            if pending is None:
+                return
+            if op == "queued":
+                pending.queued = True
+            else:
                 pending.started = time.monotonic()
 
     def _deliver(self, header: dict[str, Any], payload: bytearray) -> None:
