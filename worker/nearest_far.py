@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DirectionTree", "far_nearest"]
+__all__ = ["DirectionTree", "far_nearest", "warm_up"]
 
 LEAF_SIZE = 32
 # numba's default (workqueue) threading layer aborts the process when two Python threads
@@ -271,3 +271,13 @@ def far_nearest(
     queries = np.ascontiguousarray(queries, dtype=np.float64)
     centre = (queries.min(axis=0) + queries.max(axis=0)) / 2.0
     return DirectionTree(points, centre).query(queries)
+
+
+def warm_up() -> None:
+    """Compile (first run on a machine, seconds) or load (later runs) the kernels now.
+
+    Services can call this at start-up so that the first far-off prediction they score
+    does not pay for it.
+    """
+    rng = np.random.default_rng(0)
+    far_nearest(rng.random((64, 3)), rng.random((8, 3)) + 5.0)
