@@ -138,16 +138,25 @@ def main(argv: list[str] | None = None) -> int:
         "streams": args.streams,
     }
 
+    # Sequential, interleaved: each naive run sits between fork-server runs of the same
+    # program, so a change in machine load hits both ways alike.
+    chosen = example_codes[: args.naive_limit]
+    fork_cube: list[tuple[float, float]] = []
+    fork_examples: list[tuple[float, float]] = []
+    naive_cube: list[tuple[float, float]] = []
+    naive_examples: list[tuple[float, float]] = []
+    per_round = max(1, args.trivial // max(1, args.naive_limit))
     with Executor(config.model_copy(update={"children_per_server": 1})) as ex:
         for _ in range(10):  # warm the server and the page cache
             fork_run(ex, CUBE)
-        fork_cube = [fork_run(ex, CUBE) for _ in track(range(args.trivial), "fork: cube")]
-        fork_examples: list[tuple[float, float]] = []
-        for _ in track(range(args.repeats), "fork: examples"):
-            fork_examples += [fork_run(ex, code) for code in example_codes]
-    naive_cube = [naive_run(CUBE) for _ in track(range(args.naive_limit), "naive: cube")]
-    chosen = example_codes[: args.naive_limit]
-    naive_examples = [naive_run(code) for code in track(chosen, "naive: examples")]
+        for _ in track(range(args.naive_limit), "cube: fork server and naive"):
+            fork_cube += [fork_run(ex, CUBE) for _ in range(per_round)]
+            naive_cube.append(naive_run(CUBE))
+        for code in track(chosen, "examples: fork server and naive"):
+            fork_examples += [fork_run(ex, code) for _ in range(args.repeats)]
+            naive_examples.append(naive_run(code))
+        for code in example_codes[len(chosen) :]:  # the rest: fork server only
+            fork_examples += [fork_run(ex, code) for _ in range(args.repeats)]
 
     rows = {
         "cube / fork server": summarise(fork_cube),
