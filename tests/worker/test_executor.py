@@ -324,6 +324,38 @@ def test_a_server_that_stops_answering_is_killed_and_replaced(
         assert ex.run(CUBE).ok and ex.server_pid != pid
 
 
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def test_close_kills_running_children_and_the_server(executor_config: ExecutorConfig) -> None:
+    ex = Executor(executor_config)
+    ex.start()
+    pid = ex.server_pid
+    assert pid is not None
+    futures = [ex.submit(program("while True:\n    pass"), timeout_s=60) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while len(_children_of(pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = _children_of(pid)
+    assert len(children) == 2
+    ex.close()
+    assert all(f.result(timeout=10).status is ExecStatus.INFRA_ERROR for f in futures)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() for p in [pid, *children]):
+        assert time.monotonic() < deadline, "server or children outlived close()"
+        time.sleep(0.05)
+
+
 def test_server_that_cannot_start_is_an_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.executor as executor_module
 
