@@ -5,10 +5,9 @@ process group for its own (so a timeout kills everything it started), dies with 
 closes every descriptor of the server, points fd 1/2 at the server's capture pipes, moves
 into its empty temporary directory, lowers its rlimits, forbids itself writes outside that
 directory (:mod:`worker.landlock`) and new processes (:mod:`worker.seccomp`), runs the
-program with the safe
-builtins table, reads the mesh with ``bpy_lib.export.scene_arrays`` and writes one result
-frame (JSON header + raw array bytes) to its result pipe, then ``os._exit``\\ s without
-running Blender's exit handlers. Whatever the program changed (module state, the scene)
+program with the safe builtins table and the guarded bpy_lib facade, reads the mesh with
+``bpy_lib.export.scene_arrays`` and writes one result frame (JSON header + raw array bytes)
+to its result pipe, then ``os._exit``\\ s without running Blender's exit handlers. Whatever the program changed (module state, the scene)
 dies with the child: the server's own scene stays empty.
 """
 

@@ -36,8 +36,9 @@ The rules, each with the ``rule`` string a refusal carries:
     class definitions and ``async`` constructs (not needed by modeling programs; a class body
     is where dunder methods would be defined).
 
-The executor also runs the program with :func:`safe_builtin_names` only, so a name that slips
-through here still finds nothing to call.
+The executor also runs the program with :data:`SAFE_BUILTIN_NAMES` only (plus an
+``__import__`` that hands out nothing but the allowed modules), so a name that slips through
+here still finds nothing to call; the OS layers behind it are in :mod:`worker.blender_child`.
 """
 
 from __future__ import annotations
