@@ -7,8 +7,9 @@ into its empty temporary directory, lowers its rlimits, forbids itself writes ou
 directory (:mod:`worker.landlock`) and new processes (:mod:`worker.seccomp`), runs the
 program with the safe builtins table and the guarded bpy_lib facade, reads the mesh with
 ``bpy_lib.export.scene_arrays`` and writes one result frame (JSON header + raw array bytes)
-to its result pipe, then ``os._exit``\\ s without running Blender's exit handlers. Whatever the program changed (module state, the scene)
-dies with the child: the server's own scene stays empty.
+to its result pipe, then ``os._exit``\\ s without running Blender's exit handlers.
+Whatever the program changed (module state, the scene) dies with the child: the server's own
+scene stays empty.
 """
 
 from __future__ import annotations
