@@ -34,6 +34,7 @@ __all__ = [
     "Example",
     "batches",
     "curriculum_order",
+    "is_image_part",
     "load_examples",
     "write_example_dataset",
 ]
@@ -87,7 +88,7 @@ class Example:
     @property
     def images(self) -> list[Path]:
         """The image paths of the prompt, in order."""
-        return [Path(c["image"]) for m in self.prompt for c in _parts(m) if _is_image(c)]
+        return [Path(c["image"]) for m in self.prompt for c in _parts(m) if is_image_part(c)]
 
     def reward_item(self, item_id: str, code: str) -> dict[str, Any]:
         """A reward-service item scoring ``code`` against this row's ground truth."""
@@ -112,8 +113,10 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     return [] if isinstance(content, str) else list(content)
 
 
-def _is_image(part: dict[str, Any]) -> bool:
-    return part.get("type") == "image" or "image" in part
+def is_image_part(part: dict[str, Any]) -> bool:
+    """An image item: ``{"type": "image", "image": path}`` (or an untyped ``{"image": path}``)."""
+    kind = part.get("type")
+    return kind == "image" or (kind is None and part.get("image") is not None)
 
 
 def _row_to_example(row: dict[str, Any], base: Path, where: str) -> Example:
@@ -127,12 +130,14 @@ def _row_to_example(row: dict[str, Any], base: Path, where: str) -> Example:
         if not isinstance(content, str):
             parts = []
             for part in content:
-                if _is_image(part):
+                if is_image_part(part):
                     path = Path(str(part["image"]))
                     path = path if path.is_absolute() else base / path
                     if not path.is_file():
                         raise ConfigError(f"{where}: image not found: {path}")
                     part = {"type": "image", "image": str(path)}
+                else:
+                    part = {k: v for k, v in part.items() if v is not None}
                 parts.append(part)
             content = parts
         messages.append({"role": message["role"], "content": content})
@@ -179,11 +184,14 @@ def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example
 
 
 def curriculum_order(examples: Sequence[Example]) -> list[Example]:
-    """Easy → medium → hard, then fewer parts first; stable (file order breaks ties)."""
-    return sorted(
-        examples,
-        key=lambda e: (DIFFICULTY_ORDER.get(e.difficulty, len(DIFFICULTY_ORDER)), e.n_parts),
-    )
+    """Easy → medium → hard, then by ``complexity`` (the dataset builder's score) or
+    ``n_parts``; stable, so the file's order breaks ties."""
+
+    def key(e: Example) -> tuple[int, float]:
+        rank = DIFFICULTY_ORDER.get(e.difficulty, len(DIFFICULTY_ORDER))
+        return rank, float(e.meta.get("complexity", e.n_parts))
+
+    return sorted(examples, key=key)
 
 
 def batches(

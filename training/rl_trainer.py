@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm3d.config import Config
+from llm3d.exceptions import ConfigError
 from llm3d.schemas import ItemStatus, RewardResponse, RewardResult
 from training.backends.base import Backend, Completion, Datum
 from training.data import Example
 from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
 
-__all__ = ["GRPOTrainer", "Group", "RewardScorer", "group_advantages"]
+__all__ = ["GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advantages"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,35 @@ class Group:
     prompt: Any
     completions: list[Completion]
     results: list[RewardResult] | None = None
+
+
+def ensure_tasks(client: Any, rows: Sequence[Example]) -> int:
+    """Register with the reward service the ground truths of rows it does not know.
+
+    Rows with a ``task_id`` are scored against it; a task the service lacks is added
+    (``POST /tasks``) from the row's program. Returns how many were added.
+
+    Raises:
+        ConfigError: a row's task is unknown and the row has no program to register.
+    """
+    wanted = {r.task_id: r for r in rows if r.task_id is not None}
+    if not wanted:
+        return 0
+    known = {t.task_id for t in client.tasks().tasks}
+    added = 0
+    for task_id, row in wanted.items():
+        if task_id in known:
+            continue
+        if row.reference_code is None:
+            raise ConfigError(
+                f"the reward service does not know task {task_id!r} and the row has no "
+                "program to register: start it with api.datasets: [<the RL JSONL>]"
+            )
+        client.add_task(task_id, {"code": row.reference_code}, source="llm3d rl")
+        added += 1
+    if added:
+        logger.info("registered %d ground truths with the reward service", added)
+    return added
 
 
 def group_advantages(rewards: Sequence[float | None]) -> list[float | None] | None:

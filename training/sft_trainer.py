@@ -200,7 +200,9 @@ class SFTTrainer:
                         self.save()
             if not self.tc.save_every or self.step % self.tc.save_every:
                 self.save()
-            if self.held_out or self.evaluator:
+            every = self.tc.eval_every
+            evaluated_now = bool(every) and self.step % every == 0
+            if (self.held_out or self.evaluator) and not evaluated_now:
                 log.log(self.evaluate())
         finally:
             log.close()

@@ -241,7 +241,7 @@ def rl_command(
     from llm3d.client import RewardClient
     from training.backends import make_backend
     from training.data import load_examples
-    from training.rl_trainer import GRPOTrainer
+    from training.rl_trainer import GRPOTrainer, ensure_tasks
 
     tc = cfg.training
     run_dir = cfg.paths.runs_dir / tc.run_name
@@ -250,6 +250,7 @@ def rl_command(
         rows = load_examples(tc.rl_data)
         with RewardClient(tc.reward_url, token=token, retries=2) as client:
             client.health()  # fail now, not after loading the model, if it is not running
+            ensure_tasks(client, rows)
             trainer = GRPOTrainer(cfg, make_backend(cfg), rows, client, run_dir)
             if init_from is not None and resume is None:
                 trainer.init_from(init_from)

@@ -58,7 +58,8 @@ def sample(tmp_path: Path) -> Sample:
 class ByteTokenizer:
     """Bytes as token ids: enough to check what the prompt and the decoding hold."""
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        assert not add_special_tokens  # the template is laid out by hand
         return list(text.encode())
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from llm3d.config import TrainingConfig
 from llm3d.exceptions import ConfigError
 from training.backends.base import Completion, Datum, LossFn, StepResult
+from training.data import is_image_part
 
 __all__ = ["LocalBackend", "LocalPrompt"]
 
@@ -29,6 +30,13 @@ logger = logging.getLogger(__name__)
 Message = dict[str, Any]
 ADAM_BETAS = (0.9, 0.95)  # Tinker's defaults, so both backends take the same steps
 ADAM_EPS = 1e-8
+VISION_TOKENS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 
 def _import(name: str) -> Any:
@@ -55,7 +63,7 @@ def _image_paths(messages: Sequence[Message]) -> list[str]:
         content = message["content"]
         if isinstance(content, str):
             continue
-        paths.extend(str(p["image"]) for p in content if p.get("type") == "image" or "image" in p)
+        paths.extend(str(p["image"]) for p in content if is_image_part(p))
     return paths
 
 
@@ -111,6 +119,12 @@ class LocalBackend:
         self.eos_id = int(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos_id)
+        # never sampled: a completion holding an image placeholder would be read as an image
+        self.vision_ids = [
+            int(self.tokenizer.convert_tokens_to_ids(t))
+            for t in VISION_TOKENS
+            if self.tokenizer.convert_tokens_to_ids(t) is not None
+        ]
         base.to(self.device)
         if config.gradient_checkpointing:
             base.gradient_checkpointing_enable(
@@ -177,6 +191,12 @@ class LocalBackend:
     def _batch(self, data: Sequence[Datum], *, left_pad: bool = False) -> dict[str, Any]:
         torch = _import("torch")
 
+        vision = set(self.vision_ids)
+        if any(vision.intersection(d.completion) for d in data):
+            raise ValueError(
+                "a completion contains an image placeholder token (<|image_pad|>, ...): "
+                "only prompts may hold images"
+            )
         rows = [(list(d.prompt.input_ids) + list(d.completion), d) for d in data]
         width = max(len(r) for r, _ in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -305,6 +325,7 @@ class LocalBackend:
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,
             num_return_sequences=n,
+            suppress_tokens=self.vision_ids or None,
             return_dict_in_generate=True,
             output_logits=True,
         )

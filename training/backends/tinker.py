@@ -26,6 +26,7 @@ import numpy as np
 from llm3d.config import TrainingConfig
 from llm3d.exceptions import ConfigError
 from training.backends.base import Completion, Datum, LossFn, StepResult
+from training.data import is_image_part
 
 __all__ = ["TinkerBackend", "check_base_model"]
 
@@ -151,7 +152,7 @@ class TinkerBackend:
             content = message["content"]
             parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
             for part in parts:
-                if part.get("type") == "image" or "image" in part:
+                if is_image_part(part):
                     text("<|vision_start|>")
                     flush()
                     chunks.append(self.image_chunk(str(part["image"])))
