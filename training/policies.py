@@ -271,7 +271,7 @@ class TinkerPolicy:
         base_model: the Tinker base model (Qwen3-VL; Tinker does not serve Qwen2.5-VL).
         model_path: a ``tinker://`` checkpoint to sample from instead of the base model.
         tokenizer: has ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (default:
-            ``transformers.AutoTokenizer.from_pretrained(base_model)``).
+            the sampling client's ``get_tokenizer()``).
         sampling_client: an existing sampling client (tests, or a trainer's live client).
         temperature, max_tokens, seed: sampling settings.
     """
@@ -300,13 +300,14 @@ class TinkerPolicy:
             if not os.environ.get("TINKER_API_KEY"):
                 raise PolicyError("tinker policy: set TINKER_API_KEY (your Tinker API key)")
             service = tinker.ServiceClient()
-            sampling_client = service.create_sampling_client(
+            pending = service.create_sampling_client(
                 base_model=None if model_path else base_model, model_path=model_path
             )
+            # the SDK returns a future of the client (the bare future is deprecated as one)
+            sampling_client = pending.result() if hasattr(pending, "result") else pending
         if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(base_model)
+            # the served model's own tokenizer (the SDK loads it for its base model)
+            tokenizer = sampling_client.get_tokenizer()
         self.client = sampling_client
         self.tokenizer = tokenizer
         self.params = tinker.types.SamplingParams(
@@ -323,7 +324,8 @@ class TinkerPolicy:
         def flush() -> None:
             nonlocal pending
             if pending:
-                chunks.append(types.EncodedTextChunk(tokens=list(self.tokenizer.encode(pending))))
+                ids = self.tokenizer.encode(pending, add_special_tokens=False)
+                chunks.append(types.EncodedTextChunk(tokens=list(ids)))
                 pending = ""
 
         for message in sample.messages:
