@@ -119,11 +119,15 @@ class CeleryBackend:
             ids = await asyncio.to_thread(self._send, sent)
         except Exception as exc:  # redis-py or kombu (OperationalError): cannot enqueue
             raise redis_unavailable(self.redis_url, exc) from exc
-        keys = [self.app.backend.get_key_for_task(task_id) for task_id in ids]
+        # Each item may get several task ids (re-driven after an outage); its first
+        # ready result wins, the others are dropped: exactly one result per item.
+        keys: list[list[bytes]] = [[self.app.backend.get_key_for_task(t)] for t in ids]
+        all_ids = list(ids)
         results: list[RewardResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         deadline = time.monotonic() + self.config.farm.result_timeout_s
         outage: BaseException | None = None
+        redrive = False
         while pending:
             if time.monotonic() > deadline:
                 if outage is not None:
@@ -134,17 +138,23 @@ class CeleryBackend:
                     f"workers consuming queue {self.config.farm.queue!r}? (llm3d worker)"
                 )
             try:
-                values = await self.redis.mget([keys[i] for i in pending])
+                if redrive:
+                    await self._redrive(jobs, pending, keys, all_ids)
+                    redrive = False
+                flat = [k for i in pending for k in keys[i]]
+                values = iter(await self.redis.mget(flat))
                 outage = None
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # redis-py, or kombu while re-driving
                 if outage is None:
                     logger.warning("Redis unreachable while gathering results: %s", exc)
                 outage = exc
+                redrive = True
                 await asyncio.sleep(min(1.0, 10 * self.poll_s))
                 continue
             still: list[int] = []
-            for i, raw in zip(pending, values, strict=True):
-                done = self._decode(jobs[i], raw) if raw is not None else None
+            for i in pending:
+                copies = [next(values) for _ in keys[i]]
+                done = self._first_ready(jobs[i], copies)
                 if done is None:
                     still.append(i)
                 else:
@@ -154,8 +164,40 @@ class CeleryBackend:
             pending = still
             if pending:
                 await asyncio.sleep(self.poll_s)
-        await self._forget(ids)
+        await self._forget(all_ids)
         return [r for r in results if r is not None]
+
+    def _first_ready(
+        self, job: ScoreJob, copies: Sequence[bytes | str | None]
+    ) -> RewardResult | None:
+        """The first finished result among an item's task copies, or None."""
+        for raw in copies:
+            if raw is not None:
+                done = self._decode(job, raw)
+                if done is not None:
+                    return done
+        return None
+
+    async def _redrive(
+        self,
+        jobs: Sequence[ScoreJob],
+        pending: Sequence[int],
+        keys: list[list[bytes]],
+        all_ids: list[str],
+    ) -> None:
+        """Send the pending items again after a Redis outage.
+
+        A message taken from the queue just before Redis went away can be lost with the
+        Redis transport (between the pop and its bookkeeping as unacknowledged); the tasks
+        are idempotent, so sending again is safe and whichever copy finishes first counts.
+        """
+        todo = [jobs[i] for i in pending]
+        sent = await self._store_references(todo)
+        new_ids = await asyncio.to_thread(self._send, sent)
+        for i, task_id in zip(pending, new_ids, strict=True):
+            keys[i].append(self.app.backend.get_key_for_task(task_id))
+        all_ids.extend(new_ids)
+        logger.warning("Redis is back: re-sent %d pending items", len(todo))
 
     async def _forget(self, ids: Sequence[str]) -> None:
         """Results are gathered: drop them from the result backend (the API caches them)."""
