@@ -10,6 +10,7 @@ logged beside the training loss (``eval_f_score_mean``, ``eval_execution_rate``,
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class BackendPolicy:
         self, backend: Backend, *, step: int, max_tokens: int, temperature: float, seed: int
     ) -> None:
         self.backend = backend
+        self.lock = threading.Lock()  # the runner may call generate() from several threads
         self.step = step
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -39,10 +41,15 @@ class BackendPolicy:
         return f"training:{self.backend.name}:step{self.step}:t{self.temperature}:m{self.max_tokens}:s{self.seed}"
 
     def generate(self, sample: Any, k: int) -> list[str]:
-        prompt = self.backend.render_prompt(list(sample.messages))
-        group = self.backend.sample(
-            [prompt], k, max_tokens=self.max_tokens, temperature=self.temperature, seed=self.seed
-        )[0]
+        with self.lock:
+            prompt = self.backend.render_prompt(list(sample.messages))
+            group = self.backend.sample(
+                [prompt],
+                k,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )[0]
         return [c.text for c in group]
 
 

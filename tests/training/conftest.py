@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.data import write_example_dataset
 
     return write_example_dataset(tmp_path_factory.mktemp("data"), names=NAMES)
+
+
+@pytest.fixture(scope="session")
+def reward_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``llm3d serve`` on the inline backend (real Blender execution), on a free port."""
+    from tests.api.farm import start_farm
+
+    farm = start_farm("inline", tmp_path_factory.mktemp("farm"))
+    yield farm.url
+    farm.stop()
 
 
 def make_config(tiny: Path, tmp: Path, **training: Any) -> Config:

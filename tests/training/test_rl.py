@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +100,6 @@ def test_build_data_excludes_infra_errors_and_applies_the_kl_penalty(
     assert abs(stats["kl"]) < 1e-5
     assert data[0].advantages == pytest.approx((0.3 / n,) * len(data[0].completion), abs=1e-6)
     assert data[1].advantages == pytest.approx((-0.3 / n,) * len(data[1].completion), abs=1e-6)
-
-
-@pytest.fixture(scope="module")
-def reward_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``llm3d serve`` on the inline backend (real Blender execution), on a free port."""
-    from tests.api.farm import start_farm
-
-    farm = start_farm("inline", tmp_path_factory.mktemp("farm"))
-    yield farm.url
-    farm.stop()
 
 
 @pytest.mark.blender
