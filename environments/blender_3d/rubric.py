@@ -13,7 +13,7 @@ name                weight  value
 ``f_score_0.05``    0       F@0.05 (0 when there is no mesh)
 ``chamfer_l2``      0       Chamfer-L2 (NaN when there is no mesh: undefined, not 0)
 ``format``          0       the format score ∈ [0, 1]
-``infra_error``     0       1 when the service could not score it (worker lost, ...)
+``infra_error``     0       1 when it could not be scored (worker lost, generation failed)
 ==================  ======  ==============================================================
 
 The rollout's reward is exactly the ``reward`` function's value (set after verifiers sums
@@ -37,7 +37,7 @@ from typing import Any
 
 import verifiers as vf
 
-from .harness import Blender3DHarness
+from .harness import Blender3DHarness, infra_results
 from .parser import Blender3DParser
 
 __all__ = ["METRIC_FUNCS", "Blender3DRubric"]
@@ -119,15 +119,26 @@ class Blender3DRubric(vf.Rubric):  # type: ignore[misc]
         self.harness = harness
 
     async def fetch(self, states: Sequence[Any]) -> None:
-        """Score the states' programs in one batch; store each result in ``state["llm3d"]``."""
-        codes = [self.parser.parse_answer(s["completion"] or []) for s in states]
+        """Score the states' programs in one batch; store each result in ``state["llm3d"]``.
+
+        A rollout whose generation failed (``state["error"]`` set by verifiers: the model
+        endpoint erred, the prompt was too long) is not the program's fault either: it is
+        not sent and gets an ``infra_error`` result.
+        """
+        codes = [self.parser.parse_answer(s.get("completion") or []) for s in states]
+        send = [i for i, s in enumerate(states) if s.get("error") is None]
         task_ids = []
-        for s in states:
-            info = s.get("info") or {}
-            task_ids.append(str(info.get("task_id") or s.get("answer")))
-        results = await self.harness.score(codes, task_ids)
-        for state, code, result in zip(states, codes, results, strict=True):
-            state[STATE_KEY] = {**result.model_dump(mode="json"), "code": code}
+        for i in send:
+            info = states[i].get("info") or {}
+            task_ids.append(str(info.get("task_id") or states[i].get("answer")))
+        scored = await self.harness.score([codes[i] for i in send], task_ids)
+        results = {i: r for i, r in zip(send, scored, strict=True)}
+        for i, state in enumerate(states):
+            result = results.get(i)
+            if result is None:
+                error = f"generation failed: {type(state['error']).__name__}: {state['error']}"
+                (result,) = infra_results([str(i)], error)
+            state[STATE_KEY] = {**result.model_dump(mode="json"), "code": codes[i]}
 
     @staticmethod
     def _own_reward(state: Any) -> None:

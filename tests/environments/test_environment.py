@@ -129,6 +129,7 @@ def make_state(task_id: str, text: str) -> Any:
         completion=[{"role": "assistant", "content": text}],
         trajectory=[{"reward": None, "advantage": None}],
         timing={"scoring_ms": 0.0, "total_ms": 0.0},
+        error=None,
     )
     return state
 
@@ -173,6 +174,30 @@ def test_group_advantage_ignores_infra_errors(vf_loader: Any) -> None:
     assert [s["advantage"] for s in states] == pytest.approx([0.2, 0.0, -0.2])
     assert [s["metrics"]["infra_error"] for s in states] == [0.0, 1.0, 0.0]
     assert states[0]["metrics"]["chamfer_l2"] == 0.01
+
+
+def test_a_failed_generation_is_masked_and_not_sent(vf_loader: Any) -> None:
+    from environments.blender_3d.harness import Blender3DHarness
+    from environments.blender_3d.rubric import Blender3DRubric
+    from llm3d.schemas import RewardResult
+
+    class Stub(Blender3DHarness):
+        async def score(self, codes: Any, task_ids: Any) -> list[RewardResult]:
+            self.sent = list(task_ids)
+            return [
+                RewardResult(id="0", status="empty", reward=0.0, components={"format": 0.0})
+                for _ in codes
+            ]
+
+    harness = Stub()
+    states = [make_state("a", "no code"), make_state("b", "")]
+    states[1]["error"] = vf_loader.ModelError("endpoint said 500")
+    asyncio.run(Blender3DRubric(harness).score_group(states, asyncio.Semaphore(4)))
+    assert harness.sent == ["a"]
+    assert states[0]["reward"] == 0.0 and states[0]["advantage"] == 0.0
+    assert math.isnan(states[1]["reward"])
+    assert states[1]["metrics"]["infra_error"] == 1.0
+    assert "generation failed: ModelError" in states[1]["llm3d"]["error"]
 
 
 def test_a_wrong_task_id_raises_instead_of_scoring(vf_loader: Any, farm: Farm) -> None:
