@@ -80,6 +80,9 @@ def _tiny(config_path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]
         "training__group_size": 4,
         "training__learning_rate": 5e-3,
         "training__eval_every": 10,
+        "training__sft_epochs": 100,  # --steps (default 40 here) decides where it stops
+        "training__sft_max_steps": 40,
+        "training__rl_steps": 5,
         "training__eval_limit": 4,
     }
     return {**tiny, **{k: v for k, v in overrides.items() if v is not None}}
