@@ -128,7 +128,15 @@ class CeleryBackend:
         deadline = time.monotonic() + self.config.farm.result_timeout_s
         outage: BaseException | None = None
         redrive = False
+        # No progress for longer than a lost task takes to come back (visibility timeout
+        # plus a task's hard limit) means a message was lost: send the pending items again.
+        longest = max(j.settings.timeout_s for j in jobs)
+        stall_s = self.config.farm.visibility_timeout_s + task_time_limits(self.config, longest)[1]
+        last_progress = time.monotonic()
         while pending:
+            if time.monotonic() - last_progress > stall_s:
+                logger.warning("no result for %.0fs: re-sending %d items", stall_s, len(pending))
+                redrive, last_progress = True, time.monotonic()
             if time.monotonic() > deadline:
                 if outage is not None:
                     raise redis_unavailable(self.redis_url, outage)
@@ -159,8 +167,10 @@ class CeleryBackend:
                     still.append(i)
                 else:
                     results[i] = done
-            if progress is not None and len(still) != len(pending):
-                progress(len(jobs) - len(still))
+            if len(still) != len(pending):
+                last_progress = time.monotonic()
+                if progress is not None:
+                    progress(len(jobs) - len(still))
             pending = still
             if pending:
                 await asyncio.sleep(self.poll_s)
