@@ -120,6 +120,11 @@ class JsonlCache:
                     continue
                 self.rows[str(row["key"])] = row
 
+    def _ends_in_newline(self) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, 2)
+            return handle.read(1) == b"\n"
+
     def __contains__(self, key: str) -> bool:
         return key in self.rows
 
@@ -130,7 +135,10 @@ class JsonlCache:
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = self.path.is_file() and self.path.stat().st_size > 0 and not self._ends_in_newline()
         with open(self.path, "a", encoding="utf-8") as handle:
+            if torn:  # a run killed mid-line: start on a fresh line
+                handle.write("\n")
             for row in rows:
                 handle.write(json.dumps(row, allow_nan=True) + "\n")
                 self.rows[str(row["key"])] = row

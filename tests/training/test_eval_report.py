@@ -123,3 +123,20 @@ def test_cases_best_median_worst_by_each_tasks_best_completion() -> None:
     assert cases["best"]["_f"] == 0.9
     assert select_cases([]) == {}
     assert not math.isnan(cases["worst"]["_f"])
+
+
+def test_cache_survives_a_torn_last_line(tmp_path: Any) -> None:
+    from training.eval_runner import JsonlCache, resolve_split
+
+    path = tmp_path / "c.jsonl"
+    cache = JsonlCache(path)
+    cache.add([{"key": "a", "text": "one"}, {"key": "b", "text": "two"}])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"key": "c", "te')  # killed mid-write
+    reread = JsonlCache(path)
+    assert "a" in reread and "b" in reread and "c" not in reread
+    assert reread.get("b") == {"key": "b", "text": "two"}
+    reread.add([{"key": "d", "text": "four"}])  # appended on a fresh line, not lost
+    assert JsonlCache(path).get("d") == {"key": "d", "text": "four"}
+    assert resolve_split("eval", tmp_path) == tmp_path / "eval.jsonl"
+    assert resolve_split(str(path), tmp_path) == path
