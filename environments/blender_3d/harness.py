@@ -140,33 +140,36 @@ class Blender3DHarness:
         """Register the samples' ground truths with the service (``POST /tasks``).
 
         A sample's ground truth is its ``mesh`` file when it has one, else its reference
-        ``code``. Tasks the service already knows are skipped unless ``replace``.
+        ``code``. A task the service already knows with the same content (its content hash,
+        :func:`worker.scoring.reference_key`) is skipped; one it knows with other content
+        (a stale registration under the same id) is replaced, with a warning.
+
+        Args:
+            replace: register every task again, known or not.
 
         Returns:
-            How many tasks were registered.
+            How many tasks were (re)registered.
 
         Raises:
             RewardServiceError: when the service is unreachable or refuses a task.
             ValueError: for a sample with neither a mesh nor a reference program.
         """
+        from worker.scoring import ReferencePayload, reference_key
+
         with RewardClient(self.base_url, **self._kwargs()) as client:
-            known = set() if replace else {t.task_id for t in client.tasks().tasks}
+            known = {} if replace else {t.task_id: t.key for t in client.tasks().tasks}
             count = 0
             for sample in samples:
-                if sample.id in known:
+                reference = _reference(sample)
+                key = reference_key(ReferencePayload.from_dict(reference))
+                if known.get(sample.id) == key:
                     continue
-                reference: dict[str, Any]
-                if sample.mesh is not None:
-                    from worker.meshio import load_mesh
-
-                    vertices, faces = load_mesh(sample.mesh)
-                    reference = {"vertices": vertices.tolist(), "faces": faces.tolist()}
-                elif sample.code:
-                    reference = {"code": sample.code}
-                else:
-                    raise ValueError(
-                        f"task {sample.id!r} has neither a mesh nor a reference program: "
-                        "the reward service cannot know its ground truth"
+                if sample.id in known:
+                    logger.warning(
+                        "task %s: the service holds another ground truth under this id; "
+                        "replacing it with %s",
+                        sample.id,
+                        sample.mesh or "the reference program",
                     )
                 meta = {
                     "category": sample.category,
@@ -177,3 +180,18 @@ class Blender3DHarness:
                 count += 1
         logger.info("registered %d of %d tasks with %s", count, len(samples), self.base_url)
         return count
+
+
+def _reference(sample: Sample) -> dict[str, Any]:
+    """The wire reference of a sample: its mesh file's triangles, else its program."""
+    if sample.mesh is not None:
+        from worker.meshio import load_mesh
+
+        vertices, faces = load_mesh(sample.mesh)
+        return {"vertices": vertices.tolist(), "faces": faces.tolist()}
+    if sample.code:
+        return {"code": sample.code}
+    raise ValueError(
+        f"task {sample.id!r} has neither a mesh nor a reference program: "
+        "the reward service cannot know its ground truth"
+    )

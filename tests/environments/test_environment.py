@@ -200,6 +200,25 @@ def test_a_failed_generation_is_masked_and_not_sent(vf_loader: Any) -> None:
     assert "generation failed: ModelError" in states[1]["llm3d"]["error"]
 
 
+def test_registration_skips_known_tasks_and_replaces_stale_ones(
+    vf_loader: Any, split: Path, farm: Farm
+) -> None:
+    from dataclasses import replace
+
+    from environments.blender_3d.harness import Blender3DHarness
+
+    harness = Blender3DHarness(farm.url)
+    samples = read_split(split)
+    harness.register(samples)
+    assert harness.register(samples) == 0  # same content: nothing sent again
+    # another ground truth under the mug's id (a stale registration) is replaced
+    stale = replace(samples[0], mesh=None, code="from bpy_lib import *\nbox()\nexport_scene()\n")
+    assert harness.register([stale]) == 1
+    assert harness.register(samples) == 1
+    tasks = {t["task_id"]: t for t in httpx.get(farm.url + "/tasks").json()["tasks"]}
+    assert tasks[samples[0].id]["kind"] == "mesh"
+
+
 def test_a_wrong_task_id_raises_instead_of_scoring(vf_loader: Any, farm: Farm) -> None:
     from environments.blender_3d.harness import Blender3DHarness
     from llm3d.exceptions import RewardServiceError
