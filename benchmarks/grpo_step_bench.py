@@ -117,7 +117,7 @@ def main() -> None:
     from training.tiny import build_tiny_model
 
     torch.set_num_threads(1)
-    console = Console()
+    console = Console(width=120)
     tmp = Path(tempfile.mkdtemp(prefix="grpo-bench-"))
     model = build_tiny_model(tmp / "model")
     rows = load_examples(write_example_dataset(tmp / "data", names=NAMES))
