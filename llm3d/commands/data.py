@@ -197,3 +197,60 @@ def build_command(
         console.print(_summary_table("object dataset", summary.as_dict()))
     if summary.objects == 0:
         raise typer.Exit(1)
+
+
+@data_app.command("fit")
+def fit_command(
+    mesh: Annotated[
+        Path, typer.Argument(help="A part mesh (.obj/.ply/.stl/.glb/.off).", show_default=False)
+    ],
+    families: Annotated[
+        str | None,
+        typer.Option("--families", help="Comma-separated families to try (default all)."),
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify/--no-verify", help="Run the program in Blender and score that."),
+    ] = True,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the program here.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find a bpy_lib program that reproduces MESH: the program and its F@0.05."""
+    from contextlib import ExitStack
+
+    from datagen.part_fitter import fit_mesh
+    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.exceptions import MeshError
+    from worker.meshio import load_mesh
+
+    cfg = load(config)
+    _setup_logging(cfg.log_level)
+    try:
+        vertices, faces = load_mesh(mesh)
+    except MeshError as exc:
+        err_console.print(f"[bold red]data fit:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    names = [n.strip() for n in families.split(",")] if families else None
+    with ExitStack() as stack:
+        runner = None
+        if verify:
+            from worker.executor import Executor
+
+            runner = stack.enter_context(Executor(cfg.executor))
+        try:
+            result = fit_mesh(vertices, faces, families=names, runner=runner)
+        except (ValueError, MeshError, RuntimeError) as exc:
+            err_console.print(f"[bold red]data fit:[/] {escape(str(exc))}")
+            raise typer.Exit(1 if isinstance(exc, RuntimeError) else 2) from exc
+    if out is not None:
+        out.write_text(result.program, encoding="utf-8")
+    if as_json:
+        emit_json({"mesh": str(mesh), **result.as_dict()})
+        return
+    console.print(escape(result.program))
+    checked = "run in Blender" if result.verified else "numpy twin, not run"
+    console.print(
+        f"[bold]{result.family}[/]: F@0.05 = [bold]{result.f_score:.4f}[/] ({checked}), "
+        f"{result.seconds:.1f} s"
+    )

@@ -1,0 +1,252 @@
+"""Candidate shapes of the part fitter: frames, initial parameters, profiles, outlines (no Blender).
+
+A :class:`Candidate` is a family, a frame (world-from-local rotation), a centre and shape
+parameters; :func:`starts` derives one per family, frame and axis from surface samples:
+box extents, radii, a lathe profile (outer and, for hollow parts, inner radius per
+height), a convex or traced (concave) outline for extrusions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from datagen.shapes import (
+    box_mesh,
+    extrude_mesh,
+    lathe_mesh,
+    profile_capsule,
+    profile_cone,
+    profile_cylinder,
+    profile_sphere,
+    profile_torus,
+    rotation_xyz,
+)
+
+__all__ = ["Candidate", "simplify", "starts"]
+
+FloatArray = npt.NDArray[np.float64]
+Mesh = tuple[FloatArray, npt.NDArray[np.int64]]
+
+_TO_Z = {  # rotations taking local Z onto a frame axis (as a program would write them)
+    "Z": np.eye(3),
+    "X": rotation_xyz((0, 90, 0)),
+    "Y": rotation_xyz((-90, 0, 0)),
+}
+
+
+@dataclass
+class Candidate:
+    family: str
+    frame: FloatArray  # world_from_local rotation
+    centre: FloatArray  # world position of the local origin
+    shape: FloatArray  # the family's shape parameters
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mesh(self) -> Mesh:
+        v, f = _local_mesh(self.family, self.shape, self.extra)
+        return v @ self.frame.T + self.centre, f
+
+
+def _local_mesh(family: str, s: FloatArray, extra: dict[str, Any]) -> Mesh:
+    s = np.maximum(s, 1e-3) if family != "revolve" else s
+    if family == "box":
+        return box_mesh(s)
+    if family == "cylinder":
+        return lathe_mesh(profile_cylinder(s[0], s[1]))
+    if family == "cone":
+        return lathe_mesh(profile_cone(s[0], s[1], s[2]))
+    if family == "capsule":
+        return lathe_mesh(profile_capsule(s[0], max(s[1], 2 * s[0])))
+    if family == "torus":
+        return lathe_mesh(profile_torus(s[0], min(s[1], s[0] * 0.99)), closed=True, segments=48)
+    if family in ("sphere", "ellipsoid"):
+        v, f = lathe_mesh(profile_sphere(1.0))
+        radii = np.array([s[0], s[0], s[0]]) if family == "sphere" else s[:3]
+        return v * radii, f
+    if family == "revolve":
+        return lathe_mesh(extra["profile"] * s[0], closed=extra["closed"])
+    if family == "extrude":
+        v, f = extrude_mesh(extra["outline"] * s[0], extra["depth"] * s[1])
+        return v - np.array([0, 0, extra["depth"] * s[1] / 2]), f
+    raise ValueError(f"unknown family {family!r}")
+
+
+def _cross2(a: FloatArray, b: FloatArray) -> FloatArray:
+    return np.asarray(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], dtype=np.float64)
+
+
+# -- initial guesses ----------------------------------------------------------------------
+
+
+def _frames(points: FloatArray) -> list[FloatArray]:
+    frames = [np.eye(3)]
+    centred = points - points.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    pca = vectors[:, ::-1]
+    if np.linalg.det(pca) < 0:
+        pca[:, 2] *= -1
+    # snap to the world axes when it is (nearly) a permutation of them
+    if np.abs(np.abs(pca).max(axis=0) - 1).max() > 0.02:
+        frames.append(pca)
+    return frames
+
+
+def starts(points: FloatArray, families: Sequence[str]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for frame in _frames(points):
+        for axis, to_z in _TO_Z.items():
+            rot = frame @ to_z
+            local = points @ rot  # world -> local
+            lo, hi = local.min(axis=0), local.max(axis=0)
+            mid = (lo + hi) / 2
+            centre = rot @ mid
+            q = local - mid
+            ext = hi - lo
+            radial = np.hypot(q[:, 0], q[:, 1])
+            r_max = float(np.percentile(radial, 99.5))
+            if axis == "Z":
+                if "box" in families:
+                    out.append(Candidate("box", rot, centre, ext.copy()))
+                if "sphere" in families:
+                    out.append(Candidate("sphere", rot, centre, np.array([ext.max() / 2])))
+                if "ellipsoid" in families:
+                    out.append(Candidate("ellipsoid", rot, centre, ext / 2))
+            if "cylinder" in families:
+                out.append(Candidate("cylinder", rot, centre, np.array([r_max, ext[2]])))
+            if "capsule" in families:
+                out.append(Candidate("capsule", rot, centre, np.array([r_max, ext[2]])))
+            if "cone" in families:
+                band = max(ext[2] * 0.1, 1e-6)
+                low = radial[q[:, 2] < -ext[2] / 2 + band]
+                high = radial[q[:, 2] > ext[2] / 2 - band]
+                r1 = float(low.max()) if len(low) else r_max
+                r2 = float(high.max()) if len(high) else 0.0
+                if r2 > r1:  # wider at the top: turn the cone over
+                    flip = rot @ np.diag([1.0, -1.0, -1.0])
+                    out.append(Candidate("cone", flip, centre, np.array([r2, r1, ext[2]])))
+                else:
+                    out.append(Candidate("cone", rot, centre, np.array([r1, r2, ext[2]])))
+            if "torus" in families:
+                minor = ext[2] / 2
+                out.append(
+                    Candidate("torus", rot, centre, np.array([max(r_max - minor, minor), minor]))
+                )
+            if "revolve" in families:
+                profile, closed = _fit_profile(q, radial)
+                out.append(
+                    Candidate(
+                        "revolve", rot, centre, np.array([1.0]),
+                        {"profile": profile, "closed": closed},
+                    )
+                )  # fmt: skip
+            if "extrude" in families:
+                for outline in (_convex_outline(q[:, :2]), _traced_outline(q[:, :2])):
+                    if outline is None:
+                        continue
+                    out.append(
+                        Candidate(
+                            "extrude", rot, centre, np.array([1.0, 1.0]),
+                            {"outline": outline, "depth": float(ext[2])},
+                        )
+                    )  # fmt: skip
+    return out
+
+
+def _fit_profile(q: FloatArray, radial: FloatArray, bins: int = 14) -> tuple[FloatArray, bool]:
+    """A lathe profile ``(r, z)`` from samples: outer radius per height (and inner if hollow)."""
+    z = q[:, 2]
+    lo, hi = float(z.min()), float(z.max())
+    edges = np.linspace(lo, hi, bins + 1)
+    outer, inner, zs = [], [], []
+    for k in range(bins):
+        sel = (z >= edges[k]) & (z <= edges[k + 1])
+        if not sel.any():
+            continue
+        outer.append(float(radial[sel].max()))
+        inner.append(float(radial[sel].min()))
+        zs.append(float((edges[k] + edges[k + 1]) / 2))
+    zc = np.array([lo, *zs, hi])
+    r_out = np.array([outer[0], *outer, outer[-1]])
+    r_in = np.array([inner[0], *inner, inner[-1]])
+    mid = slice(2, -2) if len(r_in) > 6 else slice(None)
+    hollow = bool(np.median(r_in[mid]) > 0.25 * np.median(r_out[mid]))
+    if hollow:
+        pts = np.concatenate([np.stack([r_out, zc], 1), np.stack([r_in, zc], 1)[::-1]])
+        return simplify(pts, closed=True), True
+    pts = np.concatenate([[[0.0, lo]], np.stack([r_out, zc], 1), [[0.0, hi]]])
+    return simplify(pts, closed=False), False
+
+
+def simplify(points: FloatArray, closed: bool, tol_frac: float = 0.01) -> FloatArray:
+    """Drop points that lie within ``tol_frac`` × size of the line through their neighbours."""
+    pts = [p for p in points]
+    tol = tol_frac * float(np.ptp(points, axis=0).max() or 1.0)
+    changed = True
+    while changed and len(pts) > 3:
+        changed = False
+        for k in range(1 if not closed else 0, len(pts) - (0 if closed else 1)):
+            a, b, c = pts[k - 1], pts[k], pts[(k + 1) % len(pts)]
+            ab, ac = b - a, c - a
+            length = float(np.linalg.norm(ac))
+            dist = abs(ab[0] * ac[1] - ab[1] * ac[0]) / length if length > 0 else 0.0
+            if dist < tol:
+                del pts[k]
+                changed = True
+                break
+    return np.array(pts)
+
+
+def _convex_outline(uv: FloatArray, max_points: int = 16) -> FloatArray | None:
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(uv)
+    except (QhullError, ValueError):
+        return None
+    outline = uv[hull.vertices]  # counter-clockwise
+    while len(outline) > max_points:  # Visvalingam: drop the point of least area
+        prev, nxt = np.roll(outline, 1, axis=0), np.roll(outline, -1, axis=0)
+        area = np.abs(_cross2(outline - prev, nxt - prev))
+        outline = np.delete(outline, int(np.argmin(area)), axis=0)
+    return simplify(outline, closed=True, tol_frac=0.005)
+
+
+def _traced_outline(uv: FloatArray, res: int = 48, max_points: int = 24) -> FloatArray | None:
+    """The outer boundary of projected samples, concave parts included (raster + contour)."""
+    from contourpy import contour_generator
+    from scipy import ndimage
+
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    span = float((hi - lo).max())
+    if span <= 0:
+        return None
+    cell, pad = span / res, 2
+    shape = np.ceil((hi - lo) / cell).astype(int) + 1 + 2 * pad
+    idx = np.floor((uv - lo) / cell).astype(int) + pad
+    occupied = np.zeros(shape, dtype=bool)
+    occupied[idx[:, 0], idx[:, 1]] = True
+    occupied = ndimage.binary_fill_holes(ndimage.binary_closing(occupied, iterations=1))
+    centres_u = lo[0] + (np.arange(shape[0]) - pad + 0.5) * cell
+    centres_v = lo[1] + (np.arange(shape[1]) - pad + 0.5) * cell
+    lines = contour_generator(centres_u, centres_v, occupied.T.astype(float)).lines(0.5)
+    if not lines:
+        return None
+    loop = np.asarray(max(lines, key=lambda line: len(line)), dtype=np.float64)
+    if len(loop) > 1 and np.allclose(loop[0], loop[-1]):
+        loop = loop[:-1]
+    if len(loop) < 3:
+        return None
+    u, v = loop[:, 0], loop[:, 1]
+    if float(np.sum(u * np.roll(v, -1) - np.roll(u, -1) * v)) < 0:
+        loop = loop[::-1]
+    loop = simplify(loop, closed=True, tol_frac=0.01)
+    while len(loop) > max_points:
+        prev, nxt = np.roll(loop, 1, axis=0), np.roll(loop, -1, axis=0)
+        area = np.abs(_cross2(loop - prev, nxt - prev))
+        loop = np.delete(loop, int(np.argmin(area)), axis=0)
+    return loop
