@@ -85,11 +85,17 @@ class EvalSettings:
 
 
 def resolve_split(split: str | Path, data_dir: Path) -> Path:
-    """A split name (``eval``, ``sft``, ...) → ``data_dir/<name>.jsonl``; a path stays."""
+    """A split name (``eval``, ``sft``, ...) → its JSONL file; a path stays as given.
+
+    The name is looked up as ``data_dir/<name>.jsonl``, then ``data_dir/objects/<name>.jsonl``
+    (where ``llm3d data build`` writes by default); the first that exists wins, else the
+    first is returned (and reading it says it is missing).
+    """
     path = Path(split)
     if path.suffix == ".jsonl" or path.is_file():
         return path
-    return data_dir / f"{split}.jsonl"
+    candidates = [data_dir / f"{split}.jsonl", data_dir / "objects" / f"{split}.jsonl"]
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def _hash(*parts: str) -> str:

@@ -83,8 +83,11 @@ class Blender3DEnvironment(vf.SingleTurnEnv):  # type: ignore[misc]
 def _default(path: str | Path | None, name: str, data_dir: Path) -> Path | None:
     if path is not None:
         return Path(path)
-    candidate = data_dir / f"{name}.jsonl"
-    return candidate if candidate.is_file() else None
+    # beside the data folder, or where `llm3d data build` writes (data_dir/objects)
+    for candidate in (data_dir / f"{name}.jsonl", data_dir / "objects" / f"{name}.jsonl"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_environment(
@@ -103,8 +106,8 @@ def load_environment(
     """Build the environment (verifiers calls this from ``vf.load_environment``).
 
     Args:
-        dataset_path: training split (JSONL); default ``{data.out_dir}/rl.jsonl`` if present.
-        eval_dataset_path: eval split; default ``{data.out_dir}/eval.jsonl`` if present.
+        dataset_path: training split (JSONL); default ``{data.out_dir}[/objects]/rl.jsonl``.
+        eval_dataset_path: eval split; default ``{data.out_dir}[/objects]/eval.jsonl``.
         reward_url: the reward service (default ``training.reward_url`` of the config).
         token: its Bearer token (default env ``LLM3D_API_TOKEN``).
         points: surface samples per scored program (default: the service's setting).

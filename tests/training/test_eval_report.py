@@ -138,5 +138,8 @@ def test_cache_survives_a_torn_last_line(tmp_path: Any) -> None:
     assert reread.get("b") == {"key": "b", "text": "two"}
     reread.add([{"key": "d", "text": "four"}])  # appended on a fresh line, not lost
     assert JsonlCache(path).get("d") == {"key": "d", "text": "four"}
-    assert resolve_split("eval", tmp_path) == tmp_path / "eval.jsonl"
+    assert resolve_split("eval", tmp_path) == tmp_path / "eval.jsonl"  # missing: the first
+    (tmp_path / "objects").mkdir()
+    (tmp_path / "objects" / "eval.jsonl").write_text("")
+    assert resolve_split("eval", tmp_path) == tmp_path / "objects" / "eval.jsonl"
     assert resolve_split(str(path), tmp_path) == path
