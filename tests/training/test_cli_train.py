@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from llm3d.cli import app
+
+pytest.importorskip("peft", reason="the training extra (torch, transformers, peft)")
 
 
 def test_sft_tiny_runs_and_resumes_from_the_latest_checkpoint(tmp_path: Path) -> None:
