@@ -8,7 +8,8 @@ Programs: a trivial cube and the ``bpy_lib/examples`` programs. Measured, each w
 
 * **sequential** — one program at a time: programs/s, per-program latency p50/p95 and
   *overhead* p50/p95 (latency minus the program's own run and mesh-read time, as timed
-  inside the process that ran it);
+  inside the process that ran it), and for the fork server the server's own fork-to-answer
+  time (what is left of the latency is the caller's side and scheduling on a busy machine);
 * **parallel** — one stream per core, cube and examples: the fork-server pool (one server
   per core) versus one naive process per core; programs/s.
 
@@ -67,8 +68,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def naive_run(code: str) -> tuple[float, float]:
-    """Run one program in a fresh Blender process; (latency, work) seconds."""
+def naive_run(code: str) -> tuple[float, float, float]:
+    """Run one program in a fresh Blender process; (latency, work, latency) seconds."""
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", NAIVE_SCRIPT],
@@ -83,11 +84,11 @@ def naive_run(code: str) -> tuple[float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"naive run failed: {proc.stderr[-500:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    return latency, float(info["work_s"])
+    return latency, float(info["work_s"]), latency
 
 
-def fork_run(executor: Executor, code: str) -> tuple[float, float]:
-    """Run one program through the fork server; (latency, work) seconds."""
+def fork_run(executor: Executor, code: str) -> tuple[float, float, float]:
+    """Run one program through the fork server; (latency, work, fork-to-answer) seconds."""
     start = time.perf_counter()
     result = executor.run(code)
     latency = time.perf_counter() - start
@@ -96,13 +97,14 @@ def fork_run(executor: Executor, code: str) -> tuple[float, float]:
     work = float(result.diagnostics.get("program_s", 0)) + float(
         result.diagnostics.get("extract_s", 0)
     )
-    return latency, work
+    return latency, work, result.seconds
 
 
-def summarise(samples: list[tuple[float, float]]) -> dict[str, float]:
+def summarise(samples: list[tuple[float, float, float]]) -> dict[str, float]:
     latencies = [s[0] for s in samples]
     overheads = [max(0.0, s[0] - s[1]) for s in samples]
     return {
+        "child_p50_ms": 1000 * percentile([s[2] for s in samples], 50),
         "n": len(samples),
         "programs_per_s": len(samples) / sum(latencies),
         "latency_p50_ms": 1000 * percentile(latencies, 50),
@@ -141,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     # Sequential, interleaved: each naive run sits between fork-server runs of the same
     # program, so a change in machine load hits both ways alike.
     chosen = example_codes[: args.naive_limit]
-    fork_cube: list[tuple[float, float]] = []
-    fork_examples: list[tuple[float, float]] = []
-    naive_cube: list[tuple[float, float]] = []
-    naive_examples: list[tuple[float, float]] = []
+    fork_cube: list[tuple[float, float, float]] = []
+    fork_examples: list[tuple[float, float, float]] = []
+    naive_cube: list[tuple[float, float, float]] = []
+    naive_examples: list[tuple[float, float, float]] = []
     per_round = max(1, args.trivial // max(1, args.naive_limit))
     with Executor(config.model_copy(update={"children_per_server": 1})) as ex:
         for _ in range(10):  # warm the server and the page cache
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "lat p95 ms",
         "ovh p50 ms",
         "ovh p95 ms",
+        "fork→answer p50 ms",
     ):
         table.add_column(column, justify="right" if column != "workload / way" else "left")
     for name, row in rows.items():
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['latency_p95_ms']:.1f}",
             f"{row['overhead_p50_ms']:.1f}",
             f"{row['overhead_p95_ms']:.1f}",
+            f"{row['child_p50_ms']:.1f}" if "fork" in name else "-",
         )
     console.print(table)
     seq = report["speedup_sequential"]
