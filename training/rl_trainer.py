@@ -41,8 +41,8 @@ __all__ = ["GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advant
 
 logger = logging.getLogger(__name__)
 
-#: Statuses whose program ran to the end (the "execution rate").
-EXECUTED = {ItemStatus.OK, ItemStatus.NO_GEOMETRY, ItemStatus.DEGENERATE}
+#: The "execution rate" counts ``ok`` results (as the evaluation runner's reports do).
+EXECUTED = {ItemStatus.OK}
 
 
 class RewardScorer(Protocol):
