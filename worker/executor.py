@@ -10,6 +10,13 @@ servers side by side (one per core by default).
 If the server dies (or stops answering), every program in flight gets
 ``ExecStatus.INFRA_ERROR`` (never the program's fault) and the next call starts a new one.
 
+``ExecResult.diagnostics`` may hold: ``program_s`` / ``extract_s`` (the program's own run and
+the mesh read, timed in the child), ``policy_rule`` (why it was refused),
+``stdout_dropped_bytes`` / ``stderr_dropped_bytes`` (output beyond the kept tails), and one
+entry per isolation layer the OS refused (``network``, ``rlimit.*``, ``landlock``,
+``seccomp``) — absent when every layer is in place. ``Executor.server_info`` has the
+server's own notes (Blender version, network, processes, its work directory).
+
 Example
 -------
 >>> with Executor() as ex:  # doctest: +SKIP
