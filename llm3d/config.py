@@ -226,6 +226,9 @@ class DataConfig(Section):
     objects_per_category: int = Field(
         60, ge=1, description="objects of a category of weight 1 in categories_file"
     )
+    infinigen_python: Path | None = Field(
+        None, description="Python of the Infinigen sidecar; default .cache/venv-infinigen"
+    )
 
 
 class TrainingConfig(Section):

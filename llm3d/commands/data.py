@@ -254,3 +254,51 @@ def fit_command(
         f"[bold]{result.family}[/]: F@0.05 = [bold]{result.f_score:.4f}[/] ({checked}), "
         f"{result.seconds:.1f} s"
     )
+
+
+@data_app.command("infinigen")
+def infinigen_command(
+    factory: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--factory",
+            help="Infinigen factory class (repeatable; default desk, dining table, chair).",
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Assets per factory (seeds 0..N-1).")] = 1,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per asset.")] = 120.0,
+    out: OutOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Spawn Infinigen indoor assets in the optional sidecar and split them into parts."""
+    from datagen.infinigen_extractor import (
+        DEFAULT_FACTORIES,
+        INSTALL_HINT,
+        extract_assets,
+        sidecar_python,
+    )
+    from llm3d.cli import console, emit_json, load
+
+    cfg = load(config)
+    _setup_logging(cfg.log_level)
+    python = sidecar_python(cfg.data.infinigen_python)
+    if python is None:
+        if as_json:
+            emit_json({"installed": False, "hint": INSTALL_HINT})
+        else:
+            console.print(f"[yellow]{escape(INSTALL_HINT)}[/]")
+        return
+    summary = extract_assets(
+        out or cfg.data.out_dir / "infinigen",
+        factory or list(DEFAULT_FACTORIES),
+        list(range(seeds)),
+        python=python,
+        timeout_s=timeout,
+    )
+    if as_json:
+        emit_json({"installed": True, **summary})
+    else:
+        console.print(_summary_table("infinigen parts", summary))
+    if summary["failed"] and not summary["parts"]:
+        raise typer.Exit(1)

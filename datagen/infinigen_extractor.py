@@ -1,0 +1,212 @@
+"""Infinigen's indoor objects as a source of parts (optional; no Blender in this process).
+
+Infinigen 1.15.5 pins bpy 4.2.0 and numpy < 2, so it lives in its own environment,
+``.cache/venv-infinigen`` (``scripts/setup_infinigen.sh``, about a minute). Each asset is spawned
+by :mod:`datagen.infinigen_sidecar` in a fresh process of that environment with a
+timeout, and comes back through a small protocol: one JSON line on stdout, the mesh in an
+npz file (vertices, faces, a label per face: the asset's object and material slot).
+
+:func:`split_parts` turns one asset into parts: one part per label when the asset has
+several (material slots, sub-objects), else one per loose piece; pieces that are tiny
+next to the asset (helper geometry) are dropped. Parts are written like the part
+generator's (``parts.jsonl`` + npz shards) so :mod:`datagen.part_fitter` can turn them
+into programs. When the environment is missing, :func:`sidecar_python` returns ``None``
+and the command says how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llm3d.config import REPO_ROOT
+
+__all__ = [
+    "DEFAULT_FACTORIES",
+    "INSTALL_HINT",
+    "ExtractedPart",
+    "extract_assets",
+    "run_sidecar",
+    "sidecar_python",
+    "split_parts",
+]
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_ENV = REPO_ROOT / ".cache" / "venv-infinigen"
+INSTALL_HINT = (
+    "Infinigen is not installed. Create its environment with ./scripts/setup_infinigen.sh "
+    "(about a minute: a separate environment in .cache/venv-infinigen with infinigen==1.15.5, bpy==4.2.0, "
+    "numpy<2), or set data.infinigen_python (LLM3D_DATA__INFINIGEN_PYTHON) to a Python "
+    "that has it."
+)
+#: Fast, reproducible factories; the bed (cloth simulation, ~160 s) and the microwave (not
+#: reproducible across processes) are left out unless asked for by name.
+DEFAULT_FACTORIES = ("SimpleDeskFactory", "TableDiningFactory", "ChairFactory")
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class ExtractedPart:
+    """One part of an asset: its label and mesh."""
+
+    label: str
+    vertices: FloatArray
+    faces: IntArray
+
+
+def sidecar_python(configured: Path | None = None) -> Path | None:
+    """The sidecar's Python (``data.infinigen_python`` or ``.cache/venv-infinigen``), if present."""
+    candidate = configured or SIDECAR_ENV / "bin" / "python"
+    return candidate if candidate.is_file() else None
+
+
+def _subset(vertices: FloatArray, faces: IntArray) -> tuple[FloatArray, IntArray]:
+    used, local = np.unique(faces, return_inverse=True)
+    return vertices[used], local.reshape(-1, 3).astype(np.int64)
+
+
+def split_parts(
+    vertices: npt.ArrayLike,
+    faces: npt.ArrayLike,
+    face_labels: npt.ArrayLike | None = None,
+    label_names: Sequence[str] | None = None,
+    *,
+    min_faces: int = 8,
+    min_size: float = 0.03,
+) -> list[ExtractedPart]:
+    """Split an asset into labelled parts.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    face_labels : (m,) int, optional
+        A label per face (material slot / sub-object). With two or more labels, each label
+        is a part (its loose pieces stay together: four legs of one material are one part);
+        otherwise the loose pieces are the parts.
+    label_names : sequence of str, optional
+        Names of the labels (default ``part_<label>``).
+    min_faces : int
+        Pieces with fewer faces are dropped.
+    min_size : float
+        Pieces whose box diagonal is under this share of the asset's are dropped.
+
+    Returns
+    -------
+    list of ExtractedPart
+        Largest first (by box diagonal).
+    """
+    from datagen.fit_composite import components
+
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    diagonal = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
+    groups: list[tuple[str, FloatArray, IntArray]] = []
+    labels = None if face_labels is None else np.asarray(face_labels).reshape(-1)
+    if labels is not None and len(np.unique(labels)) > 1:
+        for label in np.unique(labels):
+            name = (
+                str(label_names[int(label)])
+                if label_names is not None and int(label) < len(label_names)
+                else f"part_{int(label)}"
+            )
+            groups.append((name, *_subset(v, f[labels == label])))
+    else:
+        for k, (pv, pf) in enumerate(components(v, f)):
+            groups.append((f"piece_{k}", pv, pf))
+    parts = [
+        ExtractedPart(name, pv, pf)
+        for name, pv, pf in groups
+        if len(pf) >= min_faces and float(np.linalg.norm(np.ptp(pv, axis=0))) >= min_size * diagonal
+    ]
+    parts.sort(key=lambda p: -float(np.linalg.norm(np.ptp(p.vertices, axis=0))))
+    return parts
+
+
+def run_sidecar(
+    factory: str, seed: int, out_npz: Path, *, python: Path, timeout_s: float = 120.0
+) -> dict[str, Any]:
+    """Spawn one asset in the sidecar; its JSON answer (``ok`` False on any failure)."""
+    scratch = Path(tempfile.mkdtemp(prefix="llm3d-infinigen-"))
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        BLENDER_USER_CONFIG=str(scratch / "config"),
+        BLENDER_USER_RESOURCES=str(scratch / "resources"),
+        MPLCONFIGDIR=str(scratch / "mpl"),
+    )
+    request = json.dumps({"factory": factory, "seed": seed, "out": str(out_npz)})
+    try:
+        proc = subprocess.run(
+            [str(python), "-m", "datagen.infinigen_sidecar", request],
+            capture_output=True, text=True, timeout=timeout_s, env=env, cwd=scratch,
+            check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {timeout_s:g} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (proc.stderr or proc.stdout)[-500:]
+        return {"ok": False, "error": f"no answer (exit {proc.returncode}): {tail}"}
+    answer: dict[str, Any] = json.loads(lines[-1])
+    return answer
+
+
+def extract_assets(
+    out_dir: str | Path,
+    factories: Sequence[str] = DEFAULT_FACTORIES,
+    seeds: Sequence[int] = (0,),
+    *,
+    python: Path,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Spawn every (factory, seed), split into parts, write ``parts.jsonl`` + one npz an asset.
+
+    Resumable: an asset whose npz exists is not spawned again.
+    """
+    out = Path(out_dir)
+    (out / "assets").mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    for factory in factories:
+        for seed in seeds:
+            asset_id = f"{factory}-{seed:04d}"
+            raw = out / "assets" / f"{asset_id}.raw.npz"
+            if not raw.is_file():
+                answer = run_sidecar(factory, seed, raw, python=python, timeout_s=timeout_s)
+                if not answer.get("ok"):
+                    failed[asset_id] = str(answer.get("error"))
+                    logger.warning("%s failed: %s", asset_id, answer.get("error"))
+                    continue
+            with np.load(raw) as npz:
+                parts = split_parts(
+                    npz["vertices"], npz["faces"], npz["face_labels"],
+                    [str(x) for x in npz["label_names"]],
+                )  # fmt: skip
+            arrays: dict[str, Any] = {}
+            for k, part in enumerate(parts):
+                pid = f"{asset_id}-p{k:02d}"
+                arrays[f"{pid}.v"] = part.vertices.astype(np.float32)
+                arrays[f"{pid}.f"] = part.faces.astype(np.int32)
+                rows.append(
+                    {"id": pid, "asset": asset_id, "factory": factory, "seed": seed,
+                     "label": part.label, "n_faces": len(part.faces), "shard": asset_id}
+                )  # fmt: skip
+            np.savez_compressed(out / "assets" / f"{asset_id}.npz", **arrays)
+    with (out / "parts.jsonl").open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return {"out_dir": str(out), "parts": len(rows), "failed": failed}
