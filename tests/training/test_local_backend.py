@@ -34,3 +34,22 @@ def test_sampled_logprobs_match_the_training_forward(
     # the same seed gives the same completions
     again = backend.sample(prompts, 4, max_tokens=20, temperature=1.0, seed=3)
     assert [[c.tokens for c in g] for g in again] == [[c.tokens for c in g] for g in groups]
+
+
+def test_gradient_checkpointing_gives_the_same_step(
+    tiny_model: Path, dataset: Path, tmp_path: Path
+) -> None:
+    from training.sft_trainer import supervised_datum
+
+    rows = load_examples(dataset)[:2]
+    results = []
+    for checkpointing in (False, True):
+        config = make_config(tiny_model, tmp_path, gradient_checkpointing=checkpointing)
+        backend = LocalBackend(config.training)
+        data = [supervised_datum(backend, r) for r in rows]
+        step = backend.forward_backward(data, "cross_entropy")
+        norm = backend.optim_step(1e-2)["grad_norm"]
+        results.append((step.loss, norm, backend.logprobs(data)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
+    assert results[0][2][0] == pytest.approx(results[1][2][0], abs=1e-5)
