@@ -317,3 +317,12 @@ def test_sft_trainer_runs_on_the_tinker_backend_and_resumes(
     trainer.resume(saved)
     assert service.calls[-1] == ("from_state", "tinker://run-1/weights/step-000002-model")
     assert backend.training is service.trainings[-1] and trainer.step == 2
+
+
+def test_missing_api_key_is_a_clear_error(
+    parts: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    config = make_config(Path("unused"), tmp_path, backend="tinker")
+    with pytest.raises(ConfigError, match="TINKER_API_KEY"):
+        TinkerBackend(config.training)

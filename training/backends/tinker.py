@@ -103,8 +103,15 @@ class TinkerBackend:
         self.config = config
         self.base_model = config.tinker_base_model
         if service_client is None:
+            import os
+
             import tinker
 
+            if not os.environ.get("TINKER_API_KEY"):
+                raise ConfigError(
+                    "training.backend=tinker needs a Tinker API key: export TINKER_API_KEY=... "
+                    "(or train with training.backend=local)"
+                )
             service_client = tinker.ServiceClient()
         self.service = service_client
         check_base_model(self.service, self.base_model)
