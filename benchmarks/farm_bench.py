@@ -88,7 +88,9 @@ def free_port() -> int:
 
 def env_for(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LLM3D_")}
-    env.update({"LLM3D_LOG_LEVEL": "WARNING", "LLM3D_EXECUTOR__TIMEOUT_S": "30", **extra})
+    # one OpenMP thread everywhere, the naive baseline included (llm3d serve/worker set it)
+    env.update({"OMP_NUM_THREADS": "1", "LLM3D_LOG_LEVEL": "WARNING", **extra})
+    env.setdefault("LLM3D_EXECUTOR__TIMEOUT_S", "30")
     env["PYTHONPATH"] = str(REPO)
     return env
 

@@ -76,7 +76,7 @@ image = (
     modal.Image.debian_slim(python_version="3.11")
     .apt_install(*BPY_APT_PACKAGES)
     .uv_pip_install(*PYTHON_PACKAGES)
-    .env({"LLM3D_API__BACKEND": "modal"})
+    .env({"LLM3D_API__BACKEND": "modal", "OMP_NUM_THREADS": "1"})
     .add_local_dir(REPO_ROOT / "configs", remote_path="/root/configs")
     .add_local_python_source("llm3d", "bpy_lib", "worker", "api")
 )
