@@ -27,7 +27,7 @@ from datagen.shapes import (
     rotation_xyz,
 )
 
-__all__ = ["Candidate", "simplify", "starts"]
+__all__ = ["Candidate", "deform_z", "simplify", "starts"]
 
 FloatArray = npt.NDArray[np.float64]
 Mesh = tuple[FloatArray, npt.NDArray[np.int64]]
@@ -46,10 +46,34 @@ class Candidate:
     centre: FloatArray  # world position of the local origin
     shape: FloatArray  # the family's shape parameters
     extra: dict[str, Any] = field(default_factory=dict)
+    deform: tuple[str, float] | None = None  # ("twist", degrees) or ("taper", factor), axis Z
 
     def mesh(self) -> Mesh:
         v, f = _local_mesh(self.family, self.shape, self.extra)
-        return v @ self.frame.T + self.centre, f
+        world = v @ self.frame.T + self.centre
+        if self.deform is not None:
+            world = deform_z(world, *self.deform)
+        return world, f
+
+
+def deform_z(vertices: FloatArray, method: str, amount: float) -> FloatArray:
+    """Numpy twin of ``bpy_lib``'s ``twist``/``taper`` along Z (about the part's box centre)."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    span = float(hi[2] - lo[2])
+    if span < 1e-9:
+        return vertices
+    mid = (lo + hi) / 2
+    t = (vertices[:, 2] - lo[2]) / span
+    out = vertices.copy()
+    da, db = vertices[:, 0] - mid[0], vertices[:, 1] - mid[1]
+    if method == "taper":
+        scale = 1.0 + (amount - 1.0) * t
+        out[:, 0], out[:, 1] = mid[0] + da * scale, mid[1] + db * scale
+    else:
+        phi = np.radians(amount) * t
+        out[:, 0] = mid[0] + da * np.cos(phi) - db * np.sin(phi)
+        out[:, 1] = mid[1] + da * np.sin(phi) + db * np.cos(phi)
+    return out
 
 
 def _local_mesh(family: str, s: FloatArray, extra: dict[str, Any]) -> Mesh:

@@ -64,6 +64,10 @@ FAMILY_RANK = {
 }
 
 
+#: Added to a family's rank when a deformer follows it (a plain shape wins a tie).
+DEFORMED_RANK = 20
+
+
 class _Runner(Protocol):
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult: ...
 
@@ -122,16 +126,20 @@ class _Objective:
 
 
 def _refine(cand: Candidate, objective: _Objective, max_evals: int) -> Candidate:
+    """Nelder-Mead over the centre, the shape scales and the deformer's amount (if any)."""
     from scipy.optimize import minimize
 
     n_shape = len(cand.shape)
-    x0 = np.concatenate([np.zeros(3), np.ones(n_shape)])
+    amount0 = cand.deform[1] if cand.deform else None
+    x0 = np.concatenate([np.zeros(3), np.ones(n_shape), [] if amount0 is None else [1.0]])
     base = cand.shape.copy()
     size = objective.scale
 
     def unpack(x: FloatArray) -> Candidate:
         centre = cand.centre + cand.frame @ (x[:3] * size)
-        return Candidate(cand.family, cand.frame, centre, base * np.abs(x[3:]), cand.extra)
+        shape = base * np.abs(x[3 : 3 + n_shape])
+        deform = None if cand.deform is None else (cand.deform[0], float((amount0 or 0.0) * x[-1]))
+        return Candidate(cand.family, cand.frame, centre, shape, cand.extra, deform)
 
     def loss(x: FloatArray) -> float:
         return objective(unpack(x).mesh())
@@ -140,10 +148,37 @@ def _refine(cand: Candidate, objective: _Objective, max_evals: int) -> Candidate
         loss,
         x0,
         method="Nelder-Mead",
-        options={"maxfev": max_evals, "xatol": 1e-3, "fatol": 1e-5, "initial_simplex": None},
+        options={"maxfev": max_evals, "xatol": 1e-3, "fatol": 1e-5},
     )
     best = unpack(result.x)
     return best if result.fun <= loss(x0) else cand
+
+
+def _with_deformer(cand: Candidate, objective: _Objective, max_evals: int) -> Candidate | None:
+    """The candidate with the best twist or taper about Z (coarse scan, then refined)."""
+    trials: list[tuple[str, float]] = [
+        ("twist", float(a)) for a in (-90, -60, -45, -30, -15, 15, 30, 45, 60, 90)
+    ]
+    trials += [("taper", f) for f in (0.3, 0.5, 0.7, 1.3, 1.6)]
+    if cand.family == "box":  # the low end is not deformed: size the box by its bottom slice
+        z = objective.gt[:, 2]
+        lo, hi = float(z.min()), float(z.max())
+        band = objective.gt[z < lo + 0.1 * (hi - lo)]
+        if len(band) >= 8:
+            b_lo, b_hi = band.min(axis=0), band.max(axis=0)
+            centre = np.array([(b_lo[0] + b_hi[0]) / 2, (b_lo[1] + b_hi[1]) / 2, (lo + hi) / 2])
+            shape = np.array([b_hi[0] - b_lo[0], b_hi[1] - b_lo[1], hi - lo])
+            cand = Candidate("box", cand.frame, centre, shape, cand.extra)
+    plain = objective(cand.mesh())
+    scored = []
+    for method, amount in trials:
+        trial = Candidate(cand.family, cand.frame, cand.centre, cand.shape, cand.extra,
+                          (method, float(amount)))  # fmt: skip
+        scored.append((objective(trial.mesh()), trial))
+    value, best = min(scored, key=lambda t: t[0])
+    if value >= plain * 0.9:
+        return None
+    return _refine(best, objective, max_evals)
 
 
 # -- programs -----------------------------------------------------------------------------
@@ -192,6 +227,15 @@ def program_of(cand: Candidate) -> tuple[str, dict[str, Any]]:
     else:
         body, extra = _sweep_program(cand, rot, loc)
         params.update(extra)
+    if cand.deform is not None:
+        method, amount = cand.deform
+        if method == "twist":
+            amount = round(amount)
+            body += f"\ntwist(p, angle={int(amount)})"
+        else:
+            amount = round(amount, 2)
+            body += f"\ntaper(p, factor={_n(amount)})"
+        params[method] = amount
     return body, params
 
 
@@ -285,6 +329,25 @@ def fit_single(
             Scored(metrics["f_score_0.05"], cand.family, body, params, metrics, twin,
                    FAMILY_RANK[cand.family])
         )  # fmt: skip
+    ranked = rank_results(out, 0.005)
+    if ranked and ranked[0].score < 0.99:
+        tops = [r.family for r in ranked[:2]]
+        for family in list(dict.fromkeys(["box", *tops]))[:3]:  # a twisted box hides well
+            # bpy_lib's deformers leave the low end in place: start from the upright shape
+            upright = [c for c in begun if c.family == family and np.allclose(c.frame, np.eye(3))]
+            if not upright:
+                continue
+            base = min(upright, key=lambda c: objective(c.mesh()))
+            deformed = _with_deformer(base, objective, max_evals)
+            if deformed is None:
+                continue
+            body, params = program_of(deformed)
+            twin = _candidate_from_params(deformed, params).mesh()
+            metrics = compute_metrics(*twin, gt)
+            out.append(
+                Scored(metrics["f_score_0.05"], deformed.family, body, params, metrics, twin,
+                       FAMILY_RANK[deformed.family] + DEFORMED_RANK)
+            )  # fmt: skip
     return out
 
 
@@ -393,4 +456,7 @@ def _candidate_from_params(cand: Candidate, params: dict[str, Any]) -> Candidate
         shape = np.array(params["scale"]) * params["radius"]
     else:
         return cand
-    return Candidate(fam, frame, centre, shape.astype(np.float64), cand.extra)
+    deform = None
+    if cand.deform is not None:
+        deform = (cand.deform[0], float(params[cand.deform[0]]))
+    return Candidate(fam, frame, centre, shape.astype(np.float64), cand.extra, deform)

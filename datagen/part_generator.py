@@ -52,6 +52,8 @@ ROWS_FILE = "parts.jsonl"
 SHARD_DIR = "shards"
 MIN_EXTENT = 1e-3
 MIN_FACES = 8
+#: bpy_lib's frame is [-1, 1]³; parts reaching past it (plus 5 %) are rejected.
+FRAME_LIMIT = 1.05
 
 
 @dataclass
@@ -100,7 +102,8 @@ def check_geometry(result: ExecResult, max_faces: int) -> str | None:
     """Why a run's mesh is unusable as a part (``None`` when it is fine).
 
     Reasons: the executor status when not ``ok``, ``few_faces``, ``many_faces``, ``flat``
-    (an extent under 1e-3: no volume), ``no_area``.
+    (an extent under 1e-3: no volume), ``out_of_frame`` (beyond bpy_lib's [-1, 1]³ plus
+    5 %), ``no_area``.
     """
     if result.status is not ExecStatus.OK:
         return result.status.value
@@ -112,6 +115,8 @@ def check_geometry(result: ExecResult, max_faces: int) -> str | None:
     extent = result.vertices.max(axis=0) - result.vertices.min(axis=0)
     if float(extent.min()) < MIN_EXTENT:
         return "flat"
+    if float(np.abs(result.vertices).max()) > FRAME_LIMIT:
+        return "out_of_frame"
     tri = result.vertices[result.faces].astype(np.float64)
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     if float(area.sum()) < 1e-4:

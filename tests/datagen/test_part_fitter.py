@@ -90,3 +90,14 @@ def test_recovers_generated_parts_in_blender(family: str, index: int) -> None:
         np.testing.assert_allclose(fitted, radii, atol=0.03)
     centre = (truth.vertices.min(axis=0) + truth.vertices.max(axis=0)) / 2
     np.testing.assert_allclose(got["location"], centre, atol=0.03)
+
+
+def test_a_twisted_box_is_fitted_with_its_twist() -> None:
+    from datagen.fit_candidates import deform_z
+
+    v, f = box_mesh([1.2, 0.5, 0.7])
+    twisted = deform_z(v + np.array([0.1, 0.0, -0.1]), "twist", 45.0)
+    result = fit_mesh(twisted, f, max_evals=80)
+    assert result.f_score >= 0.95, result.program
+    assert "twist(p, angle=" in result.program
+    assert abs(result.params["twist"] - 45) <= 5
