@@ -5,9 +5,9 @@ Prints rich tables and writes ``benchmarks/results/datagen.json``.
 
 1. Part generator: ``--parts`` kept samples from scratch (seed 101) with the default
    configuration (one executor server per core): kept samples a second, rejections.
-2. Part fitter: ``--fit-per-family`` parts of every generator family drawn with seed
-   2024 (the fitter was tuned on seed-0 parts; these were never looked at), fitted with
-   verification in Blender: median F@0.05 of the fitted program against the part's mesh,
+2. Part fitter: ``--fit-per-family`` parts of every generator family drawn with
+   ``--seed`` (default 7777; the fitter was developed on parts of seeds 0 and 2024, never
+   on these), fitted with verification in Blender: median F@0.05 of the fitted program against the part's mesh,
    the share above 0.9, seconds per mesh, and the same per family.
 
 Timings on a shared 2-core machine are noisy (other jobs run beside); say so when quoting.
@@ -54,16 +54,16 @@ def bench_parts(n: int, console: Console) -> dict[str, object]:
     return result
 
 
-def bench_fitter(per_family: int, console: Console) -> dict[str, object]:
+def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, object]:
     cfg = load_config()
     rows: list[dict[str, object]] = []
     with Executor(cfg.executor) as ex:
         for family in FAMILIES:
             for index in range(per_family):
-                part = generate_part(2024, index, Ranges(), families=[family])
+                part = generate_part(seed, index, Ranges(), families=[family])
                 truth = ex.run(part.code)
-                if truth.status is not ExecStatus.OK:
-                    continue
+                if truth.status is not ExecStatus.OK or abs(truth.vertices).max() > 1.05:
+                    continue  # the generator rejects these too (failed / out of frame)
                 started = time.perf_counter()
                 fit = fit_mesh(truth.vertices, truth.faces, runner=ex)
                 rows.append(
@@ -79,7 +79,7 @@ def bench_fitter(per_family: int, console: Console) -> dict[str, object]:
                 console.log(f"{family:13s} -> {fit.family:10s} F={fit.f_score:.3f}")
     scores = [float(r["f_score_0.05"]) for r in rows]  # type: ignore[arg-type]
     per_family: dict[str, dict[str, float]] = {}
-    table = Table(title=f"part fitter on {len(rows)} held-out parts (seed 2024, verified)")
+    table = Table(title=f"part fitter on {len(rows)} held-out parts (seed {seed}, verified)")
     for col in ("family", "n", "median F@0.05", "share > 0.9", "s / mesh", "fitted as"):
         table.add_column(col)
     for family in FAMILIES:
@@ -117,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", type=int, default=300)
     parser.add_argument("--fit-per-family", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=7777, help="seed of the held-out parts")
     parser.add_argument("--skip-parts", action="store_true")
     parser.add_argument("--skip-fit", action="store_true")
     args = parser.parse_args()
@@ -128,7 +129,7 @@ def main() -> None:
     if not args.skip_parts:
         results["parts"] = bench_parts(args.parts, console)
     if not args.skip_fit:
-        results["fitter"] = bench_fitter(args.fit_per_family, console)
+        results["fitter"] = bench_fitter(args.fit_per_family, args.seed, console)
     out = ROOT / "benchmarks" / "results" / "datagen.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))
