@@ -10,8 +10,12 @@ Stages, one module each:
   symmetric parts as mirror/array calls.
 - :mod:`datagen.dataset_builder`: runs and renders the objects and writes the SFT, RL and
   eval JSONL files in the Qwen2.5-VL chat format, the ground-truth meshes and a dataset card.
-- :mod:`datagen.part_fitter`: finds a ``bpy_lib`` program that reproduces a given mesh.
+- :mod:`datagen.part_fitter` (with :mod:`datagen.fit_candidates`, :mod:`datagen.fit_composite`,
+  :mod:`datagen.shapes`): finds a ``bpy_lib`` program that reproduces a given mesh.
+- :mod:`datagen.infinigen_extractor`: Infinigen assets split into labelled parts, through
+  an optional sidecar environment.
 
-Only :mod:`datagen.render_stage` imports Blender (``bpy``, through :mod:`worker.render`);
-everything else imports without it and runs programs through :class:`worker.executor.ExecutorPool`.
+Blender-only modules: :mod:`datagen.render_stage` (``bpy`` through :mod:`worker.render`)
+and :mod:`datagen.infinigen_sidecar` (runs inside the Infinigen environment). Everything
+else imports without Blender and runs programs through :class:`worker.executor.ExecutorPool`.
 """
