@@ -19,7 +19,9 @@ from llm3d.cli import ConfigOption, JsonOption
 
 __all__ = ["data_app"]
 
-data_app = typer.Typer(help="The data pipeline: parts, objects, datasets, the part fitter.")
+data_app = typer.Typer(
+    help="The data pipeline: parts, objects, datasets, the part fitter.", no_args_is_help=True
+)
 
 OutOption = Annotated[
     Path | None,
