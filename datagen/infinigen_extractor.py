@@ -175,16 +175,20 @@ def extract_assets(
 ) -> dict[str, Any]:
     """Spawn every (factory, seed), split into parts, write ``parts.jsonl`` + one npz an asset.
 
-    Resumable: an asset whose npz exists is not spawned again.
+    Layout as the part generator's (``parts.jsonl``, ``shards/<asset>.npz`` with
+    ``<id>.v``/``<id>.f``), so :func:`datagen.part_generator.iter_parts` and
+    ``llm3d data fit DIR`` read it; the sidecar's raw meshes stay in ``raw/``. Resumable:
+    an asset whose raw mesh exists is not spawned again.
     """
     out = Path(out_dir)
-    (out / "assets").mkdir(parents=True, exist_ok=True)
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     for factory in factories:
         for seed in seeds:
             asset_id = f"{factory}-{seed:04d}"
-            raw = out / "assets" / f"{asset_id}.raw.npz"
+            raw = out / "raw" / f"{asset_id}.npz"
             if not raw.is_file():
                 answer = run_sidecar(factory, seed, raw, python=python, timeout_s=timeout_s)
                 if not answer.get("ok"):
@@ -205,7 +209,7 @@ def extract_assets(
                     {"id": pid, "asset": asset_id, "factory": factory, "seed": seed,
                      "label": part.label, "n_faces": len(part.faces), "shard": asset_id}
                 )  # fmt: skip
-            np.savez_compressed(out / "assets" / f"{asset_id}.npz", **arrays)
+            np.savez_compressed(out / "shards" / f"{asset_id}.npz", **arrays)
     with (out / "parts.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")

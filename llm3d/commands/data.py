@@ -203,8 +203,13 @@ def build_command(
 
 @data_app.command("fit")
 def fit_command(
-    mesh: Annotated[
-        Path, typer.Argument(help="A part mesh (.obj/.ply/.stl/.glb/.off).", show_default=False)
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MESH|DIR",
+            help="A part mesh (.obj/.ply/.stl/.glb/.off), or a parts folder (parts.jsonl).",
+            show_default=False,
+        ),
     ],
     families: Annotated[
         str | None,
@@ -214,11 +219,17 @@ def fit_command(
         bool,
         typer.Option("--verify/--no-verify", help="Run the program in Blender and score that."),
     ] = True,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the program here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the program (MESH) or the rows (DIR) here."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="DIR: fit at most this many parts.")
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find a bpy_lib program that reproduces MESH: the program and its F@0.05."""
+    """Find a bpy_lib program that reproduces a mesh (its F@0.05), or every part of a folder."""
     from contextlib import ExitStack
 
     from datagen.part_fitter import fit_mesh
@@ -228,11 +239,6 @@ def fit_command(
 
     cfg = load(config)
     _setup_logging(cfg.log_level)
-    try:
-        vertices, faces = load_mesh(mesh)
-    except MeshError as exc:
-        err_console.print(f"[bold red]data fit:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
     names = [n.strip() for n in families.split(",")] if families else None
     with ExitStack() as stack:
         runner = None
@@ -240,7 +246,22 @@ def fit_command(
             from worker.executor import Executor
 
             runner = stack.enter_context(Executor(cfg.executor))
+        if path.is_dir():
+            from datagen.fit_runner import fit_parts
+
+            if not (path / "parts.jsonl").is_file():
+                err_console.print(f"[bold red]data fit:[/] {escape(str(path))} has no parts.jsonl")
+                raise typer.Exit(2)
+            summary = fit_parts(
+                path, out, runner=runner, limit=limit, families=names, show_progress=not as_json
+            )
+            if as_json:
+                emit_json(summary)
+            else:
+                console.print(_summary_table("fitted parts", summary))
+            return
         try:
+            vertices, faces = load_mesh(path)
             result = fit_mesh(vertices, faces, families=names, runner=runner)
         except (ValueError, MeshError, RuntimeError) as exc:
             err_console.print(f"[bold red]data fit:[/] {escape(str(exc))}")
@@ -248,7 +269,7 @@ def fit_command(
     if out is not None:
         out.write_text(result.program, encoding="utf-8")
     if as_json:
-        emit_json({"mesh": str(mesh), **result.as_dict()})
+        emit_json({"mesh": str(path), **result.as_dict()})
         return
     console.print(escape(result.program))
     checked = "run in Blender" if result.verified else "numpy twin, not run"

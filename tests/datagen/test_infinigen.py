@@ -69,11 +69,12 @@ def test_sidecar_protocol_resume_and_failures(tmp_path: Path) -> None:
     summary = extract_assets(out, ["TableDiningFactory", "BrokenFactory"], [0, 1], python=fake)
     assert summary["parts"] == 4  # two assets × (top, legs)
     assert set(summary["failed"]) == {"BrokenFactory-0000", "BrokenFactory-0001"}
-    rows = [json.loads(x) for x in (out / "parts.jsonl").read_text().splitlines()]
-    with np.load(out / "assets" / "TableDiningFactory-0001.npz") as npz:
-        for row in rows:
-            if row["asset"] == "TableDiningFactory-0001":
-                assert len(npz[f"{row['id']}.f"]) == row["n_faces"]
+    from datagen.part_generator import iter_parts
+
+    parts = list(iter_parts(out))  # the part generator's layout: the fitter reads it too
+    assert len(parts) == 4
+    for row, _, faces in parts:
+        assert len(faces) == row["n_faces"]
     fake.write_text("#!/bin/sh\nexit 3\n")  # spawned assets are not spawned again
     again = extract_assets(out, ["TableDiningFactory"], [0, 1], python=fake)
     assert again["parts"] == 4 and not again["failed"]
@@ -98,3 +99,19 @@ def test_real_infinigen_assets(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "parts.jsonl").read_text().splitlines()]
     assert {r["factory"] for r in rows} == set(factories)
     assert all(r["n_faces"] > 0 for r in rows)
+
+
+def test_extracted_parts_become_programs(tmp_path: Path) -> None:
+    from datagen.fit_runner import fit_parts
+
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_SIDECAR.format(python=sys.executable, fixture=str(FIXTURE)))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    extract_assets(tmp_path / "ig", ["TableDiningFactory"], [0], python=fake)
+    summary = fit_parts(tmp_path / "ig", show_progress=False, max_evals=40)
+    assert summary["parts"] == 2 and summary["share_above_0.9"] == 1.0
+    rows = [json.loads(x) for x in (tmp_path / "ig" / "fitted.jsonl").read_text().splitlines()]
+    legs = next(r for r in rows if r["label"].endswith("leg_metal"))
+    assert legs["family"] == "array" and "grid_array(p, counts=[2, 2]" in legs["program"]
+    again = fit_parts(tmp_path / "ig", show_progress=False)
+    assert again["fitted_this_run"] == 0 and again["parts"] == 2
