@@ -78,6 +78,32 @@ def _subset(vertices: FloatArray, faces: IntArray) -> tuple[FloatArray, IntArray
     return vertices[used], local.reshape(-1, 3).astype(np.int64)
 
 
+def _label_name(raw: str) -> str:
+    """``ChairFactory(0).spawn_asset(0)/shader_wood`` -> ``wood``."""
+    name = raw.rsplit("/", 1)[-1]
+    name = name.removeprefix("shader_")
+    return name.split(".")[0] or raw
+
+
+def _congruent_sets(pieces: list[tuple[FloatArray, IntArray]]) -> list[list[int]]:
+    """Pieces grouped when they are copies of one another (same faces, same spread)."""
+    from datagen.fit_composite import _shape_key
+
+    sets: list[list[int]] = []
+    keys: list[tuple[int, FloatArray]] = []
+    for k, (pv, pf) in enumerate(pieces):
+        key = _shape_key((pv, pf))
+        scale = float(np.ptp(pv, axis=0).max()) or 1.0
+        for s, (n_faces, other) in enumerate(keys):
+            if n_faces == len(pf) and float(np.abs(other - key).max()) < 0.01 * scale:
+                sets[s].append(k)
+                break
+        else:
+            keys.append((len(pf), key))
+            sets.append([k])
+    return sets
+
+
 def split_parts(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
@@ -86,23 +112,30 @@ def split_parts(
     *,
     min_faces: int = 8,
     min_size: float = 0.03,
+    max_parts: int = 24,
 ) -> list[ExtractedPart]:
     """Split an asset into labelled parts.
+
+    Faces are grouped by label (material slot / sub-object) when there are two or more,
+    then each group into its loose pieces; copies of one piece (four equal legs) stay
+    together as one part, which the fitter writes as an array. Pieces that are tiny next
+    to the asset (helper geometry) are dropped.
 
     Parameters
     ----------
     vertices : (n, 3) float
     faces : (m, 3) int
     face_labels : (m,) int, optional
-        A label per face (material slot / sub-object). With two or more labels, each label
-        is a part (its loose pieces stay together: four legs of one material are one part);
-        otherwise the loose pieces are the parts.
+        A label per face.
     label_names : sequence of str, optional
-        Names of the labels (default ``part_<label>``).
+        Names of the labels (``Factory(0).spawn_asset(0)/shader_wood`` becomes ``wood``;
+        default ``part_<label>``); parts of one label are numbered ``wood 1``, ``wood 2``.
     min_faces : int
         Pieces with fewer faces are dropped.
     min_size : float
         Pieces whose box diagonal is under this share of the asset's are dropped.
+    max_parts : int
+        The largest parts kept.
 
     Returns
     -------
@@ -114,26 +147,35 @@ def split_parts(
     v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     diagonal = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
-    groups: list[tuple[str, FloatArray, IntArray]] = []
     labels = None if face_labels is None else np.asarray(face_labels).reshape(-1)
-    if labels is not None and len(np.unique(labels)) > 1:
-        for label in np.unique(labels):
-            name = (
-                str(label_names[int(label)])
-                if label_names is not None and int(label) < len(label_names)
-                else f"part_{int(label)}"
-            )
-            groups.append((name, *_subset(v, f[labels == label])))
-    else:
-        for k, (pv, pf) in enumerate(components(v, f)):
-            groups.append((f"piece_{k}", pv, pf))
-    parts = [
-        ExtractedPart(name, pv, pf)
-        for name, pv, pf in groups
-        if len(pf) >= min_faces and float(np.linalg.norm(np.ptp(pv, axis=0))) >= min_size * diagonal
-    ]
+    if labels is None or len(np.unique(labels)) < 2:
+        labels = np.zeros(len(f), dtype=np.int64)
+        label_names = ["piece"]
+    parts: list[ExtractedPart] = []
+    for label in np.unique(labels):
+        raw = (
+            str(label_names[int(label)])
+            if label_names is not None and int(label) < len(label_names)
+            else f"part_{int(label)}"
+        )
+        name = _label_name(raw)
+        pieces = [
+            (pv, pf)
+            for pv, pf in components(*_subset(v, f[labels == label]))
+            if len(pf) >= min_faces
+            and float(np.linalg.norm(np.ptp(pv, axis=0))) >= min_size * diagonal
+        ]
+        sets = _congruent_sets(pieces)
+        for k, members in enumerate(sets, 1):
+            verts, tris, offset = [], [], 0
+            for m in members:
+                verts.append(pieces[m][0])
+                tris.append(pieces[m][1] + offset)
+                offset += len(pieces[m][0])
+            label_text = name if len(sets) == 1 else f"{name} {k}"
+            parts.append(ExtractedPart(label_text, np.concatenate(verts), np.concatenate(tris)))
     parts.sort(key=lambda p: -float(np.linalg.norm(np.ptp(p.vertices, axis=0))))
-    return parts
+    return parts[:max_parts]
 
 
 def run_sidecar(
@@ -148,7 +190,7 @@ def run_sidecar(
         BLENDER_USER_RESOURCES=str(scratch / "resources"),
         MPLCONFIGDIR=str(scratch / "mpl"),
     )
-    request = json.dumps({"factory": factory, "seed": seed, "out": str(out_npz)})
+    request = json.dumps({"factory": factory, "seed": seed, "out": str(Path(out_npz).resolve())})
     try:
         proc = subprocess.run(
             [str(python), "-m", "datagen.infinigen_sidecar", request],

@@ -33,20 +33,18 @@ def test_labels_make_the_parts_and_helpers_are_dropped() -> None:
     parts = split_parts(
         data["vertices"], data["faces"], data["face_labels"], [str(x) for x in data["label_names"]]
     )
-    assert sorted(p.label for p in parts) == [
-        "TableDiningFactory/leg_metal",
-        "TableDiningFactory/top_wood",
-    ]
-    legs = next(p for p in parts if p.label.endswith("leg_metal"))
+    assert sorted(p.label for p in parts) == ["leg_metal", "top_wood"]
+    legs = next(p for p in parts if p.label == "leg_metal")
     assert len(legs.faces) == 4 * 12  # four loose legs stay one part
     assert legs.faces.max() == len(legs.vertices) - 1
 
 
-def test_without_labels_the_loose_pieces_are_the_parts() -> None:
+def test_without_labels_loose_pieces_split_and_copies_stay_together() -> None:
     data = _fixture()
     parts = split_parts(data["vertices"], data["faces"])
-    assert len(parts) == 5  # top + 4 legs; the speck is under 3 % of the asset's size
-    assert all(len(p.faces) == 12 for p in parts)
+    # top, and the four equal legs as one part; the speck is under 3 % of the asset's size
+    assert sorted(len(p.faces) for p in parts) == [12, 48]
+    assert sorted(p.label for p in parts) == ["piece 1", "piece 2"]
 
 
 FAKE_SIDECAR = """#!{python}
@@ -111,7 +109,7 @@ def test_extracted_parts_become_programs(tmp_path: Path) -> None:
     summary = fit_parts(tmp_path / "ig", show_progress=False, max_evals=40)
     assert summary["parts"] == 2 and summary["share_above_0.9"] == 1.0
     rows = [json.loads(x) for x in (tmp_path / "ig" / "fitted.jsonl").read_text().splitlines()]
-    legs = next(r for r in rows if r["label"].endswith("leg_metal"))
+    legs = next(r for r in rows if r["label"] == "leg_metal")
     assert legs["family"] == "array" and "grid_array(p, counts=[2, 2]" in legs["program"]
     again = fit_parts(tmp_path / "ig", show_progress=False)
     assert again["fitted_this_run"] == 0 and again["parts"] == 2
