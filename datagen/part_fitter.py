@@ -239,12 +239,21 @@ def program_of(cand: Candidate) -> tuple[str, dict[str, Any]]:
     return body, params
 
 
+def _distinct(points: list[list[float]]) -> list[list[float]]:
+    """Points with repeats removed (two decimals can merge neighbours; bpy_lib refuses repeats)."""
+    out: list[list[float]] = []
+    for point in points:
+        if point not in out:
+            out.append(point)
+    return out
+
+
 def _sweep_program(
     cand: Candidate, rot: str | None, loc: list[float]
 ) -> tuple[str, dict[str, Any]]:
     if cand.family == "revolve":
         pts = cand.extra["profile"] * cand.shape[0]
-        pts = [[round(max(float(r), 0.0), 2), round(float(z), 2)] for r, z in pts]
+        pts = _distinct([[round(max(float(r), 0.0), 2), round(float(z), 2)] for r, z in pts])
         closed = ", closed=True" if cand.extra["closed"] else ""
         lines = [
             f"profile = polyline(points=[{', '.join(_v(p) for p in pts)}], plane='XZ'{closed})",
@@ -254,7 +263,7 @@ def _sweep_program(
         params: dict[str, Any] = {"profile": pts}
     else:
         pts = cand.extra["outline"] * cand.shape[0]
-        pts = [[round(float(u), 2), round(float(v), 2)] for u, v in pts]
+        pts = _distinct([[round(float(u), 2), round(float(v), 2)] for u, v in pts])
         depth = round(cand.extra["depth"] * cand.shape[1], 2)
         lines = [
             f"outline = polyline(points=[{', '.join(_v(p) for p in pts)}], closed=True)",
