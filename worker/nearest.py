@@ -109,25 +109,45 @@ class NearestIndex:
 
 #: Fewer far queries than this go straight to the k-d tree.
 MIN_FAR_FOR_CHOICE = 256
-#: Far queries timed with both trees before choosing one for the rest.
-PROBE_SIZE = 128
+#: Far queries whose extent and the data's differ by this factor or more, or that are
+#: separated from the data by half their own extent, go to the direction tree.
+SIZE_RATIO = 4.0
+SEPARATION = 0.5
+#: Otherwise a sample of this many far queries is timed with the k-d tree ...
+PROBE_SIZE = 64
+#: ... and only when it takes longer than this is the direction tree built and compared.
+FAST_KD_PROBE_S = 5e-3
 
 
 def _prefer_direction_tree(kd_time: float, direction_time: float) -> bool:
-    """Whether the direction tree answered the probe faster than the k-d tree."""
-    return direction_time < kd_time
+    """Whether the direction tree answered the probe clearly (2×) faster than the k-d tree."""
+    return 2.0 * direction_time < kd_time
+
+
+def _direction_tree_geometry(points: FloatArray, queries: FloatArray) -> bool:
+    """Far queries that form a small group amid large data (or a large one around small
+    data), or a group beside the data: the cases the direction tree is built for."""
+    q_lo, q_hi = queries.min(axis=0), queries.max(axis=0)
+    d_lo, d_hi = points.min(axis=0), points.max(axis=0)
+    query_extent = float((q_hi - q_lo).max())
+    data_extent = float((d_hi - d_lo).max())
+    gap = float(np.linalg.norm(np.maximum(0.0, np.maximum(d_lo - q_hi, q_lo - d_hi))))
+    small, large = sorted((query_extent, data_extent))
+    return small * SIZE_RATIO <= large or gap >= SEPARATION * query_extent
 
 
 def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntArray:
     """Exact nearest neighbours of the queries that have none within the first bound.
 
-    A k-d tree prunes badly for queries near a centre of curvature of the data: a tiny
-    prediction inside a spherical ground truth, a sphere of the wrong size (~60 s at
-    100 000 points), and less so for a group of queries far from the data. The direction
-    tree of :mod:`worker.nearest_far` is fast there but slower than the k-d tree for far
-    queries spread among the data (a wrong object). So a spread-out sample of the far
-    queries is answered by both, and the faster answers the rest. Both are exact: the
-    choice (which depends on timing) only changes the time, never the result.
+    A k-d tree prunes badly for queries near a centre of curvature of the data (a tiny
+    prediction inside a spherical ground truth: ~60 s at 100 000 points; the ground truth
+    inside a huge sphere) and for a group of queries far from the data. The direction
+    tree of :mod:`worker.nearest_far` is fast there, but slower than the k-d tree for far
+    queries spread among the data (a wrong object). So groups of those shapes go to the
+    direction tree; for the others a sample is timed with the k-d tree, and only when it
+    is slow is the direction tree built, timed on the same sample and used if clearly
+    faster. Both trees are exact: the choice (which may depend on timing) only changes the
+    time, never the result.
     """
     m = len(queries)
     if m < MIN_FAR_FOR_CHOICE:
@@ -136,24 +156,25 @@ def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntAr
     from worker.nearest_far import DirectionTree  # numba: loaded on first need
 
     centre = (queries.min(axis=0) + queries.max(axis=0)) / 2.0
-    start = time.perf_counter()
-    direction_tree = DirectionTree(points, centre)
-    build = time.perf_counter() - start
-    probe = queries[:: m // PROBE_SIZE][:PROBE_SIZE]
+    if _direction_tree_geometry(points, queries):
+        logger.debug("%d far queries: compact, surrounding or separated: direction tree", m)
+        return DirectionTree(points, centre).query(queries)
+    probe = queries[:: max(1, m // PROBE_SIZE)][:PROBE_SIZE]
     start = time.perf_counter()
     tree.query(probe, k=1)
     kd_time = time.perf_counter() - start
-    start = time.perf_counter()
-    direction_tree.query(probe)
-    direction_time = time.perf_counter() - start
-    if not _prefer_direction_tree(kd_time, direction_time):
-        _, found = tree.query(queries, k=1)
-        return np.asarray(found, dtype=np.int64)
-    logger.debug(
-        "%d far queries: direction tree (probe %.2f ms vs k-d %.2f ms, build %.1f ms)",
-        m,
-        direction_time * 1e3,
-        kd_time * 1e3,
-        build * 1e3,
-    )
-    return direction_tree.query(queries)
+    if kd_time > FAST_KD_PROBE_S:
+        direction_tree = DirectionTree(points, centre)
+        start = time.perf_counter()
+        direction_tree.query(probe)
+        direction_time = time.perf_counter() - start
+        if _prefer_direction_tree(kd_time, direction_time):
+            logger.debug(
+                "%d far queries: direction tree (probe %.2f ms vs k-d %.2f ms)",
+                m,
+                direction_time * 1e3,
+                kd_time * 1e3,
+            )
+            return direction_tree.query(queries)
+    _, found = tree.query(queries, k=1)
+    return np.asarray(found, dtype=np.int64)

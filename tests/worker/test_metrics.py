@@ -391,6 +391,8 @@ def test_metrics_through_the_direction_tree_match_the_plain_implementation(
     import worker.nearest
 
     # every group of far points goes to the direction tree, whatever the timings say
+    monkeypatch.setattr(worker.nearest, "SIZE_RATIO", 1e9)  # no geometric shortcut
+    monkeypatch.setattr(worker.nearest, "FAST_KD_PROBE_S", -1.0)
     monkeypatch.setattr(worker.nearest, "_prefer_direction_tree", lambda kd, direction: True)
     sphere = meshes.sphere(0.5, 3)
     gt = prepare_ground_truth(*sphere, points=3000)
