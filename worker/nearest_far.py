@@ -114,10 +114,24 @@ def _build(
         for d in range(1, 3):
             if hi[d] - lo[d] > hi[dim] - lo[dim]:
                 dim = d
-        segment = perm[start:end]
-        order = np.argsort(u[segment, dim])
-        perm[start:end] = segment[order]
+        # split at the median along dim in O(n): values below it, then ties, then above
         mid = start + (end - start) // 2
+        segment = perm[start:end].copy()
+        values = u[segment, dim]
+        median = np.partition(values.copy(), mid - start)[mid - start]
+        k = start
+        for j in range(segment.shape[0]):
+            if values[j] < median:
+                perm[k] = segment[j]
+                k += 1
+        for j in range(segment.shape[0]):
+            if values[j] == median:
+                perm[k] = segment[j]
+                k += 1
+        for j in range(segment.shape[0]):
+            if values[j] > median:
+                perm[k] = segment[j]
+                k += 1
         left = count
         right = count + 1
         count += 2
