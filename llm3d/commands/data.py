@@ -19,7 +19,7 @@ from llm3d.cli import ConfigOption, JsonOption
 
 __all__ = ["data_app"]
 
-data_app = typer.Typer(
+data_app: typer.Typer = typer.Typer(
     help="The data pipeline: parts, objects, datasets, the part fitter.", no_args_is_help=True
 )
 
