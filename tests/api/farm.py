@@ -111,7 +111,7 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=60)
 
     def stop(self) -> None:
         if self.alive():

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from llm3d.config import load_config
-from tests.api.farm import Farm, needs_redis, private_redis, start_farm
+from tests.api.farm import Farm, needs_redis, private_redis, redis_available, start_farm
 from worker.executor import Executor
 from worker.metrics import GroundTruthCache
 from worker.samples import HOSTILE, OBJECTS, TIMEOUT, perturb
@@ -129,7 +129,12 @@ def test_redis_restart_during_a_job_gives_503_then_completes(tmp: Path) -> None:
             assert down.headers.get("Retry-After")
             time.sleep(1.0)
             redis_proc.start()  # same port, same directory: the queue and the job come back
+            deadline = time.monotonic() + 60
+            while not redis_available(url):
+                assert time.monotonic() < deadline, f"Redis did not come back:\n{redis_proc.tail()}"
+                time.sleep(0.1)
             state = poll(farm, job_url, timeout=240)
+            assert state["state"] == "done", f"{state.get('error')}\n{farm.logs()}"
             results = assert_one_result_each(state, items)
             assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
         finally:
