@@ -18,6 +18,7 @@ import numpy.typing as npt
 from datagen.shapes import (
     box_mesh,
     extrude_mesh,
+    helix_tube_mesh,
     lathe_mesh,
     profile_capsule,
     profile_cone,
@@ -27,10 +28,13 @@ from datagen.shapes import (
     rotation_xyz,
 )
 
-__all__ = ["Candidate", "deform_z", "simplify", "starts"]
+__all__ = ["PHASE_OFFSET", "Candidate", "deform_z", "simplify", "starts"]
 
 FloatArray = npt.NDArray[np.float64]
 Mesh = tuple[FloatArray, npt.NDArray[np.int64]]
+
+#: The spring's phase is stored shifted so that the optimiser's relative steps stay small.
+PHASE_OFFSET = 4 * np.pi
 
 _TO_Z = {  # rotations taking local Z onto a frame axis (as a program would write them)
     "Z": np.eye(3),
@@ -94,6 +98,8 @@ def _local_mesh(family: str, s: FloatArray, extra: dict[str, Any]) -> Mesh:
         return v * radii, f
     if family == "revolve":
         return lathe_mesh(extra["profile"] * s[0], closed=extra["closed"])
+    if family == "spring":  # shape: radius, pitch, turns, wire, phase + PHASE_OFFSET
+        return helix_tube_mesh(s[0], s[1], s[2], s[3], s[4] - PHASE_OFFSET)
     if family == "extrude":
         v, f = extrude_mesh(extra["outline"] * s[0], extra["depth"] * s[1])
         return v - np.array([0, 0, extra["depth"] * s[1] / 2]), f
@@ -168,6 +174,10 @@ def starts(points: FloatArray, families: Sequence[str]) -> list[Candidate]:
                         {"profile": profile, "closed": closed},
                     )
                 )  # fmt: skip
+            if "spring" in families:
+                spring = _fit_spring(q, radial)
+                if spring is not None:
+                    out.append(Candidate("spring", rot, centre, spring))
             if "extrude" in families:
                 for outline in (_convex_outline(q[:, :2]), _traced_outline(q[:, :2])):
                     if outline is None:
@@ -204,6 +214,28 @@ def _fit_profile(q: FloatArray, radial: FloatArray, bins: int = 14) -> tuple[Flo
         return simplify(pts, closed=True), True
     pts = np.concatenate([[[0.0, lo]], np.stack([r_out, zc], 1), [[0.0, hi]]])
     return simplify(pts, closed=False), False
+
+
+def _fit_spring(q: FloatArray, radial: FloatArray) -> FloatArray | None:
+    """Radius, pitch, turns, wire and (shifted) phase of a helical tube about local Z."""
+    lo_r, hi_r = np.percentile(radial, [2, 98])
+    radius, wire = (lo_r + hi_r) / 2, max((hi_r - lo_r) / 2, 0.005)
+    z_ext = float(np.ptp(q[:, 2]))
+    if radius <= 0 or wire > 0.45 * radius or z_ext < 3 * wire:
+        return None
+    theta = np.arctan2(q[:, 1], q[:, 0])
+    best = (0.0, 0.0)
+    for pitch in np.linspace(2.05 * wire, max(z_ext - 2 * wire, 2.1 * wire), 160):
+        strength = float(np.abs(np.mean(np.exp(1j * (2 * np.pi * q[:, 2] / pitch - theta)))))
+        if strength > best[0]:
+            best = (strength, float(pitch))
+    strength, pitch = best
+    if strength < 0.25:  # a thick wire spreads the phases: be lenient, the score decides
+        return None
+    const = float(np.angle(np.mean(np.exp(1j * (2 * np.pi * q[:, 2] / pitch - theta)))))
+    turns = max((z_ext - 2 * wire) / pitch, 0.25)
+    phase = float(np.mod(-np.pi * turns - const, 2 * np.pi))
+    return np.array([radius, pitch, turns, wire, phase + PHASE_OFFSET])
 
 
 def simplify(points: FloatArray, closed: bool, tol_frac: float = 0.01) -> FloatArray:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datagen.families import _n, _v
-from datagen.fit_candidates import Candidate, starts
+from datagen.fit_candidates import PHASE_OFFSET, Candidate, starts
 from datagen.shapes import euler_xyz, rotation_xyz
 from worker.metrics import compute_metrics, prepare_ground_truth
 from worker.sampling import sample_surface
@@ -61,6 +61,7 @@ FAMILY_RANK = {
     "ellipsoid": 6,
     "extrude": 7,
     "revolve": 8,
+    "spring": 9,
 }
 
 
@@ -224,6 +225,19 @@ def program_of(cand: Candidate) -> tuple[str, dict[str, Any]]:
         if rot:
             body += f"\nrotate(p, {rot})"
         params.update(radius=r, scale=factor)
+    elif fam == "spring":
+        radius, pitch, turns, wire = s[0], s[1], round(float(cand.shape[2]), 2), s[3]
+        phase = round(float(np.degrees(cand.shape[4] - PHASE_OFFSET)), 2)
+        base = [loc[0], loc[1], round(loc[2] - pitch * turns / 2, 2)]
+        body = (
+            f"coil = helix(radius={_n(radius)}, pitch={_n(pitch)}, turns={_n(turns)}, "
+            f"center={_v(base)})\np = sweep(coil, radius={_n(wire)}, segments=8)"
+        )
+        if abs(phase) >= 0.01:
+            body += f"\nrotate(p, [0, 0, {_n(phase)}], pivot={_v(loc)})"
+        if rot:
+            body += f"\nrotate(p, {rot}, pivot={_v(loc)})"
+        params.update(radius=radius, pitch=pitch, turns=turns, wire=wire, phase=phase)
     else:
         body, extra = _sweep_program(cand, rot, loc)
         params.update(extra)
@@ -463,6 +477,13 @@ def _candidate_from_params(cand: Candidate, params: dict[str, Any]) -> Candidate
         shape = np.array([params["radius"]])
     elif fam == "ellipsoid":
         shape = np.array(params["scale"]) * params["radius"]
+    elif fam == "spring":
+        phase = np.radians(params["phase"]) + PHASE_OFFSET
+        shape = np.array(
+            [params["radius"], params["pitch"], params["turns"], params["wire"], phase]
+        )
+        centre = np.asarray(params["location"], dtype=np.float64)
+        return Candidate(fam, cand.frame, centre, shape, cand.extra)
     else:
         return cand
     deform = None

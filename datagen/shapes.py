@@ -19,6 +19,7 @@ __all__ = [
     "earclip",
     "euler_xyz",
     "extrude_mesh",
+    "helix_tube_mesh",
     "lathe_mesh",
     "profile_cone",
     "profile_cylinder",
@@ -162,3 +163,49 @@ def extrude_mesh(outline: npt.ArrayLike, depth: float) -> Mesh:
     cap = earclip(uv)
     caps = np.concatenate([cap[:, ::-1], cap + k])
     return verts, np.concatenate([sides, caps]).astype(np.int64)
+
+
+def helix_tube_mesh(
+    radius: float, pitch: float, turns: float, wire: float, phase: float = 0.0, sides: int = 8
+) -> Mesh:
+    """A round tube of radius ``wire`` along a helix about Z, centred on the origin.
+
+    The helix starts at angle ``phase`` (radians) at z = -pitch × turns / 2, with bpy_lib's
+    24 points a turn; the tube is open at its ends (their area is negligible).
+    """
+    steps = max(2, round(24 * turns))
+    t = np.linspace(0.0, 2 * np.pi * turns, steps + 1)
+    height = pitch * turns
+    centre = np.stack(
+        [
+            radius * np.cos(t + phase),
+            radius * np.sin(t + phase),
+            pitch * t / (2 * np.pi) - height / 2,
+        ],
+        axis=1,
+    )
+    tangent = np.stack(
+        [
+            -radius * np.sin(t + phase),
+            radius * np.cos(t + phase),
+            np.full_like(t, pitch / (2 * np.pi)),
+        ],
+        axis=1,
+    )
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    normal = np.stack([np.cos(t + phase), np.sin(t + phase), np.zeros_like(t)], axis=1)
+    binormal = np.cross(tangent, normal)
+    a = 2 * np.pi * np.arange(sides) / sides
+    ring = (
+        np.cos(a)[None, :, None] * normal[:, None, :]
+        + np.sin(a)[None, :, None] * binormal[:, None, :]
+    )
+    verts = (centre[:, None, :] + wire * ring).reshape(-1, 3)
+    i = np.arange(sides)
+    j = (i + 1) % sides
+    tris = []
+    for k in range(steps):
+        a0, b0 = k * sides, (k + 1) * sides
+        tris.append(np.stack([a0 + i, a0 + j, b0 + j], axis=1))
+        tris.append(np.stack([a0 + i, b0 + j, b0 + i], axis=1))
+    return verts, np.concatenate(tris).astype(np.int64)

@@ -101,3 +101,16 @@ def test_a_twisted_box_is_fitted_with_its_twist() -> None:
     assert result.f_score >= 0.95, result.program
     assert "twist(p, angle=" in result.program
     assert abs(result.params["twist"] - 45) <= 5
+
+
+def test_a_spring_is_fitted_as_a_helix_sweep() -> None:
+    from datagen.shapes import helix_tube_mesh
+
+    v, f = helix_tube_mesh(0.3, 0.2, 3.0, 0.03)
+    result = fit_mesh(v + np.array([0.1, 0.0, 0.2]), f, max_evals=80)
+    assert result.family == "spring", result.program
+    assert "helix(" in result.program and "sweep(coil" in result.program
+    assert result.f_score >= 0.95
+    assert result.params["radius"] == pytest.approx(0.3, abs=0.02)
+    assert result.params["pitch"] == pytest.approx(0.2, abs=0.02)
+    assert result.params["wire"] == pytest.approx(0.03, abs=0.01)
