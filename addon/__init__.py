@@ -113,6 +113,7 @@ def register() -> None:
 def unregister() -> None:
     """Cancel running jobs, drop thumbnails, unregister everything in reverse order."""
     jobs.cancel_all()
+    preferences.stop_polling()
     ui.free_previews()
     if _cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_on_load)

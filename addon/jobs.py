@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -38,6 +38,9 @@ DRAIN_INTERVAL_S = 0.2
 
 #: The running job of each scene, by scene name (one at a time per scene).
 _JOBS: dict[str, Job] = {}
+# Drain timers still registered: unregister() must remove them, since a timer left behind
+# at exit is freed by Blender after Python has finalised (a segfault on quit).
+_TIMERS: list[Callable[[], float | None]] = []
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,9 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
     _JOBS[scene.name] = job
     job.request()
     if register_timer:
-        bpy.app.timers.register(
-            functools.partial(drain, scene.name), first_interval=DRAIN_INTERVAL_S
-        )
+        timer = functools.partial(drain, scene.name)
+        _TIMERS.append(timer)
+        bpy.app.timers.register(timer, first_interval=DRAIN_INTERVAL_S)
 
 
 def _finish(scene_name: str, settings: Any, status: str, *, error: str = "") -> None:
@@ -298,3 +301,7 @@ def cancel_all() -> None:
     for job in _JOBS.values():
         job.cancel.set()
     _JOBS.clear()
+    for timer in _TIMERS:
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
+    _TIMERS.clear()

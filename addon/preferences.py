@@ -214,7 +214,8 @@ class MESH_OT_llm3d_test_connection(bpy.types.Operator):
             target=_test_connection, args=(settings,), name="llm3d-test-connection", daemon=True
         )
         thread.start()
-        bpy.app.timers.register(_poll_connection, first_interval=0.25)
+        if not bpy.app.timers.is_registered(_poll_connection):
+            bpy.app.timers.register(_poll_connection, first_interval=0.25)
         return {"FINISHED"}
 
 
@@ -229,6 +230,12 @@ def _test_connection(settings: Settings) -> None:
     else:
         offered = ", ".join(models[:5]) or "none"
         _CONNECTION[ADDON_ID] = f"Connected, but {settings.model!r} is not served (has: {offered})"
+
+
+def stop_polling() -> None:
+    """Remove the connection-test timer (on unregister: a timer left at exit crashes Blender)."""
+    while bpy.app.timers.is_registered(_poll_connection):
+        bpy.app.timers.unregister(_poll_connection)
 
 
 def _poll_connection() -> float | None:
