@@ -8,18 +8,21 @@ Subcommands of the parts live in ``llm3d/commands/`` and are added here once the
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llm3d.config import Config, load_config
-from llm3d.exceptions import ConfigError
+from llm3d.commands.common import ConfigOption, JsonOption, console, emit_json, load
+from llm3d.commands.data import data_app
+from llm3d.commands.demo import demo_command
+from llm3d.commands.eval import eval_command
+from llm3d.commands.farm import health_command, serve_command, worker_command
+from llm3d.commands.render import render_command
+from llm3d.commands.run import run_command
+from llm3d.commands.score import score_command
+from llm3d.commands.train import rl_command, sft_command
 
 app = typer.Typer(
     name="llm3d",
@@ -30,33 +33,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="YAML file overriding configs/default.yaml.", show_default=False
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-]
-
-
-def load(config_path: Path | None) -> Config:
-    """Load the configuration or exit with status 2 and the reason."""
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        err_console.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from exc
-
-
-def emit_json(payload: Any) -> None:
-    """Write one JSON object to stdout (no rich markup, no wrapping)."""
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 @config_app.command("show")
@@ -112,37 +88,16 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-# Part commands, imported last: they may use the helpers above.
-from llm3d.commands.run import run_command  # noqa: E402
-
+# Part commands (they live in llm3d/commands/).
 app.command("run")(run_command)
-
-from llm3d.commands.farm import health_command, serve_command, worker_command  # noqa: E402
-
+app.command("score")(score_command)
+app.command("render")(render_command)
 app.command("serve")(serve_command)
 app.command("worker")(worker_command)
 app.command("health")(health_command)
-
-from llm3d.commands.demo import demo_command  # noqa: E402
-
 app.command("demo")(demo_command)
-
-from llm3d.commands.data import data_app  # noqa: E402
-
 app.add_typer(data_app, name="data")
-
-from llm3d.commands.render import render_command  # noqa: E402
-from llm3d.commands.score import score_command  # noqa: E402
-
-app.command("score")(score_command)
-app.command("render")(render_command)
-
-from llm3d.commands.eval import eval_command  # noqa: E402
-
 app.command("eval")(eval_command)
-
-from llm3d.commands.train import rl_command, sft_command  # noqa: E402
-
 app.command("sft")(sft_command)
 app.command("rl")(rl_command)
 

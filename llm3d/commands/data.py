@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llm3d.cli import ConfigOption, JsonOption
+from llm3d.commands.common import ConfigOption, JsonOption
 
 __all__ = ["data_app"]
 
@@ -64,7 +64,7 @@ def parts_command(
 ) -> None:
     """Generate single-part programs of every bpy_lib family (resumable: rerun to continue)."""
     from datagen.part_generator import generate_parts
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
 
     cfg = load(config)
     data = cfg.data if workers is None else cfg.data.model_copy(update={"workers": workers})
@@ -111,7 +111,7 @@ def assemble_command(
 
     from datagen.dataset_builder import plan_objects
     from datagen.object_assembler import load_categories, make_object
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import ConfigError
 
     cfg = load(config)
@@ -175,7 +175,7 @@ def build_command(
 ) -> None:
     """Run and render the objects; write sft/rl/eval JSONL, meshes, a card (resumable)."""
     from datagen.dataset_builder import build_dataset
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import ConfigError
 
     cfg = load(config)
@@ -233,7 +233,7 @@ def fit_command(
     from contextlib import ExitStack
 
     from datagen.part_fitter import fit_mesh
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import MeshError
     from worker.meshio import load_mesh
 
@@ -301,7 +301,7 @@ def infinigen_command(
         extract_assets,
         sidecar_python,
     )
-    from llm3d.cli import console, emit_json, load
+    from llm3d.commands.common import console, emit_json, load
 
     cfg = load(config)
     _setup_logging(cfg.log_level)

@@ -28,7 +28,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llm3d.cli import ConfigOption, JsonOption, console, emit_json, err_console, load
+from llm3d.commands.common import ConfigOption, JsonOption, console, emit_json, err_console, load
 from llm3d.config import Config
 
 __all__ = ["demo_command"]

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from llm3d.cli import ConfigOption, JsonOption
+from llm3d.commands.common import ConfigOption, JsonOption
 
 __all__ = ["eval_command"]
 
@@ -108,7 +108,7 @@ def eval_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a policy on an eval split; write the report, plots and comparison grid."""
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import ConfigError, LLM3DError
 
     cfg = load(config)

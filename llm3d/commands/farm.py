@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from llm3d.cli import ConfigOption, err_console
+from llm3d.commands.common import ConfigOption, err_console
 from llm3d.config import Config, load_config
 from llm3d.exceptions import ConfigError
 

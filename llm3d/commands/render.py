@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from llm3d.commands.score import ConfigOption, JsonOption, LazyExecutor, load_input
+from llm3d.commands.common import ConfigOption, JsonOption
+from llm3d.commands.score import LazyExecutor, load_input
 
 __all__ = ["render_command"]
 
@@ -38,7 +39,7 @@ def render_command(
     as_json: JsonOption = False,
 ) -> None:
     """Render the configured views (default: front, side, top, three-quarter) of INPUT."""
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import MeshError
     from worker.types import ExecStatus
 

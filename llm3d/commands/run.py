@@ -19,17 +19,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from worker.types import ExecResult
 
-# The same options as llm3d.cli's ConfigOption/JsonOption, declared here because llm3d.cli
-# imports this module (importing them back would be a cycle under ``python -m llm3d.cli``).
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="YAML file overriding configs/default.yaml.", show_default=False
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-]
+from llm3d.commands.common import ConfigOption, JsonOption
 
 __all__ = ["run_command", "write_obj"]
 
@@ -75,7 +65,7 @@ def run_command(
     as_json: JsonOption = False,
 ) -> None:
     """Run one program in the sandbox; print its status, mesh counts and time."""
-    from llm3d.cli import console, emit_json, err_console, load
+    from llm3d.commands.common import console, emit_json, err_console, load
     from worker.executor import Executor
     from worker.types import ExecStatus
 

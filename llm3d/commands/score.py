@@ -27,16 +27,7 @@ if TYPE_CHECKING:
     from worker.executor import Executor
     from worker.types import ExecResult
 
-# Declared here, not imported from llm3d.cli: llm3d.cli imports this module.
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="YAML file overriding configs/default.yaml.", show_default=False
-    ),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object instead of a table.")
-]
+from llm3d.commands.common import ConfigOption, JsonOption
 
 __all__ = ["LoadedInput", "load_input", "score_command"]
 
@@ -54,7 +45,7 @@ class LoadedInput:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from llm3d.cli import err_console
+    from llm3d.commands.common import err_console
 
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
@@ -191,7 +182,7 @@ def score_command(
     as_json: JsonOption = False,
 ) -> None:
     """Score PRED against GT: status, reward, components and every metric."""
-    from llm3d.cli import console, emit_json, load
+    from llm3d.commands.common import console, emit_json, load
     from llm3d.exceptions import MeshError
     from worker.metrics import metrics_config_points, prepare_ground_truth
     from worker.types import ExecStatus
