@@ -21,7 +21,7 @@ from llm3d.config import ExecutorConfig, RenderConfig
 from llm3d.exceptions import MeshError
 from worker.executor import Executor
 from worker.grid import comparison_grid
-from worker.render import render_views
+from worker.render import render_pair
 
 __all__ = ["render_cases"]
 
@@ -67,14 +67,12 @@ def render_cases(
                 continue
             case_dir = Path(tmp) / name
             try:
-                gt_views = render_views(gt[0], gt[1], case_dir, config=render, prefix="gt_")
-                pred_views: list[Path] = []
+                pred: tuple[Any, Any] | None = None
                 if record["status"] == "ok":
                     result = executor.run(str(record["code"]))
                     if result.status == "ok" and len(np.asarray(result.faces)):
-                        pred_views = render_views(
-                            result.vertices, result.faces, case_dir, config=render, prefix="pred_"
-                        )
+                        pred = (result.vertices, result.faces)
+                gt_views, pred_views = render_pair(gt, pred, case_dir, config=render)
             except MeshError as exc:
                 logger.warning("grid: case %s (%s) not rendered: %s", name, sample.id, exc)
                 continue

@@ -159,6 +159,7 @@ def render_views(
     *,
     config: RenderConfig | None = None,
     prefix: str = "",
+    bounds: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> list[Path]:
     """Render the configured views of a mesh into ``out_dir``.
 
@@ -173,6 +174,9 @@ def render_views(
         Resolution, engine and camera rig (default: the built-in configuration).
     prefix : str
         Put before each file name (e.g. ``"gt_"``).
+    bounds : ((3,) float, (3,) float), optional
+        The box ``(lo, hi)`` the cameras frame; default the mesh's own bounding box. Give two
+        meshes the same box to compare their size and place (:func:`render_pair`).
 
     Returns
     -------
@@ -196,7 +200,11 @@ def render_views(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    lo, hi = v.min(axis=0).astype(np.float64), v.max(axis=0).astype(np.float64)
+    if bounds is None:
+        lo, hi = v.min(axis=0).astype(np.float64), v.max(axis=0).astype(np.float64)
+    else:
+        lo = np.asarray(bounds[0], dtype=np.float64).reshape(3)
+        hi = np.asarray(bounds[1], dtype=np.float64).reshape(3)
     centre = (lo + hi) / 2.0
     radius = max(float(np.linalg.norm(hi - lo)) / 2.0, 1e-6)
     corners = np.array(
@@ -257,3 +265,47 @@ def render_views(
             bpy.data.materials.remove(material)
     logger.debug("rendered %d views into %s", len(paths), out)
     return paths
+
+
+def render_pair(
+    gt: tuple[npt.ArrayLike, npt.ArrayLike],
+    pred: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+    out_dir: str | Path,
+    *,
+    config: RenderConfig | None = None,
+) -> tuple[list[Path], list[Path]]:
+    """Render a ground truth and a prediction framed by the same box (the union of both).
+
+    Each mesh framed by its own box would hide a wrong size or place; sharing the box shows
+    them, as the metrics (computed in the ground truth's frame) see them.
+
+    Parameters
+    ----------
+    gt : ((n, 3) float, (m, 3) int)
+        The ground truth's vertices and faces.
+    pred : ((n, 3) float, (m, 3) int) or None
+        The prediction's, or None when it has no mesh (then only the ground truth is drawn).
+    out_dir : str or Path
+        Folder of the PNGs (``gt_<view>.png``, ``pred_<view>.png``).
+
+    Returns
+    -------
+    (list of Path, list of Path)
+        The ground truth's views and the prediction's (empty without a prediction).
+    """
+    gt_v = np.asarray(gt[0], dtype=np.float64).reshape(-1, 3)
+    boxes = [gt_v]
+    pred_v = None
+    if pred is not None:
+        pred_v = np.asarray(pred[0], dtype=np.float64).reshape(-1, 3)
+        if len(pred_v) and np.isfinite(pred_v).all():
+            boxes.append(pred_v)
+    stacked = np.concatenate(boxes)
+    box = (stacked.min(axis=0), stacked.max(axis=0))
+    gt_views = render_views(gt[0], gt[1], out_dir, config=config, prefix="gt_", bounds=box)
+    pred_views: list[Path] = []
+    if pred is not None:
+        pred_views = render_views(
+            pred[0], pred[1], out_dir, config=config, prefix="pred_", bounds=box
+        )
+    return gt_views, pred_views

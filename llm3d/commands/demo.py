@@ -164,13 +164,9 @@ def results_table(items: list[DemoItem], results: list[Any], title: str, *, widt
     return table
 
 
-def error_lines(items: list[DemoItem], results: list[Any], width: int) -> list[str]:
-    """``id: error`` of every item that has one, cut to the terminal's width."""
-    return [
-        escape(f"{i.id}: {r.error}"[: max(40, width - 4)])
-        for i, r in zip(items, results, strict=True)
-        if r.error
-    ]
+def error_lines(items: list[DemoItem], results: list[Any]) -> list[str]:
+    """``id: error`` of every item that has one, whole (the console wraps long lines)."""
+    return [escape(f"{i.id}: {r.error}") for i, r in zip(items, results, strict=True) if r.error]
 
 
 def write_comparisons(
@@ -182,7 +178,7 @@ def write_comparisons(
 ) -> list[Path]:
     """One PNG per object: its ground truth over its most perturbed candidate."""
     from worker.executor import Executor
-    from worker.render import comparison_grid, render_views
+    from worker.render import comparison_grid, render_pair
 
     written: list[Path] = []
     picks = [
@@ -193,18 +189,12 @@ def write_comparisons(
     with Executor(config.executor) as executor, tempfile.TemporaryDirectory() as tmp:
         for item, result in picks:
             v, f = gts[item.task]
-            gt_views = render_views(v, f, Path(tmp) / item.task, config=config.render, prefix="gt_")
             run = executor.run(item.code)
-            pred_views = (
-                render_views(
-                    run.vertices,
-                    run.faces,
-                    Path(tmp) / item.task,
-                    config=config.render,
-                    prefix="pred_",
-                )
-                if run.ok
-                else []
+            gt_views, pred_views = render_pair(
+                (v, f),
+                (run.vertices, run.faces) if run.ok else None,
+                Path(tmp) / item.task,
+                config=config.render,
             )
             kind = item.kind.replace("×", "x")  # the grid's font is ASCII-safe only
             title = f"{item.task}: {kind} - reward {result.reward:.3f} (top: ground truth)"
@@ -282,7 +272,7 @@ def demo_command(
     console.print(results_table(items, first.results, title, width=console.width))
     if console.width < 110:
         console.print("[bold]errors[/] (what each failing program is told):")
-        for line in error_lines(items, first.results, console.width):
+        for line in error_lines(items, first.results):
             console.print("  " + line, highlight=False)
     console.print(
         f"[bold]4.[/] same batch again: {cached}/{len(items)} from the cache in {second_s:.2f}s"

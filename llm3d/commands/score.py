@@ -228,17 +228,13 @@ def _write_grid(
 ) -> Path:
     import tempfile
 
-    from worker.render import comparison_grid, render_views
+    from worker.render import comparison_grid, render_pair
 
     with tempfile.TemporaryDirectory(prefix="llm3d-grid-") as tmp:
-        gt_views = render_views(
-            gt_input.vertices, gt_input.faces, tmp, config=cfg.render, prefix="gt_"
+        pred = (pred_input.vertices, pred_input.faces) if out["status"] == "ok" else None
+        gt_views, pred_views = render_pair(
+            (gt_input.vertices, gt_input.faces), pred, tmp, config=cfg.render
         )
-        pred_views: list[Path] = []
-        if out["status"] == "ok":
-            pred_views = render_views(
-                pred_input.vertices, pred_input.faces, tmp, config=cfg.render, prefix="pred_"
-            )
         reward = out.get("reward")
         title = f"{out['pred']} vs {out['gt']}: status {out['status']}, reward " + (
             "-" if reward is None else f"{reward:.4f}"

@@ -156,3 +156,28 @@ def test_format_metric() -> None:
     assert format_metric(0.123456) == "0.1235"
     assert format_metric(float("inf")) == "inf"
     assert format_metric(float("nan")) == "nan"
+
+
+def _object_share(path: Path) -> float:
+    image = pixels(path)
+    return float((np.abs(image - background_colour(image)).sum(axis=-1) > 30).mean())
+
+
+def test_render_pair_shows_a_wrong_size_that_separate_framing_hides(tmp_path: Path) -> None:
+    render_module = pytest.importorskip("worker.render")
+    front = RenderConfig(
+        resolution=64, views=[ViewConfig(name="f", azimuth_deg=0, elevation_deg=0)]
+    )
+    gt = meshes.unit_cube()
+    half = (np.asarray(gt[0]) * 0.5, gt[1])
+    # framed alone, a half-size cube looks exactly like the cube
+    (alone,) = render_module.render_views(*half, tmp_path / "alone", config=front)
+    (gt_alone,) = render_module.render_views(*gt, tmp_path / "gt_alone", config=front)
+    assert _object_share(alone) == pytest.approx(_object_share(gt_alone), abs=0.02)
+    # framed together, the prediction covers about a quarter of the ground truth's area
+    gt_views, pred_views = render_module.render_pair(gt, half, tmp_path / "pair", config=front)
+    ratio = _object_share(pred_views[0]) / _object_share(gt_views[0])
+    assert 0.15 < ratio < 0.35
+    # without a prediction only the ground truth is drawn
+    gt_only, none = render_module.render_pair(gt, None, tmp_path / "gt_only", config=front)
+    assert none == [] and len(gt_only) == 1
