@@ -61,3 +61,39 @@ install_extras() {
   python -m pip install --quiet --upgrade-strategy only-if-needed -e "$ROOT[$extras]" || return 1
   echo "$digest" >"$stamp"
 }
+
+# start_reward_service LOG_DIR: reuse the reward service answering at $REWARD_URL, or start
+# `llm3d serve --config $CONFIG --port $PORT` (log in LOG_DIR/serve.log) and wait for its
+# /healthz. stop_reward_service stops only what start_reward_service started (trap it on EXIT).
+SERVER_PID=""
+start_reward_service() {
+  local log_dir="$1"
+  if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
+    echo "    using the reward service at $REWARD_URL"
+    return 0
+  fi
+  mkdir -p "$log_dir"
+  llm3d serve --config "$CONFIG" --port "$PORT" >"$log_dir/serve.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 120); do
+    if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
+      echo "    llm3d serve (pid $SERVER_PID) answers at $REWARD_URL"
+      return 0
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "llm3d serve exited; its log ($log_dir/serve.log):" >&2
+      tail -20 "$log_dir/serve.log" >&2
+      return 1
+    fi
+    sleep 1
+  done
+  echo "llm3d serve did not answer at $REWARD_URL within 120 s (log: $log_dir/serve.log)" >&2
+  return 1
+}
+
+stop_reward_service() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}

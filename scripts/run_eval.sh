@@ -20,43 +20,14 @@ POLICIES="${POLICIES:-oracle retrieval}"
 OUT="${OUT:-runs/eval}"
 PORT="${PORT:-8765}"
 REWARD_URL="${REWARD_URL:-http://127.0.0.1:$PORT}"
-SERVER_PID=""
 
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap stop_server EXIT
+trap stop_reward_service EXIT
 
 build_examples() {
   python -m training.eval_examples "$DATA"
 }
 
-start_server() {
-  if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
-    echo "    using the reward service at $REWARD_URL"
-    return 0
-  fi
-  mkdir -p "$OUT"
-  llm3d serve --config "$CONFIG" --port "$PORT" >"$OUT/serve.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 120); do
-    if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
-      echo "    llm3d serve (pid $SERVER_PID) answers at $REWARD_URL"
-      return 0
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "llm3d serve exited; its log ($OUT/serve.log):" >&2
-      tail -20 "$OUT/serve.log" >&2
-      return 1
-    fi
-    sleep 1
-  done
-  echo "llm3d serve did not answer at $REWARD_URL within 120 s (log: $OUT/serve.log)" >&2
-  return 1
-}
+start_server() { start_reward_service "$OUT"; }
 
 evaluate() {
   local policy="$1"; shift

@@ -18,44 +18,15 @@ BACKEND="${BACKEND:-}"
 PORT="${PORT:-8000}"
 REWARD_URL="${REWARD_URL:-http://127.0.0.1:$PORT}"
 LOG_DIR="${LOG_DIR:-runs}"
-SERVER_PID=""
 EXTRAS="blender,metrics,farm,training"
 [ "$BACKEND" = "tinker" ] && EXTRAS="$EXTRAS,tinker"
 args=(--config "$CONFIG" --reward-url "$REWARD_URL")
 [ -n "$BACKEND" ] && args+=(--backend "$BACKEND")
 [ -n "${TINY:-}" ] && args+=(--tiny)
 
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap stop_server EXIT
+trap stop_reward_service EXIT
 
-start_server() {
-  if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
-    echo "    using the reward service at $REWARD_URL"
-    return 0
-  fi
-  mkdir -p "$LOG_DIR"
-  llm3d serve --config "$CONFIG" --port "$PORT" >"$LOG_DIR/serve.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 120); do
-    if curl -fsS "$REWARD_URL/healthz" >/dev/null 2>&1; then
-      echo "    llm3d serve (pid $SERVER_PID) answers at $REWARD_URL"
-      return 0
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "llm3d serve exited; its log ($LOG_DIR/serve.log):" >&2
-      tail -20 "$LOG_DIR/serve.log" >&2
-      return 1
-    fi
-    sleep 1
-  done
-  echo "llm3d serve did not answer at $REWARD_URL within 120 s (log: $LOG_DIR/serve.log)" >&2
-  return 1
-}
+start_server() { start_reward_service "$LOG_DIR"; }
 
 step "create or reuse .venv" ensure_venv
 step "install llm3d with the $EXTRAS extras (torch pinned first)" install_extras "$EXTRAS"
