@@ -16,14 +16,12 @@ removed and the earlier result stays.
 
 from __future__ import annotations
 
-import builtins
 import ctypes
 import math
 import sys
 import threading
 import time
 import types
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,7 +29,7 @@ import bpy
 
 import bpy_lib
 from bpy_lib import _mesh
-from worker.sandbox import SAFE_BUILTIN_NAMES, check_policy
+from worker.sandbox import check_policy, restricted_builtins
 
 __all__ = ["PROGRAM_FILENAME", "RunOutcome", "describe_error", "run_program"]
 
@@ -138,24 +136,6 @@ def _facade(scene: bpy.types.Scene) -> types.ModuleType:
     module.export_scene = export_scene  # type: ignore[attr-defined]
     module.__all__ = list(bpy_lib.__all__)  # type: ignore[attr-defined]
     return module
-
-
-def _restricted_builtins(modules: Mapping[str, types.ModuleType]) -> dict[str, Any]:
-    table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
-
-    def restricted_import(
-        name: str,
-        globals: Mapping[str, Any] | None = None,
-        locals: Mapping[str, Any] | None = None,
-        fromlist: Sequence[str] | None = (),
-        level: int = 0,
-    ) -> types.ModuleType:
-        if level != 0 or name not in modules:
-            raise ImportError(f"import of {name!r} is not allowed; allowed: bpy_lib, math")
-        return modules[name]
-
-    table["__import__"] = restricted_import
-    return table
 
 
 class _Watchdog:
@@ -289,7 +269,7 @@ def _execute(code: str, scene: bpy.types.Scene, *, trusted: bool, timeout_s: flo
     facade = _facade(scene)
     namespace: dict[str, Any] = {"__name__": "__main__"}
     if not trusted:
-        namespace["__builtins__"] = _restricted_builtins({"bpy_lib": facade, "math": math})
+        namespace["__builtins__"] = restricted_builtins({"bpy_lib": facade, "math": math})
     view_layer = scene.view_layers[0]
     with bpy.context.temp_override(scene=scene, view_layer=view_layer):
         try:

@@ -14,7 +14,6 @@ scene stays empty.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import ctypes
 import io
@@ -32,7 +31,7 @@ import numpy as np
 
 from worker.exec_protocol import encode_arrays, encode_frame
 from worker.landlock import restrict_writes_to
-from worker.sandbox import SAFE_BUILTIN_NAMES
+from worker.sandbox import restricted_builtins
 from worker.seccomp import forbid_new_processes
 
 __all__ = ["ChildJob", "ChildRuntime", "describe_exception", "run_child"]
@@ -97,28 +96,6 @@ def describe_exception(exc: BaseException, *, memory_mb: int | None = None) -> s
     return f"{text} (line {line})" if line is not None else text
 
 
-def _safe_builtins(runtime: ChildRuntime) -> dict[str, Any]:
-    table = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
-    modules = runtime.modules
-
-    def restricted_import(
-        name: str,
-        globals: Mapping[str, Any] | None = None,
-        locals: Mapping[str, Any] | None = None,
-        fromlist: Sequence[str] | None = (),
-        level: int = 0,
-    ) -> types.ModuleType:
-        if level != 0 or name not in modules:
-            allowed = ", ".join(sorted(modules))
-            raise ImportError(f"import of {name!r} is not allowed; allowed: {allowed}")
-        if name == "bpy_lib" and not fromlist:
-            raise ImportError("write 'from bpy_lib import *' (the module itself is not exposed)")
-        return modules[name]
-
-    table["__import__"] = restricted_import
-    return table
-
-
 def _apply_limits(runtime: ChildRuntime) -> dict[str, str]:
     """Lower the rlimits; return a note for each one the OS refused."""
     notes: dict[str, str] = {}
@@ -179,7 +156,7 @@ def _run_program(job: ChildJob, runtime: ChildRuntime) -> tuple[dict[str, Any], 
     header: dict[str, Any] = {"outcome": "ok"}
     namespace: dict[str, Any] = {"__name__": "__main__"}
     if job.policy:
-        namespace["__builtins__"] = _safe_builtins(runtime)
+        namespace["__builtins__"] = restricted_builtins(runtime.modules)
     start = time.perf_counter()
     try:
         compiled = compile(job.code, PROGRAM_FILENAME, "exec", dont_inherit=True)

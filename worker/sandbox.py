@@ -44,10 +44,13 @@ here still finds nothing to call; the OS layers behind it are in :mod:`worker.bl
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 import string
-from collections.abc import Collection, Iterable, Mapping
+import types
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "FORBIDDEN_ATTRIBUTES",
@@ -57,6 +60,7 @@ __all__ = [
     "PolicyVerdict",
     "check_policy",
     "imports_bpy_lib",
+    "restricted_builtins",
 ]
 
 #: Names a program may not mention at all (load, store or delete).
@@ -556,3 +560,30 @@ class _Checker(ast.NodeVisitor):
 
     def _hint(self) -> str:
         return "allowed: " + ", ".join(sorted(self.allowed))
+
+
+def restricted_builtins(modules: Mapping[str, types.ModuleType]) -> dict[str, Any]:
+    """The ``__builtins__`` a program runs with: :data:`SAFE_BUILTIN_NAMES` and an import hook.
+
+    The hook hands out only ``modules`` (name → the module or facade the program may use), no
+    relative imports, and ``bpy_lib`` only through ``from bpy_lib import ...`` (the module
+    object itself is not exposed). Shared by the fork server's children and the add-on.
+    """
+    table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
+
+    def restricted_import(
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        if level != 0 or name not in modules:
+            allowed = ", ".join(sorted(modules))
+            raise ImportError(f"import of {name!r} is not allowed; allowed: {allowed}")
+        if name == "bpy_lib" and not fromlist:
+            raise ImportError("write 'from bpy_lib import *' (the module itself is not exposed)")
+        return modules[name]
+
+    table["__import__"] = restricted_import
+    return table
