@@ -22,6 +22,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -398,16 +399,19 @@ class BackendPolicy:
         self.fingerprint = (
             fingerprint or f"{name}:{id(backend)}:t{temperature}:m{max_tokens}:s{seed}"
         )
+        self._lock = threading.Lock()
 
     def generate(self, sample: Sample, k: int) -> list[str]:
-        prompt = self.backend.render_prompt(list(sample.messages))
-        (group,) = self.backend.sample(
-            [prompt],
-            k,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
+        # one backend, one model: the runner may call generate() from several threads
+        with self._lock:
+            prompt = self.backend.render_prompt(list(sample.messages))
+            (group,) = self.backend.sample(
+                [prompt],
+                k,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
         return [str(c.text) for c in group]
 
 

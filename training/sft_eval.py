@@ -1,7 +1,7 @@
 """SFT's periodic evaluation through the evaluation runner (:mod:`training.eval_runner`).
 
-:class:`BackendPolicy` lets the runner sample from the model being trained (either
-backend); :func:`eval_runner_evaluator` returns the ``evaluator`` that
+:func:`eval_runner_evaluator` samples the model being trained (either backend) through
+:class:`training.policies.BackendPolicy`; it returns the ``evaluator`` that
 :class:`~training.sft_trainer.SFTTrainer` calls every ``training.eval_every`` steps: the
 held-out split is generated, scored by the reward service and reported by the runner in
 ``<run>/eval/step-NNNNNN/`` (report.json, report.md, plots), and its overall numbers are
@@ -10,47 +10,15 @@ logged beside the training loss (``eval_f_score_mean``, ``eval_execution_rate``,
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from llm3d.config import Config
 from training.backends.base import Backend
 from training.data import Example
+from training.policies import BackendPolicy
 
-__all__ = ["BackendPolicy", "eval_runner_evaluator"]
-
-
-class BackendPolicy:
-    """A :class:`training.policies.Policy` sampling from a training backend's current weights."""
-
-    name = "training"
-
-    def __init__(
-        self, backend: Backend, *, step: int, max_tokens: int, temperature: float, seed: int
-    ) -> None:
-        self.backend = backend
-        self.lock = threading.Lock()  # the runner may call generate() from several threads
-        self.step = step
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.seed = seed
-
-    @property
-    def fingerprint(self) -> str:
-        return f"training:{self.backend.name}:step{self.step}:t{self.temperature}:m{self.max_tokens}:s{self.seed}"
-
-    def generate(self, sample: Any, k: int) -> list[str]:
-        with self.lock:
-            prompt = self.backend.render_prompt(list(sample.messages))
-            group = self.backend.sample(
-                [prompt],
-                k,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=self.seed,
-            )[0]
-        return [c.text for c in group]
+__all__ = ["eval_runner_evaluator"]
 
 
 def eval_runner_evaluator(config: Config, split: Path, out_dir: Path) -> Any:
@@ -77,7 +45,11 @@ def eval_runner_evaluator(config: Config, split: Path, out_dir: Path) -> Any:
         )
         policy = BackendPolicy(
             backend,
-            step=step,
+            name="training",
+            fingerprint=(
+                f"training:{backend.name}:step{step}:t{tc.temperature}"
+                f":m{tc.max_new_tokens}:s{config.seed}"
+            ),
             max_tokens=tc.max_new_tokens,
             temperature=tc.temperature,
             seed=config.seed,
