@@ -20,7 +20,8 @@ from llm3d.exceptions import ConfigError
 __all__ = ["ConfigOption", "JsonOption", "console", "emit_json", "err_console", "load"]
 
 console = Console()
-err_console = Console(stderr=True)
+# Errors are never wrapped: one message stays one line in a log, whatever the terminal width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
