@@ -108,6 +108,11 @@ class ExecutorConfig(Section):
         0, ge=0, description="programs one server runs at once; 0 = one per core"
     )
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
+    huge_pages: bool = Field(
+        True,
+        description="back each fork server's warm heap with transparent huge pages "
+        "(cheaper forks; see worker/hugepages.py)",
+    )
 
 
 class MetricsConfig(Section):
@@ -116,6 +121,11 @@ class MetricsConfig(Section):
     train_points: int = Field(10_000, ge=100, description="surface samples for training rewards")
     eval_points: int = Field(100_000, ge=100, description="surface samples for evaluation")
     unit_cube_points: int = Field(8192, ge=100, description="samples of the unit-cube Chamfer")
+    unit_chamfer: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="report chamfer_unit_x1000 (an evaluation metric): auto = for scores "
+        "taken with at least eval_points samples, not for training rewards",
+    )
     fscore_thresholds: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.05])
     gt_cache_size: int = Field(256, ge=1, description="ground truths kept sampled in memory")
 
