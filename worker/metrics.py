@@ -50,6 +50,7 @@ __all__ = [
     "load_mesh",
     "metric_names",
     "prepare_ground_truth",
+    "wants_unit_chamfer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,13 @@ def _tau_name(tau: float) -> str:
     return f"{tau:g}" if len(f"{tau:g}") > 3 else f"{tau:.2f}"
 
 
-def metric_names(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> tuple[str, ...]:
-    """The metric names for the given F-score thresholds (the default gives METRIC_NAMES)."""
+def metric_names(
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *, unit_chamfer: bool = True
+) -> tuple[str, ...]:
+    """The metric names for the given F-score thresholds (the default gives METRIC_NAMES).
+
+    ``unit_chamfer=False`` leaves out ``chamfer_unit_x1000`` (see :func:`wants_unit_chamfer`).
+    """
     taus = sorted(set(thresholds) | {PRIMARY_THRESHOLD})
     return (
         "chamfer_l2",
@@ -85,8 +91,25 @@ def metric_names(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> tuple[str,
         f"recall_{_tau_name(PRIMARY_THRESHOLD)}",
         "hausdorff_90",
         "normal_consistency",
-        "chamfer_unit_x1000",
+        *(("chamfer_unit_x1000",) if unit_chamfer else ()),
     )
+
+
+def wants_unit_chamfer(config: MetricsConfig, points: int) -> bool:
+    """Whether a score taken with ``points`` samples reports ``chamfer_unit_x1000``.
+
+    DESIGN §3: the unit-cube Chamfer is an *evaluation* metric, for comparison with
+    published CAD-reconstruction results; no reward uses it. It costs a second sample,
+    k-d tree and pair of searches (about a fifth of a training reward's CPU), so with
+    ``metrics.unit_chamfer: auto`` (the default) it is computed for evaluation-grade scores
+    (at least ``metrics.eval_points`` samples) and left out of training rewards;
+    ``always`` / ``never`` force it on or off.
+    """
+    if config.unit_chamfer == "always":
+        return True
+    if config.unit_chamfer == "never":
+        return False
+    return points >= config.eval_points
 
 
 @dataclass(eq=False)
@@ -239,10 +262,12 @@ class GroundTruthCache:
             self._items.clear()
 
 
-def empty_metrics(thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, float]:
+def empty_metrics(
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *, unit_chamfer: bool = True
+) -> dict[str, float]:
     """The metrics of a prediction with no points: no overlap, infinite distances."""
     out: dict[str, float] = {}
-    for name in metric_names(thresholds):
+    for name in metric_names(thresholds, unit_chamfer=unit_chamfer):
         if name.startswith(("chamfer", "hausdorff")):
             out[name] = math.inf
         else:
@@ -279,6 +304,7 @@ def compute_metrics(
     points: int | None = None,
     seed: int | None = None,
     thresholds: Sequence[float] | None = None,
+    unit_chamfer: bool = True,
 ) -> dict[str, float]:
     """Compare a predicted mesh with a prepared ground truth (DESIGN §3).
 
@@ -295,6 +321,9 @@ def compute_metrics(
         Sampling seed; default ``gt.seed`` (a mesh compared with itself scores exactly 0).
     thresholds : sequence of float, optional
         F-score distances; default 0.01, 0.02, 0.05 (0.05 is always included).
+    unit_chamfer : bool
+        Also compute ``chamfer_unit_x1000`` (an evaluation metric: see
+        :func:`wants_unit_chamfer`); when False the key is left out.
 
     Returns
     -------
@@ -315,7 +344,7 @@ def compute_metrics(
         raise ValueError(f"thresholds must be positive distances, got {taus}")
     v, f = as_mesh_arrays(vertices, faces)
     if len(v) == 0:
-        return empty_metrics(taus)
+        return empty_metrics(taus, unit_chamfer=unit_chamfer)
     if not is_finite_mesh(v):
         raise MeshError("the prediction has non-finite (NaN or inf) vertices")
     n_points = gt.points if points is None else points
@@ -341,8 +370,9 @@ def compute_metrics(
     nc_pg = np.abs(np.einsum("ij,ij->i", pred.normals, gt.sample.normals[idx_pg]))
     nc_gp = np.abs(np.einsum("ij,ij->i", gt.sample.normals, pred.normals[idx_gp]))
     out["normal_consistency"] = 0.5 * (float(nc_pg.mean()) + float(nc_gp.mean()))
-    out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt, sample_seed)
-    return {name: out[name] for name in metric_names(taus)}
+    if unit_chamfer:
+        out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt, sample_seed)
+    return {name: out[name] for name in metric_names(taus, unit_chamfer=unit_chamfer)}
 
 
 def _unit_chamfer_x1000(

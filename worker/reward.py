@@ -32,7 +32,7 @@ import numpy as np
 
 from llm3d.config import ExecutorConfig, MetricsConfig
 from llm3d.exceptions import MeshError
-from worker.metrics import GroundTruth, compute_metrics
+from worker.metrics import GroundTruth, compute_metrics, wants_unit_chamfer
 from worker.sampling import is_finite_mesh
 from worker.types import ExecResult, ExecStatus
 
@@ -229,6 +229,7 @@ def compute_reward(
     points: int | None = None,
     seed: int = 0,
     executor_config: ExecutorConfig | None = None,
+    unit_chamfer: bool | None = None,
 ) -> RewardBreakdown:
     """Score one program run against its ground truth (DESIGN §4).
 
@@ -248,6 +249,10 @@ def compute_reward(
         Sampling seed of the prediction.
     executor_config : ExecutorConfig, optional
         ``min_faces`` / ``max_vertices`` of the geometry gates (default: built-in).
+    unit_chamfer : bool, optional
+        Report ``chamfer_unit_x1000`` (no reward uses it); default from
+        ``metrics_config.unit_chamfer`` and the sample count
+        (:func:`worker.metrics.wants_unit_chamfer`).
 
     Returns
     -------
@@ -290,14 +295,18 @@ def compute_reward(
     if status is ExecStatus.OK:
         if gt is None:
             raise ValueError("a ground truth is needed to score a program that made a mesh")
+        n_points = points if points is not None else gt.points
+        if unit_chamfer is None:
+            unit_chamfer = wants_unit_chamfer(metrics_config, n_points)
         try:
             metrics = compute_metrics(
                 result.vertices,
                 result.faces,
                 gt,
-                points=points if points is not None else gt.points,
+                points=n_points,
                 seed=seed,
                 thresholds=metrics_config.fscore_thresholds,
+                unit_chamfer=unit_chamfer,
             )
         except MeshError as exc:
             status, error = ExecStatus.DEGENERATE, f"unusable mesh: {exc}"

@@ -69,22 +69,28 @@ class ScoreSettings:
     seed: int
     timeout_s: float
     thresholds: tuple[float, ...]
+    #: report ``chamfer_unit_x1000`` (decided by the API from its config, obeyed by workers)
+    unit_chamfer: bool = True
 
     @classmethod
     def from_config(
         cls, config: Config, *, points: int | None = None, timeout_s: float | None = None
     ) -> ScoreSettings:
         """The settings of ``config``, with a request's ``points`` / ``timeout_s`` on top."""
+        from worker.metrics import wants_unit_chamfer
+
         default_points = (
             config.metrics.train_points
             if config.reward.points == "train"
             else config.metrics.eval_points
         )
+        n_points = points or default_points
         return cls(
-            points=points or default_points,
+            points=n_points,
             seed=config.seed,
             timeout_s=timeout_s or config.executor.timeout_s,
             thresholds=tuple(config.metrics.fscore_thresholds),
+            unit_chamfer=wants_unit_chamfer(config.metrics, n_points),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +103,7 @@ class ScoreSettings:
             seed=int(data["seed"]),
             timeout_s=float(data["timeout_s"]),
             thresholds=tuple(float(t) for t in data["thresholds"]),
+            unit_chamfer=bool(data.get("unit_chamfer", True)),
         )
 
 
@@ -283,6 +290,7 @@ def score_job(
         points=settings.points,
         seed=settings.seed,
         executor_config=executor_config,
+        unit_chamfer=settings.unit_chamfer,
     )
     return RewardResult(
         id=job.item_id,

@@ -115,6 +115,9 @@ def _score(pred: LoadedInput, gt: Any, *, points: int, seed: int, cfg: Any) -> d
     from worker.reward import F_SCORE_KEY, compute_reward, gated_reward, geometry_status
     from worker.types import ExecResult, ExecStatus
 
+    # One comparison by hand: every metric, the unit-cube Chamfer too unless it is "never"
+    # (the reward service leaves it out of training rewards; see wants_unit_chamfer).
+    unit_chamfer = cfg.metrics.unit_chamfer != "never"
     if pred.is_program:
         assert pred.result is not None and pred.code is not None
         breakdown = compute_reward(
@@ -125,6 +128,7 @@ def _score(pred: LoadedInput, gt: Any, *, points: int, seed: int, cfg: Any) -> d
             points=points,
             seed=seed,
             executor_config=cfg.executor,
+            unit_chamfer=unit_chamfer,
         )
         out = breakdown.to_dict()
         out["seconds"] = round(pred.result.seconds, 4)
@@ -142,6 +146,7 @@ def _score(pred: LoadedInput, gt: Any, *, points: int, seed: int, cfg: Any) -> d
             points=points,
             seed=seed,
             thresholds=cfg.metrics.fscore_thresholds,
+            unit_chamfer=unit_chamfer,
         )
     gate, gated = gated_reward(status, metrics.get(F_SCORE_KEY))
     return {

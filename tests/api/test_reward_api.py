@@ -157,6 +157,26 @@ def test_identical_items_hit_the_cache(farm: Farm, auth: dict[str, str]) -> None
     assert hits and float(hits[0].split()[-1]) >= 2
 
 
+def test_unit_cube_chamfer_is_reported_for_evaluation_not_for_training(
+    farm: Farm, auth: dict[str, str]
+) -> None:
+    """DESIGN §3: ``chamfer_unit_x1000`` is an evaluation metric; training rewards skip it."""
+    code = perturb(TABLE, 0.95) + f"# nonce {uuid.uuid4().hex}\n"
+    train = batch(farm, auth, [item(code, TABLE, id="train")]).results[0]
+    assert train.status == "ok"
+    assert "chamfer_unit_x1000" not in train.metrics
+    assert {"chamfer_l2", "f_score_0.05", "hausdorff_90", "normal_consistency"} <= set(
+        train.metrics
+    )
+    # the farm's eval_points is 4000 (tests/api/farm.py): a request at that count is evaluation
+    evaluation = batch(farm, auth, [item(code, TABLE, id="eval")], points=4000).results[0]
+    assert not evaluation.cached, "a different sample count is a different score"
+    assert evaluation.metrics["chamfer_unit_x1000"] > 0
+    assert evaluation.metrics["f_score_0.05"] == pytest.approx(
+        train.metrics["f_score_0.05"], abs=0.05
+    )
+
+
 def test_oversize_program_is_refused_per_item(farm: Farm, auth: dict[str, str]) -> None:
     big = UNIT_BOX + "# " + "x" * (70 * 1024) + "\n"
     response = batch(farm, auth, [item(big, UNIT_BOX, id="big"), item(UNIT_BOX, UNIT_BOX)])

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from llm3d.config import MetricsConfig
 from llm3d.exceptions import MeshError
 from tests.helpers import meshes
 from tests.helpers.reference_metrics import reference_metrics
@@ -18,6 +19,7 @@ from worker.metrics import (
     compute_metrics,
     metric_names,
     prepare_ground_truth,
+    wants_unit_chamfer,
 )
 from worker.nearest import NearestIndex
 from worker.sampling import box_normalisation, sample_surface
@@ -89,6 +91,36 @@ def test_names_are_the_flat_names_of_design() -> None:
         "normal_consistency",
         "chamfer_unit_x1000",
     )
+
+
+def test_unit_cube_chamfer_is_optional_and_changes_nothing_else() -> None:
+    gt_mesh = meshes.unit_cube()
+    gt = prepare_ground_truth(*gt_mesh, points=3000, seed=0)
+    pred = (gt_mesh[0] * np.array([1.1, 0.9, 1.0]) + 0.02, gt_mesh[1])
+    full = compute_metrics(*pred, gt)
+    lean = compute_metrics(*pred, gt, unit_chamfer=False)
+    assert tuple(lean) == metric_names(unit_chamfer=False) == METRIC_NAMES[:-1]
+    assert lean == {k: v for k, v in full.items() if k != "chamfer_unit_x1000"}
+    assert full["chamfer_unit_x1000"] > 0
+    assert "chamfer_unit_x1000" not in compute_metrics(
+        np.zeros((0, 3)), np.zeros((0, 3), int), gt, unit_chamfer=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "points", "expected"),
+    [
+        ("auto", 10_000, False),  # a training reward
+        ("auto", 100_000, True),  # evaluation
+        ("always", 10_000, True),
+        ("never", 100_000, False),
+    ],
+)
+def test_unit_cube_chamfer_is_an_evaluation_metric_by_default(
+    mode: str, points: int, expected: bool
+) -> None:
+    config = MetricsConfig.model_validate({"unit_chamfer": mode})
+    assert wants_unit_chamfer(config, points) is expected
 
 
 def test_a_cube_against_itself_is_perfect(cube_gt) -> None:  # type: ignore[no-untyped-def]
