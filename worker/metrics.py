@@ -177,13 +177,13 @@ def prepare_ground_truth(
         raise MeshError("the ground truth has non-finite (NaN or inf) vertices; fix the mesh")
     transform = box_normalisation(v)
     normalised = transform.apply(v)
-    sample = sample_surface(normalised, f, points, seed)
+    sample = sample_surface(normalised, f, points, seed, by_face=True)
     if not np.any(sample.normals):
         raise MeshError(
             "the ground truth has no surface area (no face with positive area); "
             "a ground truth must be a triangle mesh with real faces"
         )
-    unit_sample = sample_surface(normalised, f, unit_cube_points, seed)
+    unit_sample = sample_surface(normalised, f, unit_cube_points, seed, by_face=True)
     return GroundTruth(
         transform=transform,
         sample=sample,
@@ -351,7 +351,7 @@ def compute_metrics(
     sample_seed = gt.seed if seed is None else seed
     bound = max(taus)
 
-    pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed)
+    pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed, by_face=True)
     d2_pg, idx_pg = _nearest_from(gt.index, pred, bound)
     pred_index = NearestIndex(pred.points, deduplicate=pred.on_vertices)
     d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
@@ -385,7 +385,7 @@ def _unit_chamfer_x1000(
         # A single point has no box: it stays a point at the origin of the unit cube.
         x, y, z = (float(c) for c in vertices[0])
         own = Normalisation(centre=(x, y, z), scale=1.0)
-    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), seed)
+    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), seed, by_face=True)
     d2_pg, _ = _nearest_from(gt.unit_index, sample, 0.05)
     d2_gp, _ = NearestIndex(sample.points, deduplicate=sample.on_vertices).nearest(
         gt.unit_sample.points, bound=0.05

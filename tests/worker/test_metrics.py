@@ -65,6 +65,22 @@ def test_zero_area_faces_are_never_sampled_and_duplicates_change_nothing() -> No
         assert np.array_equal(base.points, other.points)
 
 
+def test_by_face_lists_the_same_points_with_neighbours_together() -> None:
+    v, f = meshes.sphere()
+    drawn = sample_surface(v, f, 5000, seed=3)
+    grouped = sample_surface(v, f, 5000, seed=3, by_face=True)
+    # the same set of points (and normals), only the order differs
+    key = np.lexsort(drawn.points.T)
+    key_grouped = np.lexsort(grouped.points.T)
+    assert np.array_equal(drawn.points[key], grouped.points[key_grouped])
+    assert np.array_equal(drawn.normals[key], grouped.normals[key_grouped])
+
+    def step(points: np.ndarray) -> float:
+        return float(np.linalg.norm(np.diff(points, axis=0), axis=1).mean())
+
+    assert step(grouped.points) < 0.5 * step(drawn.points), "consecutive points lie close"
+
+
 def test_box_normalisation_fits_the_unit_cube_and_rejects_a_point() -> None:
     vertices = np.array([[1.0, 2.0, 3.0], [5.0, 3.0, 4.0]])
     t = box_normalisation(vertices)
