@@ -38,6 +38,9 @@ __all__ = ["ChildJob", "ChildRuntime", "describe_exception", "run_child"]
 
 PROGRAM_FILENAME = "<program>"
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+#: What ``ps``/``top`` show for a child running a program (the server is ``llm3d-forksrv``).
+CHILD_NAME = b"llm3d-program"
 _EXIT_NO_RESULT = 70
 
 
@@ -133,6 +136,7 @@ def _prepare_process(job: ChildJob, runtime: ChildRuntime) -> None:
         signal.signal(sig, signal.SIG_DFL)
     if runtime.libc is not None:
         runtime.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        runtime.libc.prctl(_PR_SET_NAME, CHILD_NAME, 0, 0, 0)
     if job.server_pid and os.getppid() != job.server_pid:
         os._exit(_EXIT_NO_RESULT)  # the server died before the death signal was armed
     for fd in job.server_fds:

@@ -54,6 +54,8 @@ from worker.verb_guard import guard_verb
 logger = logging.getLogger("llm3d.blender_server")
 
 _CLONE_NEWNET = 0x40000000
+_PR_SET_NAME = 15
+SERVER_NAME = b"llm3d-forksrv"
 #: Largest request (code is at most max_code_bytes; this bounds a broken client).
 MAX_REQUEST_BYTES = 4 << 20
 #: Largest result frame a child may send (100k vertices need ~1.2 MB; this is generous).
@@ -519,6 +521,8 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
         libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
     except OSError:
         libc = None
+    if libc is not None:  # ps/top tell the server and its children from other Pythons
+        libc.prctl(_PR_SET_NAME, SERVER_NAME, 0, 0, 0)
     runtime = ChildRuntime(
         allowed_imports=frozenset(config.allowed_imports),
         modules=modules,

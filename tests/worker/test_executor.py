@@ -243,6 +243,14 @@ def test_child_runs_in_an_empty_private_directory(unsafe_executor: Executor) -> 
     assert not Path(cwd1).exists()
 
 
+def test_ps_names_the_server_and_the_program_child(unsafe_executor: Executor) -> None:
+    code = "from bpy_lib import *\nprint(open('/proc/self/comm').read().strip())\n"
+    result = unsafe_executor.run(code)
+    assert result.stdout.strip() == "llm3d-program"
+    server = unsafe_executor.server_pid
+    assert Path(f"/proc/{server}/comm").read_text().strip() == "llm3d-forksrv"
+
+
 # -- concurrency, pool, restart --------------------------------------------------------
 
 
