@@ -11,7 +11,10 @@ The settings follow Celery's guidance for long, idempotent, CPU-bound tasks:
   them), bounding any slow leak;
 - soft and hard time limits *nested above* the executor's own timeout: the executor kills a
   slow program first (status ``timeout``); the soft limit only fires when the executor itself
-  hangs (result ``infra_error``), the hard limit when even that does not return.
+  hangs (result ``infra_error``), the hard limit when even that does not return;
+- ``worker_consumer``: Celery's consumer with a safe teardown of a lost Redis connection
+  (:mod:`worker.consumer`): without it a Redis restart could shut the worker down for good
+  ("Unrecoverable error") instead of letting it reconnect.
 
 The module-level :data:`app` is built from the configuration of the environment
 (``LLM3D_FARM__REDIS_URL`` ...), which is how ``celery -A`` finds it; creating it opens no
@@ -89,6 +92,8 @@ def configure(celery: Celery, config: Config) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # reconnects after a Redis restart instead of dying on kombu's teardown (see there)
+        worker_consumer="worker.consumer:Consumer",
         worker_hijack_root_logger=False,
         task_send_sent_event=False,
         worker_send_task_events=False,

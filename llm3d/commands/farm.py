@@ -86,7 +86,10 @@ def worker_command(
         str | None, typer.Option(help="Queue to consume (default farm.queue).")
     ] = None,
 ) -> None:
-    """Run a Celery worker on the ``blender`` queue (Redis at farm.redis_url)."""
+    """Run a Celery worker on the ``blender`` queue (Redis at farm.redis_url).
+
+    Exits with the worker's status: 0 after a requested shutdown, non-zero when it failed.
+    """
     _one_thread_per_process()
     from worker import tasks
     from worker.celery_app import app, configure
@@ -96,8 +99,10 @@ def worker_command(
     configure(app, cfg)
     tasks.use_config(cfg)
     processes = cfg.farm.concurrency or os.cpu_count() or 1
-    app.worker_main(
+    status = _run_celery(
         [
+            "--app",
+            "worker.celery_app:app",  # the app configured above (the module is imported)
             "worker",
             "--queues",
             cfg.farm.queue,
@@ -111,6 +116,25 @@ def worker_command(
             "--without-mingle",
         ]
     )
+    if status:
+        raise typer.Exit(status)
+
+
+def _run_celery(argv: list[str]) -> int:
+    """Run Celery's command line on ``argv``; its exit status.
+
+    Not ``app.worker_main``/``app.start``: they drop the status, so a worker that died (an
+    "Unrecoverable error", status 1) exited 0 and looked like a requested stop to its
+    supervisor (a restart policy on failure, a health check, a shell loop).
+    """
+    from celery.bin.celery import celery
+    from click.exceptions import Exit
+
+    try:
+        status = celery.main(args=argv, standalone_mode=False)
+    except Exit as exc:  # raised rather than returned by some click versions
+        status = exc.exit_code
+    return int(status or 0)
 
 
 def health_command(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 LLM3D = shutil.which("llm3d", path=str(Path(sys.executable).parent)) or "llm3d"
+REPO = Path(__file__).resolve().parents[2]
 REDIS_DOWN = "redis://127.0.0.1:1/0"  # port 1: nothing listens, connection refused at once
 
 
@@ -116,3 +117,47 @@ def test_doctor_ok_with_the_real_redis() -> None:
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["redis"]["status"] == "OK", checks["redis"]
     assert proc.returncode == 0
+
+
+FAILING_WORKER = """
+import sys
+
+from celery import Celery
+from celery.exceptions import WorkerShutdown
+from celery.worker.consumer import Consumer
+
+
+class Failing(Consumer):
+    def start(self):
+        if sys.argv[1] == "shutdown":
+            raise WorkerShutdown(0)  # what a requested (warm) shutdown raises
+        raise RuntimeError("the consumer died")
+
+
+app = Celery("failing", broker="memory://")
+app.conf.worker_consumer = "failing_worker:Failing"
+
+if __name__ == "__main__":
+    from llm3d.commands.farm import _run_celery
+
+    sys.exit(_run_celery(["--app", "failing_worker:app", "worker", "--pool", "solo"]))
+"""
+
+
+@pytest.mark.parametrize(("how", "status"), [("shutdown", 0), ("crash", 1)])
+def test_worker_exits_with_the_celery_workers_status(tmp_path: Path, how: str, status: int) -> None:
+    """`llm3d worker` runs Celery's worker through ``_run_celery``, which keeps its exit status:
+    a worker that died ("Unrecoverable error") must not exit 0 like a requested shutdown."""
+    (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, "failing_worker.py", how],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == status, proc.stderr[-3000:]
+    assert ("Unrecoverable error" in proc.stderr) is (status != 0), proc.stderr[-3000:]

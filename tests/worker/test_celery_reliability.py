@@ -1,16 +1,22 @@
 """The farm under faults, with real processes: a worker killed mid-batch, Redis restarted
-mid-job, and a batch full of hostile programs and timeouts.
+mid-job, a network fault that the worker notices on one socket before the others, and a batch
+full of hostile programs and timeouts.
 
 The killed-worker and Redis tests use short visibility timeouts so that redelivery happens
-within seconds; the Redis test runs its own ``redis-server`` (never the shared one).
+within seconds; the Redis tests run their own ``redis-server`` (never the shared one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ import pytest
 
 from llm3d.config import load_config
 from tests.api.farm import Farm, needs_redis, private_redis, redis_available, start_farm
+from worker.consumer import close_lost_channels
 from worker.executor import Executor
 from worker.metrics import GroundTruthCache
 from worker.samples import HOSTILE, OBJECTS, TIMEOUT, perturb
@@ -139,6 +146,206 @@ def test_redis_restart_during_a_job_gives_503_then_completes(tmp: Path) -> None:
             assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
         finally:
             farm.stop()
+
+
+@dataclass(eq=False)
+class _Link:
+    """One proxied connection: the client's socket, Redis's, and what the client sent."""
+
+    client: socket.socket
+    server: socket.socket
+    sent: set[bytes] = field(default_factory=set)  # which of WATCHED the client sent
+    held: bool = False  # Redis's replies are dropped, as if the network lost them
+
+    WATCHED = (b"BRPOP", b"SUBSCRIBE")
+
+    def cut(self) -> None:
+        for sock in (self.client, self.server):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class FaultyNetwork:
+    """A TCP proxy in front of Redis whose connections a test cuts one kind at a time.
+
+    :meth:`partition` is a fault that a client notices on some sockets before others: new
+    connections are refused, every connection is cut (the client reads EOF) except those
+    waiting on a ``BRPOP``, whose replies are silently dropped. :meth:`heal` ends it.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = redis_url.replace(host_port, f"127.0.0.1:{self.listener.getsockname()[1]}")
+        self.links: list[_Link] = []
+        self.refused = 0
+        self.refusing = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.refusing:
+                self.refused += 1
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            link = _Link(client, server)
+            with self.lock:
+                self.links.append(link)
+            threading.Thread(target=self._pump, args=(link, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(link, False), daemon=True).start()
+
+    def _pump(self, link: _Link, upstream: bool) -> None:
+        src, dst = (link.client, link.server) if upstream else (link.server, link.client)
+        try:
+            while data := src.recv(65536):
+                if upstream:
+                    link.sent.update(w for w in link.WATCHED if w in data)
+                elif link.held:
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        link.cut()
+
+    def partition(self) -> None:
+        with self.lock:
+            self.refusing = True
+            for link in self.links:
+                if b"BRPOP" in link.sent and b"SUBSCRIBE" not in link.sent:
+                    link.held = True
+                else:
+                    link.cut()
+
+    def heal(self) -> None:
+        with self.lock:
+            for link in self.links:
+                link.cut()
+            self.links.clear()
+            self.refusing = False
+
+    def close(self) -> None:
+        self.listener.close()
+        self.heal()
+
+
+@pytest.mark.redis
+def test_teardown_of_a_lost_connection_does_not_fail_on_a_pending_brpop(tmp: Path) -> None:
+    """The broker state that killed the worker's consumer (worker/consumer.py), with kombu alone:
+    a task channel with a ``BRPOP`` outstanding and an unacknowledged message, and a control
+    channel on an auto-delete fanout queue, when Redis goes away. After
+    :func:`close_lost_channels`, Celery's teardown (``collect()`` then ``close()``) passes (it
+    raised ``AttributeError`` before) and the unacknowledged message is still in Redis."""
+    import redis
+    from kombu import Connection, Consumer, Exchange, Queue
+
+    with private_redis(tmp) as (url, redis_proc):
+        conn = Connection(url, transport_options={"visibility_timeout": 8})
+        tasks = Queue("tasks", Exchange("tasks", "direct"), "tasks")
+        task_channel = conn.default_channel
+        received: list[object] = []
+        consumer = Consumer(task_channel, [tasks], callbacks=[lambda _b, m: received.append(m)])
+        consumer.qos(prefetch_count=2)
+        consumer.consume()
+        control = Queue("control", Exchange("control", "fanout"), auto_delete=True)
+        Consumer(conn.channel(), [control], callbacks=[lambda _b, _m: None], no_ack=True).consume()
+        with conn.Producer() as producer:
+            producer.publish(
+                {"n": 1}, exchange=tasks.exchange, routing_key="tasks", declare=[tasks]
+            )
+        for _ in range(20):  # deliver the message, then let the next BRPOP go out
+            with contextlib.suppress(socket.timeout):
+                conn.drain_events(timeout=0.3)
+            if received and task_channel._in_poll:
+                break
+        assert received and task_channel._in_poll, "one message unacked, a BRPOP outstanding"
+
+        redis_proc.kill(signal.SIGTERM)
+        assert close_lost_channels(conn) >= 1
+        assert task_channel.closed
+        conn.collect(socket_timeout=1)  # what Celery's consumer does next
+        conn.close()
+
+        redis_proc.start()
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 30
+        while not redis_available(url):
+            assert time.monotonic() < deadline, redis_proc.tail()
+            time.sleep(0.1)
+        assert client.llen("tasks") + client.hlen("unacked") == 1, "the message is not lost"
+
+
+@pytest.mark.redis
+def test_worker_keeps_consuming_when_it_notices_a_lost_redis_on_another_socket_first(
+    tmp: Path,
+) -> None:
+    """The Redis-restart flake made deterministic: while a task runs (unacknowledged) and the
+    worker's ``BRPOP`` waits, the worker loses Redis on its remote-control (pub/sub) socket
+    first, while the ``BRPOP`` socket stays silent. Celery's teardown used to die on it
+    (``Unrecoverable error: AttributeError``) and the worker, alive, never consumed again."""
+    with private_redis(tmp) as (redis_url, _redis_proc):
+        network = FaultyNetwork(redis_url)
+        farm = start_farm(
+            "celery",
+            tmp,
+            redis_url=network.url,
+            extra_env={"LLM3D_FARM__VISIBILITY_TIMEOUT_S": "8"},
+            workers=1,
+        )
+        try:
+            slow = {"id": "slow", "code": nonce(TIMEOUT.code, 0), "reference": {"code": UNIT_BOX}}
+            job_url = submit(farm, [slow], timeout_s=6.0)
+            deadline = time.monotonic() + 60
+            while not any(b"BRPOP" in link.sent for link in network.links) or not _active(farm):
+                assert time.monotonic() < deadline, f"the task never started\n{farm.logs()}"
+                time.sleep(0.2)
+
+            network.partition()
+            deadline = time.monotonic() + 30
+            while network.refused < 1:  # the worker noticed, on its pub/sub socket
+                assert time.monotonic() < deadline, f"the worker did not notice\n{farm.logs()}"
+                time.sleep(0.1)
+            time.sleep(8.0)  # past the teardown's 5 s bound on the silent BRPOP socket
+            network.heal()
+
+            assert poll(farm, job_url, timeout=120)["state"] == "done", farm.logs()
+            items = [
+                {"id": f"a{i}", "code": nonce(UNIT_BOX, i), "reference": {"code": UNIT_BOX}}
+                for i in range(6)
+            ]
+            state = poll(farm, submit(farm, items), timeout=120)
+            results = assert_one_result_each(state, items)
+            assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
+            assert farm.workers[0].alive()
+            assert "Unrecoverable error" not in farm.workers[0].tail(10**7)
+        finally:
+            farm.stop()
+            network.close()
+
+
+def _active(farm: Farm) -> bool:
+    """Whether the farm's worker is running a task (asked over Celery's remote control)."""
+    from celery import Celery
+
+    app = Celery(broker=farm.env["LLM3D_FARM__REDIS_URL"])
+    try:
+        replies = app.control.inspect(timeout=1.0).active() or {}
+    finally:
+        app.close()
+    return any(replies.values())
 
 
 def _direct_rewards(codes: dict[str, str], settings: ScoreSettings) -> dict[str, float | None]:

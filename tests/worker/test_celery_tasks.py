@@ -46,6 +46,8 @@ def test_app_is_configured_for_long_idempotent_tasks(config: Config) -> None:
     transport = conf.broker_transport_options
     assert transport["visibility_timeout"] == config.farm.visibility_timeout_s > hard
     assert transport["unacked_restore_throttle"] == 1
+    # survives kombu's teardown of a lost Redis connection (worker/consumer.py)
+    assert conf.worker_consumer == "worker.consumer:Consumer"
 
 
 def test_a_visibility_timeout_below_the_hard_limit_is_warned_about(
