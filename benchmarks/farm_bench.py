@@ -275,7 +275,7 @@ def main() -> None:
     parser.add_argument(
         "--worker-concurrency", type=int, default=1, help="processes per Celery worker"
     )
-    parser.add_argument("--naive", type=int, default=8, help="items of the naive baseline")
+    parser.add_argument("--naive", type=int, default=16, help="items of the naive baseline")
     parser.add_argument("--naive-parallel", type=int, default=None)
     parser.add_argument(
         "--redis-url", default=os.environ.get("LLM3D_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
