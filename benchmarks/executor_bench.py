@@ -11,7 +11,10 @@ Programs: a trivial cube and the ``bpy_lib/examples`` programs. Measured, each w
   inside the process that ran it), and for the fork server the server's own fork-to-answer
   time (what is left of the latency is the caller's side and scheduling on a busy machine);
 * **parallel** — one stream per core, cube and examples: the fork-server pool (one server
-  per core) versus one naive process per core; programs/s.
+  per core) versus one naive process per core; programs/s;
+* **CPU per program** — the CPU time (server plus its children, from ``/proc``) one program
+  costs, with the server's heap on huge pages (``executor.huge_pages``) and without: what
+  bounds throughput when every core is busy.
 
 The naive way is ``python -c 'import bpy, bpy_lib; <clear scene>; exec(code); <arrays>'``
 per program (no sandbox at all, so it flatters the naive side). Results print as a table and
@@ -122,6 +125,28 @@ def parallel_throughput(run: Any, codes: list[str], streams: int) -> float:
     return len(codes) / (time.perf_counter() - start)
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its reaped children (utime+stime+cutime+cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_program(config: ExecutorConfig, codes: list[str], runs: int) -> dict[str, float]:
+    """Milliseconds of CPU per program, huge pages on and off, on the same programs."""
+    out: dict[str, float] = {}
+    for huge in (False, True):
+        with Executor(config.model_copy(update={"huge_pages": huge})) as ex:
+            for code in codes[:3]:
+                ex.run(code)
+            pid = ex.server_pid
+            assert pid is not None
+            before = server_cpu_s(pid)
+            for i in range(runs):
+                ex.run(codes[i % len(codes)])
+            out["huge_pages" if huge else "small_pages"] = 1e3 * (server_cpu_s(pid) - before) / runs
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trivial", type=int, default=200, help="fork-server cube runs")
@@ -183,8 +208,13 @@ def main(argv: list[str] | None = None) -> int:
                 "naive_programs_per_s": naive_rate,
                 "speedup": pool_rate / naive_rate,
             }
+    cpu = {
+        "cube": cpu_per_program(config, [CUBE], 4 * args.trivial // 5),
+        "examples": cpu_per_program(config, example_codes, 2 * len(example_codes)),
+    }
     report["sequential"] = rows
     report["parallel"] = parallel
+    report["cpu_ms_per_program"] = cpu
     report["speedup_sequential"] = {
         "cube": rows["cube / fork server"]["programs_per_s"]
         / rows["cube / naive process"]["programs_per_s"],
@@ -223,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             f"parallel, {args.streams} streams, {name}: pool "
             f"{par['fork_pool_programs_per_s']:.1f}/s vs naive "
             f"{par['naive_programs_per_s']:.2f}/s = {par['speedup']:.1f}x"
+        )
+    for name, row in cpu.items():
+        console.print(
+            f"CPU per program, {name}: {row['small_pages']:.1f} ms on 4 KiB pages, "
+            f"{row['huge_pages']:.1f} ms with the warm heap on huge pages"
         )
     target_ok = seq["cube"] >= 30 and rows["cube / fork server"]["overhead_p50_ms"] < 50
     console.print(
