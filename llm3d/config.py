@@ -194,7 +194,12 @@ class FarmConfig(Section):
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "blender"
     concurrency: int = Field(0, ge=0, description="worker processes; 0 = one per core")
-    max_tasks_per_child: int = Field(500, ge=1)
+    max_tasks_per_child: int = Field(
+        20_000,
+        ge=1,
+        description="tasks before a worker process (and its fork server) is replaced; "
+        "programs run in forked children, so this only bounds slow leaks of trusted code",
+    )
     task_margin_s: float = Field(30.0, ge=1, description="task soft limit above the executor's")
     visibility_timeout_s: float = Field(
         900.0, ge=5, description="unacked tasks of a lost worker are redelivered after this"

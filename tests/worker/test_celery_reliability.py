@@ -103,6 +103,54 @@ def test_killed_worker_mid_batch_every_item_gets_exactly_one_result(tmp: Path) -
         farm.stop()
 
 
+def _fork_servers_under(worker_pid: int) -> set[int]:
+    """Fork servers whose parent is a pool process of the Celery worker ``worker_pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "llm3d-forksrv":
+                continue
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            grandparent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if grandparent == worker_pid:
+            found.add(int(entry.name))
+    return found
+
+
+@needs_redis
+@pytest.mark.redis
+def test_recycled_worker_processes_keep_scoring(tmp: Path) -> None:
+    """farm.max_tasks_per_child replaces a pool process (and its fork server) mid-batch."""
+    farm = start_farm("celery", tmp, extra_env={"LLM3D_FARM__MAX_TASKS_PER_CHILD": "3"}, workers=1)
+    try:
+        items = [
+            {"id": f"c{i:02d}", "code": nonce(UNIT_BOX, i), "reference": {"code": UNIT_BOX}}
+            for i in range(16)
+        ]
+        url = submit(farm, items)
+        servers: set[int] = set()
+        deadline = time.monotonic() + 180
+        state: dict[str, Any] = {}
+        with farm.client() as http:
+            while time.monotonic() < deadline:
+                servers |= _fork_servers_under(farm.workers[0].pid)
+                state = http.get(url).json()
+                if state["state"] in {"done", "failed"}:
+                    break
+                time.sleep(0.05)
+        results = assert_one_result_each(state, items)
+        assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
+        assert all(r["reward"] > 0.95 for r in results)
+        # 16 tasks over 2 pool processes replaced every 3 tasks: several generations
+        assert len(servers) >= 3, f"fork servers seen: {sorted(servers)}\n{farm.logs()}"
+    finally:
+        farm.stop()
+
+
 @pytest.mark.redis
 def test_redis_restart_during_a_job_gives_503_then_completes(tmp: Path) -> None:
     with private_redis(tmp) as (url, redis_proc):
