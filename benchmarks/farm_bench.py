@@ -13,7 +13,8 @@ What is measured, per backend and batch size (every item a distinct program, so 
   HTTP, validation, cache lookup and serialization divided by the item count;
 - naive: ``--naive`` items, each in a new ``python -c 'import bpy ...'`` process running
   the program and scoring it, ``--naive-parallel`` processes at a time (default: as many
-  as the farm's servers, for a like-for-like comparison).
+  as the farm's servers, for a like-for-like comparison); half of them before the farm
+  runs and half after, so that a drift of the machine's speed hits both sides alike.
 
 Targets (issue 7): farm ≥ 30× the naive throughput, API overhead < 5 ms per item. Timings
 on a shared 2-core machine are noisy; the table says what was measured. Results go to
@@ -267,6 +268,22 @@ def bench_naive(n: int, parallel: int) -> dict[str, Any]:
     }
 
 
+def combine_naive(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One baseline from the runs before and after the farm: all items over all wall time."""
+    items = before["batch"] + after["batch"]
+    wall = before["batch_seconds"] + after["batch_seconds"]
+    return {
+        **before,
+        "batch": items,
+        "items_per_s": items / wall,
+        "batch_seconds": wall,
+        "item_p50_s": (before["item_p50_s"] + after["item_p50_s"]) / 2,
+        "item_p95_s": max(before["item_p95_s"], after["item_p95_s"]),
+        "before_items_per_s": before["items_per_s"],
+        "after_items_per_s": after["items_per_s"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="64,256,1024")
@@ -286,10 +303,18 @@ def main() -> None:
     if "celery" in backends and shutil.which("redis-server") is None:
         console.log("[yellow]no redis-server here; is Redis reachable at --redis-url?[/]")
 
-    naive = bench_naive(args.naive, args.naive_parallel or args.servers)
-    rows: list[dict[str, Any]] = [naive]
+    # The naive baseline brackets the farm runs (half before, half after), so that a change
+    # of the machine's speed during the run (a shared VM) hits both sides alike.
+    parallel = args.naive_parallel or args.servers
+    before = bench_naive(max(1, args.naive // 2), parallel)
+    farm_rows: list[dict[str, Any]] = []
     for backend in backends:
-        rows += bench_backend(backend, sizes, args.servers, args.redis_url, args.worker_concurrency)
+        farm_rows += bench_backend(
+            backend, sizes, args.servers, args.redis_url, args.worker_concurrency
+        )
+    after = bench_naive(max(1, args.naive - args.naive // 2), parallel)
+    naive = combine_naive(before, after)
+    rows: list[dict[str, Any]] = [naive, *farm_rows]
 
     table = Table(
         title=f"reward farm: {args.servers} fork servers (inline) / Celery workers × "
@@ -323,6 +348,10 @@ def main() -> None:
             ", ".join(f"{k}:{v}" for k, v in sorted(row["statuses"].items())),
         )
     console.print(table)
+    console.print(
+        f"naive baseline: {naive['before_items_per_s']:.2f} items/s before the farm runs, "
+        f"{naive['after_items_per_s']:.2f} after"
+    )
     best = max(
         (r for r in rows if r["backend"] != "naive"), key=lambda r: r["items_per_s"], default=None
     )
