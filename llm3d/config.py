@@ -128,6 +128,9 @@ class MetricsConfig(Section):
     )
     fscore_thresholds: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.05])
     gt_cache_size: int = Field(256, ge=1, description="ground truths kept sampled in memory")
+    gt_cache_mb: int = Field(
+        512, ge=1, description="memory those ground truths may hold, per process (MiB)"
+    )
 
     @field_validator("fscore_thresholds")
     @classmethod

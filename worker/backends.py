@@ -107,7 +107,9 @@ class InlineBackend:
         self._pool = pool if pool is not None else ExecutorPool(config.executor, size=self._size)
         if self._owns_pool:
             self._pool.start()  # warm the fork servers now, not on the first request
-        self._gt_cache = GroundTruthCache(config.metrics.gt_cache_size)
+        self._gt_cache = GroundTruthCache(
+            config.metrics.gt_cache_size, max_bytes=config.metrics.gt_cache_mb << 20
+        )
         # Threads only wait on the pool and compute metrics: a few per server keep it busy.
         self._threads = ThreadPoolExecutor(
             max_workers=max(4, 3 * self._size), thread_name_prefix="llm3d-score"

@@ -65,6 +65,21 @@ class NearestIndex:
     def __len__(self) -> int:
         return int(self.points.shape[0])
 
+    def arrays(self) -> list[npt.NDArray[np.generic]]:
+        """The numpy arrays it holds (they may share memory with the caller's)."""
+        held: list[npt.NDArray[np.generic]] = [self.points, self._searched]
+        if self._first is not None:
+            held.append(self._first)
+        return held
+
+    @property
+    def tree_nbytes(self) -> int:
+        """The k-d tree's own memory (C structures numpy does not see), estimated.
+
+        pykdtree keeps a 4-byte index per point and a node of ~64 bytes per 8 points.
+        """
+        return len(self._searched) * (4 + 8)
+
     def nearest(
         self, queries: npt.ArrayLike, *, bound: float | None = None
     ) -> tuple[FloatArray, IntArray]:

@@ -336,7 +336,10 @@ class LocalScorer:
             if self._gt_cache is None:
                 from worker.metrics import GroundTruthCache
 
-                self._gt_cache = GroundTruthCache(self.config.metrics.gt_cache_size)
+                self._gt_cache = GroundTruthCache(
+                    self.config.metrics.gt_cache_size,
+                    max_bytes=self.config.metrics.gt_cache_mb << 20,
+                )
             return self._gt_cache
 
     def load_reference(self, gt_key: str) -> ReferencePayload:

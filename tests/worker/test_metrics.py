@@ -337,6 +337,24 @@ def test_cache_builds_once_and_evicts_the_least_recently_used() -> None:
     assert (cache.hits, cache.misses) == (2, 3)
 
 
+def test_cache_keeps_its_ground_truths_within_a_memory_budget() -> None:
+    small = prepare_ground_truth(*meshes.unit_cube(), points=2000)
+    large = prepare_ground_truth(*meshes.unit_cube(), points=20_000)
+    # what it counts is real: the samples, normals and indices, each buffer once
+    assert 20_000 * 3 * 8 * 2 < large.nbytes < 20_000 * 3 * 8 * 5
+    assert small.nbytes < large.nbytes
+    cache = GroundTruthCache(maxsize=100, max_bytes=3 * small.nbytes + 1)
+    for key in "abc":
+        cache.get_or_build(key, lambda: small)
+    assert len(cache) == 3 and cache.nbytes == 3 * small.nbytes
+    cache.get_or_build("d", lambda: small)  # one over the budget: the oldest goes
+    assert "a" not in cache and len(cache) == 3
+    cache.get_or_build("big", lambda: large)  # bigger than the budget alone: kept, alone
+    assert "big" in cache and len(cache) == 1 and cache.nbytes == large.nbytes
+    cache.clear()
+    assert cache.nbytes == 0 and len(cache) == 0
+
+
 def test_cache_is_safe_across_threads_and_builds_a_key_once() -> None:
     cache = GroundTruthCache(maxsize=4)
     builds: list[int] = []
