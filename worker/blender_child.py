@@ -34,7 +34,7 @@ from worker.landlock import restrict_writes_to
 from worker.sandbox import restricted_builtins
 from worker.seccomp import forbid_new_processes
 
-__all__ = ["ChildJob", "ChildRuntime", "describe_exception", "run_child"]
+__all__ = ["ChildJob", "ChildRuntime", "describe_exception", "name_process", "run_child"]
 
 PROGRAM_FILENAME = "<program>"
 _PR_SET_PDEATHSIG = 1
@@ -99,6 +99,12 @@ def describe_exception(exc: BaseException, *, memory_mb: int | None = None) -> s
     return f"{text} (line {line})" if line is not None else text
 
 
+def name_process(libc: ctypes.CDLL | None, name: bytes) -> None:
+    """Set the name ``ps``, ``top`` and ``perf`` show for this process (15 bytes at most)."""
+    if libc is not None:
+        libc.prctl(_PR_SET_NAME, name, 0, 0, 0)
+
+
 def _apply_limits(runtime: ChildRuntime) -> dict[str, str]:
     """Lower the rlimits; return a note for each one the OS refused."""
     notes: dict[str, str] = {}
@@ -136,7 +142,7 @@ def _prepare_process(job: ChildJob, runtime: ChildRuntime) -> None:
         signal.signal(sig, signal.SIG_DFL)
     if runtime.libc is not None:
         runtime.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        runtime.libc.prctl(_PR_SET_NAME, CHILD_NAME, 0, 0, 0)
+    name_process(runtime.libc, CHILD_NAME)
     if job.server_pid and os.getppid() != job.server_pid:
         os._exit(_EXIT_NO_RESULT)  # the server died before the death signal was armed
     for fd in job.server_fds:

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm3d.config import ExecutorConfig
-from worker.blender_child import ChildJob, ChildRuntime, run_child
+from worker.blender_child import ChildJob, ChildRuntime, name_process, run_child
 from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
-from worker.hugepages import CollapseReport, Recollapse, collapse
+from worker.hugepages import Recollapse
 from worker.outcome import classify_child
 from worker.sandbox import check_policy
 from worker.verb_guard import guard_verb
@@ -54,7 +54,6 @@ from worker.verb_guard import guard_verb
 logger = logging.getLogger("llm3d.blender_server")
 
 _CLONE_NEWNET = 0x40000000
-_PR_SET_NAME = 15
 SERVER_NAME = b"llm3d-forksrv"
 #: Largest request (code is at most max_code_bytes; this bounds a broken client).
 MAX_REQUEST_BYTES = 4 << 20
@@ -141,7 +140,7 @@ class ForkServer:
         self.running: dict[int, Running] = {}
         self.root = tempfile.mkdtemp(prefix="llm3d-exec-")
         self.closing = False
-        self.recollapse = Recollapse(runtime.libc if config.huge_pages else None)
+        self.recollapse = Recollapse(runtime.libc, enabled=config.huge_pages)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -521,8 +520,7 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
         libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
     except OSError:
         libc = None
-    if libc is not None:  # ps/top tell the server and its children from other Pythons
-        libc.prctl(_PR_SET_NAME, SERVER_NAME, 0, 0, 0)
+    name_process(libc, SERVER_NAME)  # ps/top tell the server and its children from other Pythons
     runtime = ChildRuntime(
         allowed_imports=frozenset(config.allowed_imports),
         modules=modules,
@@ -567,19 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     gc.collect()
     gc.freeze()  # keep the warm heap out of the collector: fewer copy-on-write pages per child
-    # cheaper forks: one page-table entry per 2 MiB of the warm heap (worker/hugepages.py)
-    report = (
-        collapse(runtime.libc)
-        if config.huge_pages
-        else CollapseReport(error="executor.huge_pages is false")
-    )
-    diagnostics["huge_pages"] = report.describe()
     # Every result carries the sandbox's shortfalls (DESIGN §2: say so and carry on).
     shortfalls = {k: v for k, v in diagnostics.items() if k == "network" and "not" in v}
     server = ForkServer(
         sock, config, runtime, names, allow_unsafe=args.allow_unsafe, diagnostics=shortfalls
     )
-    server.recollapse.last = report
+    # cheaper forks: one page-table entry per 2 MiB of the warm heap (worker/hugepages.py)
+    diagnostics["huge_pages"] = server.recollapse.start().describe()
     hello = {
         "op": "hello",
         "pid": os.getpid(),

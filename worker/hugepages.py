@@ -160,7 +160,8 @@ def collapse(libc: ctypes.CDLL | None, maps_path: str = "/proc/self/maps") -> Co
 
 @dataclass
 class Recollapse:
-    """When the server should collapse again: after ``every`` forks, and only while idle.
+    """The server's huge pages: collapsed at :meth:`start`, again after ``every`` forks
+    while idle.
 
     Writes after each fork split huge pages (copy-on-write works on 4 KiB pages), so the
     warm heap slowly goes back to small pages; collapsing again costs a few tens of
@@ -168,16 +169,27 @@ class Recollapse:
     """
 
     libc: ctypes.CDLL | None
+    enabled: bool = True
     every: int = 256
     forks: int = 0
     last: CollapseReport = field(default_factory=CollapseReport)
+
+    def start(self) -> CollapseReport:
+        """The first collapse, once the warm heap is built (or why there is none)."""
+        self.forks = 0
+        self.last = (
+            collapse(self.libc)
+            if self.enabled
+            else CollapseReport(error="executor.huge_pages is false")
+        )
+        return self.last
 
     def forked(self) -> None:
         self.forks += 1
 
     def maybe(self, *, idle: bool) -> CollapseReport | None:
         """Collapse again if due and ``idle``; return the report when it ran."""
-        if self.every <= 0 or not idle or self.forks < self.every:
+        if not self.enabled or self.every <= 0 or not idle or self.forks < self.every:
             return None
         if self.last.error is not None:
             return None  # it did not work at start-up: it will not now
