@@ -277,15 +277,18 @@ class GroundTruthCache:
                 self.misses += 1
             try:
                 built = builder()
-            finally:
+            except BaseException:
                 with self._lock:
                     self._building.pop(key, None)
+                raise
+            # Stored and unmarked as building in one step: a thread arriving in between
+            # would otherwise find neither and build the same key again.
             with self._lock:
-                replaced = self._items.get(key)
+                self._building.pop(key, None)
+                replaced = self._items.pop(key, None)  # a rebuild after a failed build raced
                 if replaced is not None:
                     self.nbytes -= replaced.nbytes
                 self._items[key] = built
-                self._items.move_to_end(key)
                 self.nbytes += built.nbytes
                 while len(self._items) > 1 and (
                     len(self._items) > self.maxsize
