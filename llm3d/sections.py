@@ -1,0 +1,287 @@
+"""The sections of the configuration: one Pydantic model per part of llm3d.
+
+:class:`llm3d.config.Config` gathers them and :func:`llm3d.config.load_config` loads them
+(with provenance); import them from :mod:`llm3d.config`. ``configs/default.yaml`` mirrors
+their defaults, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = [
+    "AddonConfig",
+    "ApiConfig",
+    "DataConfig",
+    "EvalConfig",
+    "ExecutorConfig",
+    "FarmConfig",
+    "MetricsConfig",
+    "PathsConfig",
+    "RenderConfig",
+    "RewardConfig",
+    "Section",
+    "TrainingConfig",
+    "ViewConfig",
+]
+
+
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are errors, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+class PathsConfig(Section):
+    """Where data, caches and runs live (relative paths are relative to the working directory)."""
+
+    data_dir: Path = Path("data")
+    cache_dir: Path = Path(".cache/llm3d")
+    runs_dir: Path = Path("runs")
+
+
+class ExecutorConfig(Section):
+    """The sandboxed Blender executor (DESIGN §2)."""
+
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="wall-clock limit per program")
+    max_code_bytes: int = Field(65_536, gt=0, description="programs larger than this are refused")
+    memory_mb: int = Field(4096, ge=256, description="address-space limit of each child")
+    cpu_seconds: int = Field(150, ge=1, description="CPU-time limit of each child")
+    max_open_files: int = Field(256, ge=16)
+    max_file_mb: int = Field(64, ge=1, description="largest file a child may write")
+    output_tail_bytes: int = Field(4096, ge=256, description="stdout/stderr tail kept per program")
+    min_faces: int = Field(4, ge=1, description="fewer faces than this is `no_geometry`")
+    max_vertices: int = Field(100_000, ge=8, description="more vertices than this is `degenerate`")
+    allowed_imports: list[str] = Field(default_factory=lambda: ["bpy_lib", "math"])
+    servers: int = Field(0, ge=0, description="fork servers side by side; 0 = one per core")
+    queue_size: int = Field(
+        64, ge=1, description="programs waiting per server before back-pressure"
+    )
+    children_per_server: int = Field(
+        0, ge=0, description="programs one server runs at once; 0 = one per core"
+    )
+    isolate_network: bool = Field(True, description="unshare the network namespace in each child")
+    huge_pages: bool = Field(
+        True,
+        description="back each fork server's warm heap with transparent huge pages "
+        "(cheaper forks; see worker/hugepages.py)",
+    )
+
+
+class MetricsConfig(Section):
+    """Mesh comparison (DESIGN §3)."""
+
+    train_points: int = Field(10_000, ge=100, description="surface samples for training rewards")
+    eval_points: int = Field(100_000, ge=100, description="surface samples for evaluation")
+    unit_cube_points: int = Field(8192, ge=100, description="samples of the unit-cube Chamfer")
+    unit_chamfer: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="report chamfer_unit_x1000 (an evaluation metric): auto = for scores "
+        "taken with at least eval_points samples, not for training rewards",
+    )
+    fscore_thresholds: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.05])
+    gt_cache_size: int = Field(256, ge=1, description="ground truths kept sampled in memory")
+    gt_cache_mb: int = Field(
+        512, ge=1, description="memory those ground truths may hold, per process (MiB)"
+    )
+
+    @field_validator("fscore_thresholds")
+    @classmethod
+    def _thresholds_positive(cls, value: list[float]) -> list[float]:
+        if not value or any(t <= 0 for t in value):
+            raise ValueError("fscore_thresholds must be a non-empty list of positive distances")
+        if 0.05 not in value:
+            raise ValueError("fscore_thresholds must contain 0.05, the primary threshold")
+        return sorted(value)
+
+
+class RewardConfig(Section):
+    """Which sample count the reward uses; the gate table itself is fixed (DESIGN §4)."""
+
+    points: Literal["train", "eval"] = "train"
+
+
+class ViewConfig(Section):
+    """One camera of the rendering rig, looking at the object's centre."""
+
+    name: str
+    azimuth_deg: float = Field(ge=-360, le=360)
+    elevation_deg: float = Field(ge=-90, le=90)
+
+
+def _default_views() -> list[ViewConfig]:
+    return [
+        ViewConfig(name="front", azimuth_deg=0.0, elevation_deg=0.0),
+        ViewConfig(name="side", azimuth_deg=90.0, elevation_deg=0.0),
+        ViewConfig(name="top", azimuth_deg=0.0, elevation_deg=90.0),
+        ViewConfig(name="three_quarter", azimuth_deg=45.0, elevation_deg=30.0),
+    ]
+
+
+class RenderConfig(Section):
+    """Multi-view images: the model's input."""
+
+    resolution: int = Field(256, ge=32, le=4096)
+    engine: Literal["workbench", "cycles"] = "workbench"
+    cycles_samples: int = Field(16, ge=1)
+    workbench_aa: Literal["OFF", "FXAA", "5", "8", "11", "16", "32"] = Field(
+        "FXAA", description="Workbench anti-aliasing: FXAA (one pass, fast) or N samples"
+    )
+    views: list[ViewConfig] = Field(default_factory=_default_views)
+
+
+class ApiConfig(Section):
+    """The reward service (DESIGN §5)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    token: SecretStr | None = Field(None, description="Bearer token; env LLM3D_API_TOKEN")
+    backend: Literal["inline", "celery", "modal"] = "inline"
+    max_items: int = Field(1024, ge=1, description="items per batch")
+    max_request_mb: float = Field(32.0, gt=0, description="largest request body")
+    cache_size: int = Field(10_000, ge=0, description="in-process result cache entries")
+    job_ttl_s: int = Field(3600, ge=60, description="how long finished jobs stay readable")
+    datasets: list[Path] = Field(default_factory=list, description="task files loaded at start")
+
+
+class FarmConfig(Section):
+    """Celery + Redis workers."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = "blender"
+    concurrency: int = Field(0, ge=0, description="worker processes; 0 = one per core")
+    max_tasks_per_child: int = Field(
+        20_000,
+        ge=1,
+        description="tasks before a worker process (and its fork server) is replaced; "
+        "programs run in forked children, so this only bounds slow leaks of trusted code",
+    )
+    task_margin_s: float = Field(30.0, ge=1, description="task soft limit above the executor's")
+    visibility_timeout_s: float = Field(
+        900.0, ge=5, description="unacked tasks of a lost worker are redelivered after this"
+    )
+    result_timeout_s: float = Field(
+        3600.0, gt=0, description="longest wait for a batch's results before 503"
+    )
+    cache_ttl_s: int = Field(86_400, ge=1, description="lifetime of cached rewards in Redis")
+    namespace: str = Field(
+        "llm3d",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="prefix of the farm's Redis keys (cache, jobs, references)",
+    )
+
+
+class DataConfig(Section):
+    """The data pipeline (DESIGN §6)."""
+
+    out_dir: Path = Path("data")
+    categories_file: Path = Path("configs/categories.yaml")
+    n_part_samples: int = Field(300_000, ge=1)
+    splits: dict[str, float] = Field(
+        default_factory=lambda: {"sft": 0.8, "rl": 0.1, "eval": 0.1},
+    )
+    workers: int = Field(0, ge=0, description="executor servers for data generation; 0 = cores")
+    in_flight: int = Field(64, ge=1, description="programs submitted ahead of the writer")
+    program_timeout_s: float = Field(30.0, gt=0, description="limit per generated program")
+    shard_size: int = Field(1000, ge=1, description="part samples per npz shard")
+    part_size_range: tuple[float, float] = Field((0.2, 1.8), description="main dimensions")
+    part_thickness_range: tuple[float, float] = Field((0.03, 0.25), description="thin sides")
+    part_modifier_prob: float = Field(0.3, ge=0, le=1, description="chance of a deformer")
+    part_families: dict[str, float] = Field(
+        default_factory=dict, description="family -> weight; empty = every family equally"
+    )
+    dedup_threshold: float = Field(
+        0.03, ge=0, description="descriptor distance under which a part is a near-duplicate"
+    )
+    max_part_faces: int = Field(20_000, ge=4, description="heavier parts are rejected")
+    objects_per_category: int = Field(
+        60, ge=1, description="objects of a category of weight 1 in categories_file"
+    )
+    infinigen_python: Path | None = Field(
+        None, description="Python of the Infinigen sidecar; default .cache/venv-infinigen"
+    )
+
+
+class TrainingConfig(Section):
+    """SFT and GRPO (DESIGN §7)."""
+
+    backend: Literal["tinker", "local"] = "local"
+    base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    tinker_base_model: str = "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    lora_rank: int = Field(32, ge=1)
+    lora_alpha: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    group_size: int = Field(8, ge=2, description="GRPO completions per prompt")
+    kl_coef: float = Field(0.0, ge=0)
+    max_new_tokens: int = Field(2048, ge=16)
+    reward_url: str = "http://127.0.0.1:8000"
+    # model and optimiser (local backend; Tinker takes rank and learning rate)
+    lora_targets: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        description="language-model modules that get LoRA adapters (local backend)",
+    )
+    device: str = Field("auto", description="local backend: auto (cuda if present), cpu, cuda:N")
+    gradient_checkpointing: bool = True
+    micro_batch_size: int = Field(4, ge=1, description="sequences per forward pass (local)")
+    sampling_batch_size: int = Field(64, ge=1, description="sequences per generate call (local)")
+    grad_clip_norm: float = Field(1.0, ge=0, description="0 = no clipping")
+    image_min_pixels: int | None = Field(None, ge=1, description="image processor override")
+    image_max_pixels: int | None = Field(None, ge=1, description="image processor override")
+    run_name: str = Field("run", min_length=1, description="runs_dir/<run_name>/ holds logs")
+    save_every: int = Field(50, ge=0, description="steps between checkpoints; 0 = only the last")
+    wandb_project: str | None = Field(None, description="also log to Weights & Biases")
+    # SFT
+    sft_data: Path = Path("data/sft.jsonl")
+    sft_eval_data: Path | None = Field(None, description="held-out rows (default: none)")
+    sft_epochs: int = Field(1, ge=1)
+    sft_max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
+    sft_shuffle: bool = Field(False, description="False: curriculum order (easy → hard)")
+    eval_every: int = Field(100, ge=0, description="SFT steps between evaluations; 0 = never")
+    eval_limit: int = Field(32, ge=1, description="held-out rows per evaluation")
+    # GRPO
+    rl_data: Path = Path("data/rl.jsonl")
+    rl_steps: int = Field(100, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    loss_fn: Literal["ppo", "importance_sampling"] = "ppo"
+    clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clipped below 1 - clip_low")
+    clip_high: float = Field(0.2, ge=0, description="ratio clipped above 1 + clip_high")
+    reward_timeout_s: float | None = Field(None, gt=0, description="per-program limit sent")
+    reward_points: int | None = Field(None, ge=100, description="surface samples sent")
+
+
+class EvalConfig(Section):
+    """The evaluation runner."""
+
+    split: str = Field("eval", description="a split name under data.out_dir, or a JSONL path")
+    limit: int | None = Field(None, ge=1)
+    pass_k: int = Field(1, ge=1)
+    train_split: str = Field("sft", description="what the retrieval baseline retrieves from")
+    out_dir: Path = Field(Path("runs/eval"), description="reports go to out_dir/<policy>")
+    pass_threshold: float = Field(0.9, gt=0, le=1, description="F@0.05 that counts as solved")
+    batch_size: int = Field(64, ge=1, description="completions per POST /reward/batch")
+    grid: bool = Field(True, description="render the best/median/worst comparison grid")
+    base_url: str = Field("http://127.0.0.1:8001/v1", description="openai policy endpoint")
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="openai/tinker model name")
+    temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(2048, ge=16)
+    concurrency: int = Field(8, ge=1, description="openai/tinker requests in flight")
+
+
+class AddonConfig(Section):
+    """Defaults the Blender add-on starts from."""
+
+    endpoint_url: str = "http://127.0.0.1:8001/v1"
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    max_repairs: int = Field(2, ge=0, le=10)
