@@ -64,6 +64,17 @@ class ExecutorConfig(Section):
         0, ge=0, description="programs one server runs at once; 0 = one per core"
     )
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
+    jail: Literal["auto", "bwrap", "none"] = Field(
+        "auto",
+        description="the OS jail around each fork server (worker/jail.py): bwrap = bubblewrap "
+        "or refuse to start, auto = bubblewrap where it works here, none = no jail",
+    )
+    sandbox_uid: int = Field(
+        65534,
+        ge=1,
+        description="the unprivileged user a fork server started as root drops to (nobody)",
+    )
+    sandbox_gid: int = Field(65534, ge=1, description="its group")
     huge_pages: bool = Field(
         True,
         description="back each fork server's warm heap with transparent huge pages "

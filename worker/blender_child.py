@@ -56,6 +56,7 @@ class ChildRuntime:
     max_open_files: int
     max_file_mb: int
     max_vertices: int
+    readable: tuple[str, ...] = ()  # paths a child may read (worker.landlock)
     libc: ctypes.CDLL | None = None
 
 

@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import errno
 import gc
+import json
 import logging
 import math
 import os
@@ -48,6 +49,7 @@ from worker.blender_child import ChildJob, ChildRuntime, name_process, run_child
 from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
 from worker.hugepages import Recollapse
 from worker.outcome import classify_child
+from worker.privileges import drop_privileges, others_can_read
 from worker.sandbox import check_policy
 from worker.verb_guard import guard_verb
 
@@ -492,7 +494,9 @@ def _isolate_network(libc: ctypes.CDLL | None) -> str:
     return "isolated (empty network namespace)"
 
 
-def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict[str, str]]:
+def build_runtime(
+    config: ExecutorConfig, readable: list[str], *, jailed: bool = False
+) -> tuple[ChildRuntime, list[str], dict[str, str]]:
     """Import Blender and bpy_lib, empty the scene, and prepare what children share."""
     import bpy
 
@@ -530,10 +534,13 @@ def build_runtime(config: ExecutorConfig) -> tuple[ChildRuntime, list[str], dict
         max_open_files=config.max_open_files,
         max_file_mb=config.max_file_mb,
         max_vertices=config.max_vertices,
+        readable=tuple(readable),
         libc=libc,
     )
     info = {"blender": bpy.app.version_string}
-    if config.isolate_network:
+    if jailed:
+        info["network"] = "isolated (the jail's empty network namespace)"
+    elif config.isolate_network:
         info["network"] = _isolate_network(libc)
     else:
         info["network"] = "not isolated (executor.isolate_network is false)"
@@ -548,13 +555,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--fd", type=int, required=True, help="connected socket to serve")
     parser.add_argument("--config-json", required=True, help="ExecutorConfig as JSON")
+    parser.add_argument("--readable-json", default="[]", help="paths children may read")
+    parser.add_argument("--jailed", action="store_true", help="started inside worker.jail")
     parser.add_argument("--allow-unsafe", action="store_true", help="tests only: policy off")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sock = socket.socket(fileno=args.fd)
     config = ExecutorConfig.model_validate_json(args.config_json)
+    readable = [str(p) for p in json.loads(args.readable_json)]
     try:
-        runtime, names, diagnostics = build_runtime(config)
+        user = ""
+        if args.jailed:  # the jail shows only world-readable installations: drop before Blender
+            user = drop_privileges(config.sandbox_uid, config.sandbox_gid)
+        runtime, names, diagnostics = build_runtime(config, readable, jailed=args.jailed)
+        if not args.jailed:
+            # Python may live where only root can read (/root/.pyenv): then nothing could be
+            # imported lazily after the drop. Say so rather than break; the jail has no such gap.
+            closed = others_can_read(sys.base_prefix, sys.prefix, *readable)
+            if os.geteuid() == 0 and closed is not None:
+                user = (
+                    f"not dropped: {closed} is closed to other users, so uid "
+                    f"{config.sandbox_uid} could not load Python (use executor.jail: bwrap)"
+                )
+            else:
+                user = drop_privileges(config.sandbox_uid, config.sandbox_gid)
+        diagnostics["user"] = user
+        diagnostics["jail"] = "bubblewrap" if args.jailed else "none"
     except Exception as exc:
         logger.exception("the fork server could not start")
         with contextlib.suppress(OSError):

@@ -39,11 +39,29 @@ def executor(executor_config: ExecutorConfig) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def unsafe_executor(executor_config: ExecutorConfig) -> Iterator[object]:
-    """A server with the policy OFF (tests only): programs may import os/ctypes to attack
-    the layers behind the policy (rlimits, network namespace, process groups, crashes)."""
+    """A server with the policy OFF and NO jail (tests only): programs may import os/ctypes
+    to attack each layer behind the policy on its own, as if the policy and the jail had
+    both fallen (privileges, rlimits, Landlock, seccomp, network namespace, crashes)."""
     if not _blender_available():
         pytest.skip("bpy is not installed")
     from worker.executor import Executor
 
-    with Executor(executor_config, policy=False) as ex:
+    with Executor(executor_config.model_copy(update={"jail": "none"}), policy=False) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="session")
+def jailed_unsafe_executor(executor_config: ExecutorConfig) -> Iterator[object]:
+    """A server with the policy OFF inside the bubblewrap jail (tests only): attacks on the
+    jail itself, as if the language layer had fallen. Skipped where bubblewrap cannot run."""
+    if not _blender_available():
+        pytest.skip("bpy is not installed")
+    from worker.executor import Executor
+
+    try:
+        ex = Executor(executor_config.model_copy(update={"jail": "bwrap"}), policy=False)
+        ex.start()
+    except RuntimeError as exc:
+        pytest.skip(f"no bubblewrap jail here: {exc}")
+    with ex:
         yield ex

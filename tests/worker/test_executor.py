@@ -170,7 +170,7 @@ def test_export_scene_with_a_relative_path_stays_in_the_sandbox(executor: Execut
     code = program('box(size=[1, 1, 1])\nexport_scene("mesh.obj")')
     result = executor.run(code)
     assert result.status is ExecStatus.OK, result.error
-    root = Path(info["workdir_root"])
+    root = executor.host_path(info["workdir_root"])
     deadline = time.monotonic() + 5  # removed when the child is reaped, just after the answer
     while list(root.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -240,7 +240,11 @@ def test_child_runs_in_an_empty_private_directory(unsafe_executor: Executor) -> 
     cwd1, listing = first.stdout.splitlines()
     assert cwd1.startswith(root) and listing == "[]"
     assert second.stdout.splitlines()[0] != cwd1
-    assert not Path(cwd1).exists()
+    gone = unsafe_executor.host_path(cwd1)
+    deadline = time.monotonic() + 5  # removed when the child is reaped, just after the answer
+    while gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not gone.exists()
 
 
 def test_ps_names_the_server_and_the_program_child(unsafe_executor: Executor) -> None:

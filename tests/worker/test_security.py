@@ -144,7 +144,7 @@ def test_hostile_program_is_contained(
     assert result.error  # every failure says what happened
     assert len(result.stdout.encode()) <= executor.config.output_tail_bytes
     assert list(canary.iterdir()) == []
-    root = Path(executor.server_info["workdir_root"])
+    root = executor.host_path(executor.server_info["workdir_root"])
     deadline = time.monotonic() + 5
     while list(root.iterdir()) and time.monotonic() < deadline:  # other runs may be in flight
         time.sleep(0.05)
@@ -316,4 +316,4 @@ def test_many_attacks_in_a_row_leave_the_server_healthy(executor: Executor, cana
     assert all(r.status is not ExecStatus.INFRA_ERROR for r in results)
     assert all(r.ok and np.abs(r.vertices).max() == pytest.approx(0.5) for r in results[-4:])
     assert list(canary.iterdir()) == []
-    assert Path(executor.server_info["workdir_root"]).is_dir()
+    assert executor.host_path(executor.server_info["workdir_root"]).is_dir()
