@@ -22,11 +22,11 @@ from typing import Any
 import bpy
 import pytest
 
-from addon import background
-from addon._server_boot import target_arguments
-from addon.background import BOOTSTRAP, Sandbox, server_runner
 from addon.runner import run_program
 
+# addon.background and addon._server_boot are imported inside the tests, so that the tests of
+# behaviour (a loop inside C, shared modules) also run, and fail, against the old in-process
+# runner.
 pytestmark = pytest.mark.blender
 
 SECRET_NAME = "LLM3D_ADDON_TEST_SECRET"
@@ -97,6 +97,8 @@ def test_a_loop_inside_c_is_killed_and_blender_stays_responsive(addon: Any, loop
     assert settings.error.startswith("TimeoutError: the program did not finish within 2 s")
     assert settings.status.startswith("Run failed: TimeoutError")
     # the limit is 2 s from the fork; the first run also starts the background Blender
+    from addon import background
+
     assert elapsed < 2.0 + (background.get_sandbox().started_s or 0.0) + 3.0, elapsed
     assert max(ticks) < 0.25, max(ticks)
     tick = time.perf_counter()
@@ -201,6 +203,8 @@ def test_an_escaped_program_cannot_reach_the_artists_process(
         port=listener.getsockname()[1],
         artist_pid=os.getpid(),
     )
+    from addon.background import Sandbox
+
     # policy=False stands for the red team's escapes (full Python inside the program)
     sandbox = Sandbox(mode=mode, policy=False)  # type: ignore[arg-type]
     try:
@@ -229,7 +233,7 @@ def test_an_escaped_program_cannot_reach_the_artists_process(
 
 @pytest.mark.timeout(90, method="thread")
 def test_cancel_kills_the_program_and_stops_the_background_server(addon: Any) -> None:
-    from addon import jobs
+    from addon import background, jobs
 
     bpy.context.preferences.addons["addon"].preferences.run_timeout_s = 60.0
     scene = bpy.context.scene
@@ -254,6 +258,8 @@ def test_cancel_kills_the_program_and_stops_the_background_server(addon: Any) ->
 def test_unregister_stops_the_background_server(addon: Any, target: bpy.types.Collection) -> None:
     import addon_utils
 
+    from addon import background
+
     assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target).ok
     sandbox = background.get_sandbox()
     pids = sandbox.pids()
@@ -265,6 +271,9 @@ def test_unregister_stops_the_background_server(addon: Any, target: bpy.types.Co
 
 
 def test_the_panel_says_which_layers_hold(addon: Any, target: bpy.types.Collection) -> None:
+    from addon import background
+    from addon.background import Sandbox
+
     assert background.describe_layers(True) == "Trusted: programs run inside Blender, unchecked"
     assert "starts at the first run" in background.describe_layers(False)
     assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target).ok
@@ -282,6 +291,9 @@ def test_the_panel_says_which_layers_hold(addon: Any, target: bpy.types.Collecti
 
 
 def test_the_runner_follows_the_blender_in_use() -> None:
+    from addon._server_boot import target_arguments
+    from addon.background import BOOTSTRAP, Sandbox, server_runner
+
     assert bpy.app.binary_path == ""  # the bpy wheel
     assert Sandbox().runner == [sys.executable, "-m"]
     command = server_runner("/opt/blender/blender")
@@ -296,6 +308,8 @@ def test_the_runner_follows_the_blender_in_use() -> None:
 
 def test_the_bootstrap_starts_the_fork_server() -> None:
     """The Blender application's path, with the wheel's Python standing in for Blender."""
+    from addon.background import BOOTSTRAP, Sandbox
+
     sandbox = Sandbox(runner=[sys.executable, str(BOOTSTRAP), "--"])
     try:
         result = sandbox.run("from bpy_lib import *\nbox(size=[1, 2, 0.5])\n", timeout_s=30)
@@ -310,6 +324,8 @@ def test_the_bootstrap_starts_the_fork_server() -> None:
 @pytest.mark.timeout(120, method="thread")
 def test_the_fallback_runs_each_program_in_its_own_process(target: bpy.types.Collection) -> None:
     """Where the fork server cannot run (Windows, macOS): a Blender per program, hard kill."""
+    from addon.background import Sandbox
+
     sandbox = Sandbox(mode="subprocess")
     try:
         made = run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target, sandbox=sandbox)
