@@ -369,20 +369,32 @@ class Sandbox:
 
     # -- shutting down -------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Stop the background server and every program still running (idempotent).
 
-        A program in flight then comes back as ``infra_error``. Called on unregister, when
-        Blender exits, and by Cancel while a program runs.
+        A program in flight then comes back as ``infra_error``. Called on unregister and when
+        Blender exits (``wait``: returns once the processes are gone; a server still starting
+        is waited for first, about a second), and by Cancel while a program runs
+        (``wait=False``: the main thread never waits; the stop goes on in a thread).
         """
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
             procs = list(self._procs)
-        for proc in procs:
-            _kill_tree(proc)
-        if executor is not None:
-            executor.close()
+        if not wait:
+            thread = threading.Thread(
+                target=_stop, args=(executor, procs), name="llm3d-sandbox-stop", daemon=True
+            )
+            thread.start()
+            return
+        _stop(executor, procs)
+
+
+def _stop(executor: Executor | None, procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        _kill_tree(proc)
+    if executor is not None:
+        executor.close()
 
 
 def _repo_root() -> Path:

@@ -154,10 +154,14 @@ class Job:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
 
     def stop(self) -> None:
-        """Cancel: drop what comes later, and kill a program running in the sandbox now."""
+        """Cancel: drop what comes later, and kill a program running in the sandbox now.
+
+        The sandbox is closed without waiting (it may be starting, which can take seconds);
+        its processes are gone within milliseconds, and the next run starts a new one.
+        """
         self.cancel.set()
         if self.phase == "running" and self.sandbox is not None:
-            self.sandbox.close()
+            self.sandbox.close(wait=False)
 
 
 def active_job(scene: bpy.types.Scene) -> Job | None:
@@ -313,7 +317,8 @@ def _deliver(
         )
         push_undo(f"llm3d: Generate {job.label}")
         return None
-    if job.attempt < job.max_attempts and not job.cancel.is_set():
+    retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
+    if retry and job.attempt < job.max_attempts and not job.cancel.is_set():
         job.messages = repair_messages(job.messages, message.answer, outcome.error)
         settings.error = outcome.error
         settings.status = (

@@ -96,6 +96,8 @@ class RunOutcome:
         One line for the panel (``Type: message (line N)``); empty when ``ok``.
     refused : bool
         The sandbox policy refused the program before it ran.
+    sandbox_failed : bool
+        The sandbox itself failed (not the program's fault: nothing for the model to repair).
     objects : list of str
         Names of the parts now in the result collection.
     seconds : float
@@ -105,6 +107,7 @@ class RunOutcome:
     ok: bool
     error: str = ""
     refused: bool = False
+    sandbox_failed: bool = False
     objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -252,8 +255,13 @@ def build_result(result: ExecResult, target: bpy.types.Collection, name: str) ->
     the run failed nothing changes and the outcome carries the panel's error line.
     """
     if not result.ok:
-        refused = result.status in (ExecStatus.REFUSED, ExecStatus.EMPTY)
-        return RunOutcome(False, describe_result(result), refused=refused, seconds=result.seconds)
+        return RunOutcome(
+            False,
+            describe_result(result),
+            refused=result.status in (ExecStatus.REFUSED, ExecStatus.EMPTY),
+            sandbox_failed=result.status is ExecStatus.INFRA_ERROR,
+            seconds=result.seconds,
+        )
     checked = _checked_mesh(result)
     if isinstance(checked, str):
         return RunOutcome(False, checked, seconds=result.seconds)

@@ -23,6 +23,7 @@ import bpy
 import pytest
 
 from addon.runner import run_program
+from tests.addon.conftest import drain_until_done
 
 # addon.background and addon._server_boot are imported inside the tests, so that the tests of
 # behaviour (a loop inside C, shared modules) also run, and fail, against the old in-process
@@ -341,3 +342,26 @@ def test_the_fallback_runs_each_program_in_its_own_process(target: bpy.types.Col
         assert sandbox.pids() == []
     finally:
         sandbox.close()
+
+
+def test_a_sandbox_failure_is_not_sent_to_the_model_for_repair(
+    addon: Any, chat_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from addon.background import Sandbox
+    from tests.addon.conftest import CUBE_PROGRAM, png_bytes
+    from worker.types import ExecResult, ExecStatus
+
+    def lost(self: Sandbox, code: str, timeout_s: float) -> ExecResult:
+        return ExecResult(status=ExecStatus.INFRA_ERROR, error="the fork server was lost")
+
+    monkeypatch.setattr(Sandbox, "run", lost)
+    chat_server.answers = [CUBE_PROGRAM]
+    image = tmp_path / "cup.png"
+    image.write_bytes(png_bytes())
+    bpy.ops.mesh.llm3d_add_images(directory=str(tmp_path), files=[{"name": image.name}])
+    bpy.ops.mesh.llm3d_generate()
+    drain_until_done(bpy.context.scene.name)
+    settings = bpy.context.scene.llm3d
+    assert len(chat_server.requests) == 1  # no repair request: the program did nothing wrong
+    assert settings.error.startswith("the sandbox failed, not the program"), settings.error
+    assert "press Run to try again" in settings.error
