@@ -5,9 +5,14 @@ writes ``benchmarks/results/addon.json``:
 
 1. one timer tick while the model is still thinking (``jobs.drain`` with an empty queue):
    the only main-thread work during a request;
-2. for every ``bpy_lib`` example, delivering a result: ``runner.run_program`` (policy check,
-   temporary scene, name stash, move into the result collection) against a plain ``exec`` of
-   the same program in the scene. The difference is the add-on's overhead.
+2. the sandbox (a background Blender, out of this process): its start-up (the first run of
+   a session), and a loop inside C (``max(iter(int, 1))``) with a 2 s limit: how long until
+   it is killed and the error is back;
+3. for every ``bpy_lib`` example, a warm run in the sandbox (``runner.run_program``: the
+   fork server's policy check, fork, run, mesh over the socket, one object built in the
+   result collection; the main thread's share is the build), the same program with
+   *Trusted Execution* (in this process: temporary scene, name stash, move into the result
+   collection) and a plain ``exec`` in the scene.
 
 Medians over ``--repeat`` runs after one warm-up. Timings on a shared machine are noisy.
 """
@@ -76,15 +81,52 @@ def _direct(code: str) -> float:
     return time.perf_counter() - start
 
 
-def _addon(code: str, collection: bpy.types.Collection) -> float:
+def _addon(code: str, collection: bpy.types.Collection, *, trusted: bool) -> float:
     from addon.runner import run_program
 
     start = time.perf_counter()
-    outcome = run_program(code, collection)
+    outcome = run_program(code, collection, trusted=trusted)
     elapsed = time.perf_counter() - start
     if not outcome.ok:
         raise RuntimeError(outcome.error)
     return elapsed
+
+
+def _build_only(code: str, collection: bpy.types.Collection) -> tuple[float, float]:
+    """(seconds in the sandbox, seconds building the mesh on the main thread)."""
+    from addon.background import get_sandbox
+    from addon.runner import build_result, result_name
+
+    start = time.perf_counter()
+    result = get_sandbox().run(code, 60.0)
+    ran = time.perf_counter()
+    outcome = build_result(result, collection, result_name(collection))
+    if not outcome.ok:
+        raise RuntimeError(outcome.error)
+    return ran - start, time.perf_counter() - ran
+
+
+def _sandbox_costs(collection: bpy.types.Collection) -> dict[str, float | str]:
+    """Start-up of the background Blender and the time to contain a loop inside C."""
+    from addon import background
+    from addon.runner import run_program
+
+    cube = "from bpy_lib import *\nbox(size=[1, 1, 1])\n"
+    background.shutdown()
+    start = time.perf_counter()
+    assert run_program(cube, collection).ok
+    first = time.perf_counter() - start
+    sandbox = background.get_sandbox()
+    start = time.perf_counter()
+    outcome = run_program("from bpy_lib import *\nmax(iter(int, 1))\n", collection, timeout_s=2)
+    contained = time.perf_counter() - start
+    assert outcome.error.startswith("TimeoutError"), outcome.error
+    return {
+        "first_run_s": first,
+        "server_start_s": sandbox.started_s or 0.0,
+        "c_loop_2s_limit_s": contained,
+        "layers": sandbox.layers(),
+    }
 
 
 def main() -> None:
@@ -106,44 +148,52 @@ def main() -> None:
     table.add_row(f"one timer tick (drain), {args.ticks} ticks", f"{tick_us:.1f} µs")
     console.print(table)
 
-    rows = []
     collection = bpy.data.collections.new("llm3d bench")
     bpy.context.scene.collection.children.link(collection)
+    costs = _sandbox_costs(collection)
+    stable = Table(title="The sandbox (a background Blender)")
+    stable.add_column("what")
+    stable.add_column("seconds", justify="right")
+    stable.add_row(
+        "first run of a session (server start + run + build)", f"{costs['first_run_s']:.2f}"
+    )
+    stable.add_row("  of which the server's start-up", f"{costs['server_start_s']:.2f}")
+    stable.add_row(
+        "loop inside C, 2 s limit: killed, error back", f"{costs['c_loop_2s_limit_s']:.2f}"
+    )
+    console.print(stable)
+    console.print(str(costs["layers"]))
+
+    rows = []
     for path in examples.paths():
         code = path.read_text()
         direct = [_direct(code) for _ in range(args.repeat + 1)][1:]
         bpy_lib.clear_scene()
-        addon = [_addon(code, collection) for _ in range(args.repeat + 1)][1:]
+        trusted = [_addon(code, collection, trusted=True) for _ in range(args.repeat + 1)][1:]
+        sandboxed = [_addon(code, collection, trusted=False) for _ in range(args.repeat + 1)][1:]
+        split = [_build_only(code, collection) for _ in range(args.repeat)]
         rows.append(
             {
                 "example": path.stem,
                 "direct_ms": _median_ms(direct),
-                "addon_ms": _median_ms(addon),
-                "parts": len(collection.all_objects),
+                "trusted_ms": _median_ms(trusted),
+                "sandbox_ms": _median_ms(sandboxed),
+                "sandbox_main_thread_ms": _median_ms([b for _, b in split]),
+                "faces": sum(len(o.data.polygons) for o in collection.all_objects),
             }
         )
     bpy_lib.clear_scene()
 
     ptable = Table(title=f"Delivering a result (median of {args.repeat}, ms)")
-    for column in ("example", "parts", "plain exec", "add-on run", "overhead"):
+    columns = ("example", "faces", "plain exec", "trusted", "sandbox", "of it main thread")
+    for column in columns:
         ptable.add_column(column, justify="left" if column == "example" else "right")
+    keys = ("direct_ms", "trusted_ms", "sandbox_ms", "sandbox_main_thread_ms")
     for row in rows:
-        ptable.add_row(
-            row["example"],
-            str(row["parts"]),
-            f"{row['direct_ms']:.1f}",
-            f"{row['addon_ms']:.1f}",
-            f"{row['addon_ms'] - row['direct_ms']:+.1f}",
-        )
-    overheads = [r["addon_ms"] - r["direct_ms"] for r in rows]
-    ptable.add_row(
-        "median",
-        "",
-        f"{statistics.median(r['direct_ms'] for r in rows):.1f}",
-        f"{statistics.median(r['addon_ms'] for r in rows):.1f}",
-        f"{statistics.median(overheads):+.1f}",
-    )
+        ptable.add_row(row["example"], str(row["faces"]), *(f"{row[k]:.1f}" for k in keys))
+    ptable.add_row("median", "", *(f"{statistics.median(r[k] for r in rows):.1f}" for k in keys))
     console.print(ptable)
+    overheads = [r["sandbox_ms"] - r["direct_ms"] for r in rows]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
@@ -152,11 +202,15 @@ def main() -> None:
         "blender": bpy.app.version_string,
         "repeat": args.repeat,
         "drain_tick_us": tick_us,
+        "sandbox": costs,
         "examples": rows,
-        "median_overhead_ms": statistics.median(overheads),
+        "median_sandbox_overhead_ms": statistics.median(overheads),
     }
     args.out.write_text(json.dumps(result, indent=2))
     console.print(f"wrote {args.out}")
+    from addon import background
+
+    background.shutdown()
 
 
 if __name__ == "__main__":
