@@ -66,13 +66,12 @@ class ExecutorConfig(Section):
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
     jail: Literal["auto", "bwrap", "none"] = Field(
         "auto",
-        description="the OS jail around each fork server (worker/jail.py): bwrap = bubblewrap "
-        "or refuse to start, auto = bubblewrap where it works here, none = no jail",
+        description="jail around each fork server (worker/jail.py)",
     )
     sandbox_uid: int = Field(
         65534,
         ge=1,
-        description="the unprivileged user a fork server started as root drops to (nobody)",
+        description="user a fork server started as root becomes",
     )
     sandbox_gid: int = Field(65534, ge=1, description="its group")
     huge_pages: bool = Field(

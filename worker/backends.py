@@ -81,6 +81,12 @@ def redis_unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
     )
 
 
+def sandbox_layers(server_info: dict[str, Any]) -> dict[str, str]:
+    """What a fork server's hello says of its isolation layers, for ``/healthz``."""
+    notes = server_info.get("diagnostics") or {}
+    return {k: str(notes[k]) for k in ("jail", "user", "network", "processes") if k in notes}
+
+
 def default_pool_size(config: Config) -> int:
     """Fork servers side by side: ``executor.servers``, or one per core."""
     return config.executor.servers or os.cpu_count() or 1
@@ -204,6 +210,7 @@ class InlineBackend:
         return {
             "backend": self.name,
             "servers": self._size,
+            "sandbox": sandbox_layers(self._pool.executors[0].server_info),
             "probe_seconds": round(time.perf_counter() - start, 4),
         }
 

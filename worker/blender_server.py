@@ -51,7 +51,7 @@ from worker.hugepages import Recollapse
 from worker.outcome import classify_child
 from worker.privileges import drop_privileges, others_can_read
 from worker.sandbox import check_policy
-from worker.verb_guard import guard_verb
+from worker.verb_guard import guarded_facade
 
 logger = logging.getLogger("llm3d.blender_server")
 
@@ -476,8 +476,11 @@ class ForkServer:
 
 
 def _kill_group(pgid: int) -> None:
+    """Kill a child's process group, and the child itself should it have left the group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pgid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------
@@ -507,11 +510,8 @@ def build_runtime(
     leftover = len(bpy.data.objects)
     if leftover:
         raise RuntimeError(f"the server's scene is not empty after reset ({leftover} objects)")
-    names = [str(n) for n in getattr(bpy_lib, "__all__", [])]
-    facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
-    for name in names:
-        setattr(facade, name, guard_verb(getattr(bpy_lib, name)))
-    facade.__all__ = list(names)  # type: ignore[attr-defined]
+    facade = guarded_facade(bpy_lib)
+    names = list(facade.__all__)
     modules: dict[str, types.ModuleType] = {}
     for name in config.allowed_imports:
         if name == "bpy_lib":
