@@ -15,7 +15,8 @@ never needs and an escaped one would:
 * **the network and the kernel's bigger surfaces**: ``socket``, namespaces (``unshare``,
   ``setns``), mounts (``mount``, ``umount2``, ``pivot_root``, ``chroot`` and the new mount
   API), ``bpf``, ``perf_event_open``, ``userfaultfd``, ``io_uring_*`` (its operations bypass
-  seccomp), the key ring, and file handles (``open_by_handle_at``).
+  seccomp), the key ring, file handles (``open_by_handle_at``), and System V / POSIX IPC
+  (another process's shared memory, semaphores and queues).
 
 Another ABI (x32, ia32 on x86-64) is refused outright. Plain ``ctypes`` and classic BPF, built
 by :func:`filter_program` from the table below (its numbers are checked against libseccomp by
@@ -90,6 +91,19 @@ DENIED: tuple[str, ...] = (
     "request_key",
     "open_by_handle_at",
     "name_to_handle_at",
+    # System V and POSIX IPC: another process's segments and queues (ids are guessable)
+    "shmget",
+    "shmat",
+    "shmctl",
+    "semget",
+    "semop",
+    "semctl",
+    "semtimedop",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "mq_open",
 )
 #: Allowed only when their first argument is the calling process's own pid.
 SELF_ONLY: tuple[str, ...] = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
@@ -144,6 +158,18 @@ SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
             "request_key": 249,
             "open_by_handle_at": 304,
             "name_to_handle_at": 303,
+            "shmget": 29,
+            "shmat": 30,
+            "shmctl": 31,
+            "semget": 64,
+            "semop": 65,
+            "semctl": 66,
+            "semtimedop": 220,
+            "msgget": 68,
+            "msgsnd": 69,
+            "msgrcv": 70,
+            "msgctl": 71,
+            "mq_open": 240,
         },
     ),
     "aarch64": (
@@ -192,6 +218,18 @@ SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
             "request_key": 218,
             "open_by_handle_at": 265,
             "name_to_handle_at": 264,
+            "shmget": 194,
+            "shmat": 196,
+            "shmctl": 195,
+            "semget": 190,
+            "semop": 193,
+            "semctl": 191,
+            "semtimedop": 192,
+            "msgget": 186,
+            "msgsnd": 189,
+            "msgrcv": 188,
+            "msgctl": 187,
+            "mq_open": 180,
         },
     ),
 }
