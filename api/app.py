@@ -15,11 +15,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.cache import MemoryCache, RedisCache, ResultCache
+from api.errors import error_response
 from api.jobs import JobManager, JobStore, MemoryJobStore, RedisJobStore
 from api.limits import BodyLimitMiddleware, validation_message
-from api.registry import TaskRegistry
+from api.registry import TaskConflictError, TaskRegistry
 from api.routes import health, reward, tasks
 from api.service import RequestConflictError, RewardService
 from api.telemetry import Telemetry
@@ -107,21 +109,30 @@ def create_app(
         telemetry.request_seconds.labels(name).observe(time.perf_counter() - start)
         return response
 
+    # Every error has one shape (llm3d.schemas.ErrorResponse), declared in /openapi.json.
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         detail, errors = validation_message(exc.errors())
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        return error_response(422, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(UnknownTaskError)
     async def on_unknown_task(_: Request, exc: UnknownTaskError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, str(exc))
 
     @app.exception_handler(RequestConflictError)
     async def on_conflict(_: Request, exc: RequestConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return error_response(409, str(exc))
+
+    @app.exception_handler(TaskConflictError)
+    async def on_task_conflict(_: Request, exc: TaskConflictError) -> JSONResponse:
+        return error_response(409, str(exc))
 
     @app.exception_handler(BackendUnavailableError)
     async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return error_response(503, str(exc), headers={"Retry-After": "5"})
 
     return app
