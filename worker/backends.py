@@ -93,13 +93,17 @@ class CancelScope:
         self._lock = threading.Lock()
 
     def track(self, pool: ExecutorPool, future: Future[ExecResult]) -> None:
+        """Remember the program of ``future``; stop it at once if the batch is cancelled."""
         with self._lock:
             self._pool = pool
-            if not self.cancelled:
+            cancelled = self.cancelled
+            if not cancelled:
                 self._futures.add(future)
-                future.add_done_callback(self._discard)
-                return
-        pool.cancel(future)  # submitted after the cancel: stop it now
+        if cancelled:
+            pool.cancel(future)  # submitted after the cancel: stop it now
+            return
+        # outside the lock: a future already answered runs the callback right here
+        future.add_done_callback(self._discard)
 
     def _discard(self, future: Future[ExecResult]) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ program in flight.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -70,3 +71,33 @@ def test_a_program_over_the_size_limit_is_refused_without_harming_its_neighbours
     assert "executor.max_code_bytes" in (big.error or "")
     assert first.status is ExecStatus.OK and last.status is ExecStatus.OK
     assert executor.restarts == 0
+
+
+def test_a_cancel_scope_tracks_programs_answered_before_it_sees_them() -> None:
+    """A program refused at once (too large, empty) is answered before it is tracked."""
+    from concurrent.futures import Future
+
+    from worker.backends import CancelScope
+    from worker.types import ExecResult
+
+    class Pool:
+        def __init__(self) -> None:
+            self.cancelled: list[Future[ExecResult]] = []
+
+        def cancel(self, future: Future[ExecResult]) -> bool:
+            self.cancelled.append(future)
+            return True
+
+    pool, scope = Pool(), CancelScope()
+    answered: Future[ExecResult] = Future()
+    answered.set_result(ExecResult(status=ExecStatus.REFUSED))
+    tracking = threading.Thread(target=scope.track, args=(pool, answered), daemon=True)
+    tracking.start()
+    tracking.join(5)
+    assert not tracking.is_alive(), "tracking an answered program deadlocked"
+    waiting: Future[ExecResult] = Future()
+    scope.track(pool, waiting)  # type: ignore[arg-type]
+    assert scope.cancel() == 1 and pool.cancelled == [waiting]
+    late: Future[ExecResult] = Future()
+    scope.track(pool, late)  # type: ignore[arg-type]
+    assert pool.cancelled == [waiting, late], "a program sent after the cancel is stopped"
