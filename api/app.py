@@ -7,7 +7,11 @@ the backend named by ``api.backend`` (and the Redis cache and job store when it 
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +33,11 @@ from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
 from worker.backends import Backend, make_backend
 
-__all__ = ["create_app"]
+__all__ = ["SERVE_ENV", "create_app", "create_served_app"]
+
+#: How ``llm3d serve`` tells its worker processes which configuration to load (JSON:
+#: ``{"config": path or null, "overrides": {...}}``); not an ``LLM3D_`` setting.
+SERVE_ENV = "_LLM3D_SERVE"
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +144,22 @@ def create_app(
         return error_response(503, str(exc), headers={"Retry-After": "5"})
 
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app of one ``llm3d serve`` worker process (``uvicorn --factory``).
+
+    Loads the configuration its supervisor loaded (see :data:`SERVE_ENV`), and asks the
+    kernel to end this worker when the supervisor dies, so that none outlives it.
+    """
+    args = json.loads(os.environ.get(SERVE_ENV) or "{}")
+    config = load_config(args.get("config"), **args.get("overrides", {}))
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor still stops its workers
+        logger.debug("PR_SET_PDEATHSIG unavailable")
+    return create_app(config)
