@@ -208,6 +208,9 @@ class ForkServer:
         if op == "ping":
             self._send({"op": "pong", "id": header.get("id"), "running": len(self.running)})
             return
+        if op == "cancel":
+            self._cancel(str(header.get("id")))
+            return
         if op != "run":
             logger.error("unknown op %r ignored", op)
             return
@@ -234,6 +237,30 @@ class ForkServer:
             request.queued = True
             self._send({"op": "queued", "id": rid})
         self.queue.append(request)
+
+    def _cancel(self, rid: str) -> None:
+        """Drop program ``rid`` if it is queued, kill its child's group if it runs, and answer
+        it at once as ``infra_error`` (cancelled: never the program's fault, never cached).
+        An id already answered is ignored: its result is on its way."""
+        answer: dict[str, Any] = {
+            "op": "result",
+            "id": rid,
+            "status": "infra_error",
+            "error": "cancelled by the caller before it finished",
+            "seconds": 0.0,
+            "diagnostics": {"cancelled": "true"},
+        }
+        for request in self.queue:
+            if request.id == rid:
+                self.queue.remove(request)
+                self._send(answer)
+                return
+        for running in self.running.values():
+            if running.request.id == rid and not running.answered:
+                running.answered = True  # reaped later (pidfd), without a second answer
+                _kill_group(running.pid)
+                self._send({**answer, "seconds": time.monotonic() - running.started})
+                return
 
     # -- starting children -------------------------------------------------------------
 
