@@ -67,6 +67,8 @@ def _items(truth: Path) -> list[dict[str, object]]:
     items: list[dict[str, object]] = []
     for name, (body, _) in HOSTILE.items():
         code = "from bpy_lib import *\n" + body.replace("{canary}", str(canary)).format()
+        if len(code.encode()) > 65_536:
+            continue  # refused at the door (422), below
         items.append({"id": f"hostile-{name}", "code": code, "reference": {"code": HONEST}})
     for name, code in RED_TEAM.items():
         items.append({"id": f"red-{name}", "code": code, "reference": {"code": HONEST}})
@@ -96,6 +98,22 @@ def test_every_attack_class_is_contained_by_the_reward_api(served: tuple[Farm, P
         assert farm.api.pid == pid and farm.api.alive()
     assert truth.read_text() == before
     assert [p.name for p in truth.parent.iterdir()] == ["cube.obj"]
+
+
+def test_oversized_programs_are_refused_at_the_door(served: tuple[Farm, Path]) -> None:
+    farm, _ = served
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    big = [n for n, (body, _) in HOSTILE.items() if len(body.encode()) > 65_536]
+    assert big
+    with httpx.Client(base_url=farm.url, timeout=60, headers=headers) as http:
+        for name in big:
+            code = "from bpy_lib import *\n" + HOSTILE[name][0]
+            response = http.post(
+                "/reward/batch",
+                json={"items": [{"id": name, "code": code, "reference": {"code": HONEST}}]},
+            )
+            assert response.status_code == 422 and "65,536" in response.text
+        assert http.get("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("name", list(RED_TEAM))
