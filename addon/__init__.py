@@ -2,7 +2,8 @@
 
 A Blender 4.2+ extension (``blender_manifest.toml``). The panel lives in the 3D viewport's
 sidebar, tab "llm3d". The model is any OpenAI-compatible chat-completions endpoint (see the
-add-on preferences); its program runs through the reward farm's sandbox policy.
+add-on preferences); its program runs out of this Blender, in the reward farm's sandbox
+(:mod:`addon.background`), and only the mesh comes back.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import bpy
 
-from . import jobs, operators, preferences, ui
+from . import background, jobs, operators, preferences, ui
 
 __all__ = ["LLM3D_PG_settings", "classes", "register", "unregister"]
 
@@ -111,8 +112,9 @@ def register() -> None:
 
 
 def unregister() -> None:
-    """Cancel running jobs, drop thumbnails, unregister everything in reverse order."""
+    """Cancel running jobs, stop the sandbox, drop thumbnails, unregister in reverse order."""
     jobs.cancel_all()
+    background.shutdown()  # the background Blender and any program in it
     preferences.stop_polling()
     ui.free_previews()
     if _cancel_on_load in bpy.app.handlers.load_pre:

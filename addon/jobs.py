@@ -1,16 +1,22 @@
-"""Generation jobs: the model request on a worker thread, results drained on the main thread.
+"""Jobs: the model request and the sandboxed run on a worker thread, results on the main thread.
 
-Blender's data may only be touched from the main thread, and an HTTP request must never
-block it. A :class:`Job` therefore sends each request from a daemon thread, which puts one
-:class:`Message` on the job's queue. :func:`drain`, registered with ``bpy.app.timers``,
-runs on the main thread: it updates the status line, and when an answer arrives it writes
-the program into the job's text block, runs it (:func:`addon.runner.run_program`) and
-either finishes (one undo step for the whole result) or, when the program failed and
-attempts remain, asks the model to repair it (the repair loop).
+Blender's data may only be touched from the main thread, and neither an HTTP request nor a
+program may block it. A :class:`Job` therefore does each attempt on a daemon thread: it asks
+the model (a Generate; a Run job has its program already), then runs the program in the
+sandbox out of this process (:meth:`addon.background.Sandbox.run`, which waits for the
+background Blender), and puts one :class:`Message` with the mesh on the job's queue.
+:func:`drain`, registered with ``bpy.app.timers``, runs on the main thread: it updates the
+status line, and when a message arrives it writes the program into the job's text block,
+builds the mesh into the result collection (:func:`addon.runner.build_result`) and either
+finishes (one undo step for the whole result) or, when the program failed and attempts
+remain, asks the model to repair it (the repair loop). With *Trusted Execution* the thread
+only asks the model, and :func:`drain` runs the program inside Blender as before.
 
-Cancel sets the job's event: :func:`drain` ends the job at its next call, and an answer
-that arrives afterwards is dropped unread. A request cannot be interrupted mid-flight
-(``urllib`` has no abort); its thread ends when the server answers or the timeout passes.
+Cancel (:meth:`Job.stop`) sets the job's event: :func:`drain` ends the job at its next call,
+and a message that arrives afterwards is dropped unread. A program running in the sandbox is
+killed at once (the session's background server is stopped; the next run starts a new one).
+A request cannot be interrupted mid-flight (``urllib`` has no abort); its thread ends when
+the server answers or the timeout passes.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from typing import Any, cast
 
 import bpy
 
+from worker.types import ExecResult
+
+from .background import Sandbox, get_sandbox
 from .client import ChatClient, EndpointError, build_messages, extract_code, repair_messages
-from .runner import run_program
+from .runner import RunOutcome, build_result, result_name, run_program
 
 __all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
 
@@ -45,20 +54,27 @@ _TIMERS: list[Callable[[], float | None]] = []
 
 @dataclass(frozen=True)
 class Message:
-    """What a worker thread hands back: the model's answer or the error of its request."""
+    """What a worker thread hands back: the model's answer or the error of its request.
+
+    ``code`` is the program taken from the answer, ``result`` what the sandbox made of it
+    (None when the program runs inside Blender: Trusted Execution).
+    """
 
     attempt: int
     answer: str | None = None
     error: str | None = None
+    code: str = ""
+    result: ExecResult | None = None
 
 
 @dataclass
 class Job:
-    """One Generate: the conversation so far and the thread that extends it.
+    """One Generate (or Run): the conversation so far and the thread that extends it.
 
     Attributes
     ----------
-    client : ChatClient
+    client : ChatClient or None
+        None for a Run job.
     system : str
         The system prompt (the ``bpy_lib`` reference).
     images : list of str
@@ -68,12 +84,18 @@ class Job:
     label : str
         Name of the result collection and of the text block.
     trusted : bool
-        Run without the sandbox policy (the artist's preference).
+        Run inside Blender without the sandbox (the artist's preference).
     run_timeout_s : float
         Time limit of each program run.
+    sandbox : Sandbox or None
+        Where programs run when not trusted; the session's when omitted.
+    program : str or None
+        A Run job's program (no model request, one attempt).
+    phase : str
+        ``model`` while the request is in flight, ``running`` while the sandbox runs it.
     """
 
-    client: ChatClient
+    client: ChatClient | None
     system: str
     images: list[str]
     max_attempts: int
@@ -88,11 +110,19 @@ class Job:
     text_name: str = ""
     collection_name: str = ""
     thread: threading.Thread | None = None
+    sandbox: Sandbox | None = None
+    program: str | None = None
+    phase: str = "model"
+
+    def __post_init__(self) -> None:
+        if not self.trusted and self.sandbox is None:
+            self.sandbox = get_sandbox()
 
     def request(self) -> None:
-        """Start the next attempt's request on a daemon thread."""
+        """Start the next attempt (request, then run) on a daemon thread."""
         self.attempt += 1
         self.started = time.monotonic()
+        self.phase = "running" if self.program is not None else "model"
         self.thread = threading.Thread(
             target=self._work, args=(self.attempt,), name=f"llm3d-request-{self.attempt}"
         )
@@ -101,16 +131,33 @@ class Job:
 
     def _work(self, attempt: int) -> None:
         try:
-            if not self.messages:
-                self.messages = build_messages(self.system, self.images)
-            answer = self.client.complete(self.messages)
+            if self.program is not None:
+                answer = code = self.program
+            else:
+                if self.client is None:
+                    raise RuntimeError("a Generate job needs a chat client")
+                if not self.messages:
+                    self.messages = build_messages(self.system, self.images)
+                answer = self.client.complete(self.messages)
+                code = extract_code(answer)
+            result: ExecResult | None = None
+            if self.sandbox is not None and not self.cancel.is_set():
+                self.phase = "running"
+                self.started = time.monotonic()
+                result = self.sandbox.run(code, self.run_timeout_s)
         except EndpointError as e:
             self.queue.put(Message(attempt, error=str(e)))
         except Exception as e:  # a bug must reach the panel, not die silently in a thread
             logger.exception("llm3d request failed")
             self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
         else:
-            self.queue.put(Message(attempt, answer=answer))
+            self.queue.put(Message(attempt, answer=answer, code=code, result=result))
+
+    def stop(self) -> None:
+        """Cancel: drop what comes later, and kill a program running in the sandbox now."""
+        self.cancel.set()
+        if self.phase == "running" and self.sandbox is not None:
+            self.sandbox.close()
 
 
 def active_job(scene: bpy.types.Scene) -> Job | None:
@@ -119,7 +166,9 @@ def active_job(scene: bpy.types.Scene) -> Job | None:
 
 
 def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) -> None:
-    """Reset the panel's attempt list, send the first request and start draining.
+    """Reset the panel's attempt list, send the first request (or run) and start draining.
+
+    A Run job keeps the attempt list of the last Generate.
 
     Raises
     ------
@@ -127,12 +176,15 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
         When a job already runs for this scene.
     """
     if scene.name in _JOBS:
-        raise RuntimeError("a generation is already running; cancel it first")
+        raise RuntimeError("a generation or run is already going on; cancel it first")
     settings: Any = scene.llm3d  # type: ignore[attr-defined]
-    settings.attempts.clear()
     settings.busy = True
     settings.error = ""
-    settings.status = "Sending the images to the model..."
+    if job.program is None:
+        settings.attempts.clear()
+        settings.status = "Sending the images to the model..."
+    else:
+        settings.status = f"Running '{job.text_name}' in the sandbox..."
     _JOBS[scene.name] = job
     job.request()
     if register_timer:
@@ -188,11 +240,7 @@ def drain(scene_name: str) -> float | None:
     try:
         message = job.queue.get_nowait()
     except queue.Empty:
-        waited = time.monotonic() - job.started
-        settings.status = (
-            f"Waiting for {job.client.model}... {waited:.0f} s "
-            f"(attempt {job.attempt}/{job.max_attempts})"
-        )
+        settings.status = _progress(job)
         _redraw()
         return DRAIN_INTERVAL_S
     try:
@@ -201,6 +249,27 @@ def drain(scene_name: str) -> float | None:
         logger.exception("llm3d: delivering the model's answer failed")
         _finish(scene_name, settings, "Failed.", error=f"{type(e).__name__}: {e}")
         return None
+
+
+def _progress(job: Job) -> str:
+    """The status line while a job's thread works."""
+    waited = time.monotonic() - job.started
+    if job.program is not None:
+        return f"Running '{job.text_name}' in the sandbox... {waited:.0f} s"
+    if job.phase == "running":
+        what = "Running the program in the sandbox..."
+    else:
+        what = f"Waiting for {job.client.model if job.client else 'the model'}..."
+    return f"{what} {waited:.0f} s (attempt {job.attempt}/{job.max_attempts})"
+
+
+def _run(job: Job, message: Message, collection: bpy.types.Collection) -> RunOutcome:
+    """Build the sandbox's result, or run the program here when the artist trusts it."""
+    if job.trusted:
+        return run_program(message.code, collection, trusted=True, timeout_s=job.run_timeout_s)
+    if message.result is None:  # never run it here instead
+        return RunOutcome(False, "the program was not run (cancelled); press Run")
+    return build_result(message.result, collection, result_name(collection))
 
 
 def _add_attempt(settings: Any, number: int, code: str, ok: bool, error: str) -> None:
@@ -220,7 +289,10 @@ def _deliver(
         _add_attempt(settings, message.attempt, "", False, error)
         _finish(scene_name, settings, "The model request failed.", error=error)
         return None
-    code = extract_code(message.answer)
+    if job.program is not None:
+        _deliver_run(scene, settings, job, message)
+        return None
+    code = message.code
     text = ensure_text(job.text_name, f"{job.label}.py")
     job.text_name = text.name
     text.from_string(code)
@@ -229,7 +301,7 @@ def _deliver(
     job.collection_name = collection.name
     settings.collection = collection
     settings.has_score = False
-    outcome = run_program(code, collection, trusted=job.trusted, timeout_s=job.run_timeout_s)
+    outcome = _run(job, message, collection)
     _add_attempt(settings, message.attempt, code, outcome.ok, outcome.error)
     if outcome.ok:
         parts = len(outcome.objects)
@@ -266,6 +338,24 @@ def _deliver(
     return None
 
 
+def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Message) -> None:
+    """A Run job's result: the result collection is rebuilt, or the error shown."""
+    collection = ensure_collection(scene, job.collection_name, job.label)
+    settings.collection = collection
+    settings.has_score = False
+    outcome = _run(job, message, collection)
+    if not outcome.ok:
+        _finish(scene.name, settings, f"Run failed: {outcome.error}", error=outcome.error)
+        return
+    parts = len(outcome.objects)
+    _finish(
+        scene.name,
+        settings,
+        f"Ran '{job.text_name}': {parts} part{'s' if parts != 1 else ''} in '{collection.name}'.",
+    )
+    push_undo(f"llm3d: Run {job.text_name}")
+
+
 def ensure_text(name: str, new_name: str) -> bpy.types.Text:
     """The text block ``name``; a new one called ``new_name`` when it is empty or missing."""
     text: bpy.types.Text | None = cast(Any, bpy.data.texts).get(name) if name else None
@@ -299,7 +389,7 @@ def result_label(images: Sequence[str]) -> str:
 def cancel_all() -> None:
     """Cancel every job (on unregister): their threads' answers are dropped."""
     for job in _JOBS.values():
-        job.cancel.set()
+        job.stop()
     _JOBS.clear()
     for timer in _TIMERS:
         if bpy.app.timers.is_registered(timer):

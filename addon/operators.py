@@ -12,7 +12,6 @@ from . import jobs
 from ._typing import OperatorResult
 from .client import IMAGE_TYPES
 from .preferences import get_settings, online_access_problem
-from .runner import run_program
 from .scoring import ScoreUnavailableError, score_objects
 
 __all__ = [
@@ -182,7 +181,7 @@ class MESH_OT_llm3d_generate(bpy.types.Operator):
 
 
 class MESH_OT_llm3d_cancel(bpy.types.Operator):
-    """Stop waiting for the model; a late answer is dropped"""
+    """Stop waiting for the model, or stop the running program; a late answer is dropped"""
 
     bl_idname = "mesh.llm3d_cancel"
     bl_label = "Cancel"
@@ -200,9 +199,9 @@ class MESH_OT_llm3d_cancel(bpy.types.Operator):
         if job is None:
             self.report({"ERROR"}, "No generation is running")
             return {"CANCELLED"}
-        job.cancel.set()
+        job.stop()  # a program running in the sandbox is killed now
         jobs.drain(scene.name)  # show "Cancelled" now, not at the next timer tick
-        self.report({"INFO"}, "Generation cancelled")
+        self.report({"INFO"}, "Cancelled")
         return {"FINISHED"}
 
 
@@ -211,7 +210,8 @@ class MESH_OT_llm3d_run(bpy.types.Operator):
 
     bl_idname = "mesh.llm3d_run"
     bl_label = "Run"
-    bl_options = {"REGISTER", "UNDO"}
+    # Not UNDO: the result arrives later and is pushed as one undo step of its own.
+    bl_options = {"REGISTER"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -230,28 +230,26 @@ class MESH_OT_llm3d_run(bpy.types.Operator):
         settings = _settings(context)
         text = settings.text
         prefs = get_settings(context)
-        collection = jobs.ensure_collection(
-            scene,
-            settings.collection.name if settings.collection else "",
-            f"llm3d {Path(text.name).stem.removeprefix('llm3d ')}",
-        )
-        settings.collection = collection
-        settings.has_score = False
-        outcome = run_program(
-            text.as_string(),
-            collection,
+        job = jobs.Job(
+            client=None,
+            system="",
+            images=[],
+            max_attempts=1,
+            label=f"llm3d {Path(text.name).stem.removeprefix('llm3d ')}",
             trusted=prefs.trusted_execution,
-            timeout_s=prefs.run_timeout_s,
+            run_timeout_s=prefs.run_timeout_s,
+            program=text.as_string(),
+            text_name=text.name,
+            collection_name=settings.collection.name if settings.collection else "",
         )
-        settings.error = outcome.error
-        if not outcome.ok:
-            settings.status = f"Run failed: {outcome.error}"
-            self.report({"ERROR"}, outcome.error)
+        try:
+            jobs.start_job(scene, job)
+        except RuntimeError as e:
+            self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
-        settings.status = (
-            f"Ran '{text.name}': {len(outcome.objects)} part(s) in '{collection.name}'."
-        )
-        self.report({"INFO"}, settings.status)
+        if prefs.trusted_execution:
+            self.report({"WARNING"}, "Trusted execution is on: the program runs unchecked")
+        self.report({"INFO"}, f"Running '{text.name}'...")
         return {"FINISHED"}
 
 

@@ -161,9 +161,10 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
     trusted_execution: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Trusted Execution (unsafe)",
         description=(
-            "Run generated programs without the sandbox policy and with all Python builtins. "
-            "Only for models and endpoints you trust: a program could then read or delete "
-            "files or reach the network"
+            "Run generated programs inside this Blender, without the sandbox, its policy and "
+            "its hard time limit, with all Python builtins. Only for models and endpoints you "
+            "trust: a program could then read or delete files, reach the network, or hang "
+            "Blender"
         ),
         default=False,
     )
@@ -189,11 +190,15 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "max_tokens")
         row.prop(self, "temperature")
         col.separator()
+        from .background import describe_layers
+
+        col.label(text=describe_layers(False), icon="LOCKED")
         col.prop(self, "trusted_execution")
         if self.trusted_execution:
             box = col.box()
             box.label(text="Programs run unchecked, with full Python: they can read,", icon="ERROR")
             box.label(text="write or delete files and use the network. Trust the model first.")
+            box.label(text="They run inside Blender: a loop inside C cannot be stopped.")
 
 
 class MESH_OT_llm3d_test_connection(bpy.types.Operator):

@@ -1,41 +1,52 @@
-"""Running a generated program inside the artist's Blender (main thread only).
+"""Building a program's result into the artist's scene (main thread only).
 
-Safe by default: the program first goes through :func:`worker.sandbox.check_policy`, the
-policy the reward farm applies (imports of ``bpy_lib`` and ``math`` only, no dunders, no
-``open``/``eval``/``getattr``, no ``bpy``), then runs with the farm's table of safe
-builtins and an ``__import__`` that only hands out ``bpy_lib`` and ``math``. Trusted mode
-(a preference) skips both.
+Safe by default: an untrusted program never runs in this process. :mod:`addon.background`
+runs it in a separate, sandboxed background Blender (the reward farm's fork server on Linux)
+and hands back only its mesh; :func:`build_result` turns that mesh into one object in the
+result collection. Inside that background Blender ``clear_scene()`` clears the program's own
+empty scene and ``export_scene()`` writes nothing the artist sees, so the artist's objects are
+out of reach by construction. :func:`run_program` does both steps in one blocking call (for
+scripts and tests; the panel runs the first step on a worker thread, :mod:`addon.jobs`).
 
-Either way the program runs in a **temporary scene** so that it never sees or touches the
-artist's objects: ``clear_scene()`` clears that scene only, ``export_scene()`` writes no
-file, and the names of earlier results are set aside while it runs (so ``name="seat"``
-works again). A watchdog thread enforces a time limit on the program. When it
-succeeds its parts move into the result collection; when it fails everything it made is
-removed and the earlier result stays.
+*Trusted Execution* (a preference) is the explicit opt-in for running a program **inside**
+this Blender, as it was written, with full builtins: :func:`run_program` with
+``trusted=True``. It runs in a **temporary scene** so that it never sees or touches the
+artist's objects (``clear_scene()`` clears that scene only, ``export_scene()`` writes no
+file, the names of earlier results are set aside while it runs), its parts keep their own
+objects and names, and a watchdog thread raises a timeout into it (which cannot stop a loop
+inside one C call). When it fails everything it made is removed and the earlier result stays.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import sys
 import threading
 import time
 import types
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import bpy
+import numpy as np
 
 import bpy_lib
 from bpy_lib import _mesh
-from worker.sandbox import check_policy, restricted_builtins
+from worker.types import ExecResult, ExecStatus
 
-__all__ = ["PROGRAM_FILENAME", "RunOutcome", "describe_error", "run_program"]
+if TYPE_CHECKING:
+    from .background import Sandbox
+
+__all__ = [
+    "PROGRAM_FILENAME",
+    "RunOutcome",
+    "build_result",
+    "describe_error",
+    "describe_result",
+    "run_program",
+]
 
 PROGRAM_FILENAME = "<llm3d program>"
-MAX_CODE_BYTES = 65536
-ALLOWED_IMPORTS = ("bpy_lib", "math")
 _STASH = "\x7fllm3d stash {}"
 _FRESH = "\x7fllm3d new {}"
 
@@ -200,14 +211,85 @@ def _is_part(obj: bpy.types.Object) -> bool:
     return len(obj.data.polygons) > 0
 
 
+def describe_result(result: ExecResult) -> str:
+    """One line for the panel (and the repair request): what went wrong and what to do."""
+    error = " ".join(str(result.error or "").split())
+    if result.status is ExecStatus.TIMEOUT:
+        return (
+            f"TimeoutError: {error or 'the program ran past the time limit'}; make it do less, "
+            "or raise Program Time Limit in the add-on preferences"
+        )
+    if result.status is ExecStatus.NO_GEOMETRY:
+        return "the program made no part with faces; build at least one solid part"
+    if result.status is ExecStatus.DEGENERATE:
+        return f"the result is too large or broken ({error}); build fewer, simpler parts"
+    if result.status is ExecStatus.INFRA_ERROR:
+        return f"the sandbox failed, not the program ({error}); press Run to try again"
+    return error or f"the program failed ({result.status.value})"
+
+
+def _checked_mesh(result: ExecResult) -> tuple[np.ndarray, np.ndarray] | str:
+    """The result's arrays, checked again here (they come from a process that ran untrusted
+    code); a reason when they are unusable."""
+    vertices = np.asarray(result.vertices)
+    faces = np.asarray(result.faces)
+    if vertices.ndim != 2 or vertices.shape[1:] != (3,) or faces.ndim != 2:
+        return f"malformed mesh arrays {vertices.shape} / {faces.shape}"
+    if faces.shape[1:] != (3,) or len(faces) == 0:
+        return "the program made no part with faces; build at least one solid part"
+    if not np.isfinite(vertices).all():
+        return "the mesh has non-finite coordinates"
+    if int(faces.min()) < 0 or int(faces.max()) >= len(vertices):
+        return "the mesh's faces index missing vertices"
+    return vertices.astype(np.float32, copy=False), faces.astype(np.int32, copy=False)
+
+
+def build_result(result: ExecResult, target: bpy.types.Collection, name: str) -> RunOutcome:
+    """Build a sandboxed run's mesh into ``target`` (main thread); the earlier result goes.
+
+    One object named ``name`` (Blender appends ``.001`` while the name is taken) holds the
+    whole result: the sandbox hands back the triangles of every part, not the parts. When
+    the run failed nothing changes and the outcome carries the panel's error line.
+    """
+    if not result.ok:
+        refused = result.status in (ExecStatus.REFUSED, ExecStatus.EMPTY)
+        return RunOutcome(False, describe_result(result), refused=refused, seconds=result.seconds)
+    checked = _checked_mesh(result)
+    if isinstance(checked, str):
+        return RunOutcome(False, checked, seconds=result.seconds)
+    vertices, faces = checked
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    mesh.validate()
+    for obj in list(target.all_objects):
+        _remove_object(obj)
+    obj = bpy.data.objects.new(name, mesh)
+    obj[_mesh.KIND] = _mesh.PART
+    target.objects.link(obj)
+    mesh.name = obj.name
+    return RunOutcome(True, objects=[obj.name], seconds=result.seconds)
+
+
+def result_name(target: bpy.types.Collection) -> str:
+    """The result object's name: the collection's, without the ``llm3d`` prefix."""
+    return target.name.removeprefix("llm3d ").strip() or "result"
+
+
 def run_program(
     code: str,
     target: bpy.types.Collection,
     *,
     trusted: bool = False,
     timeout_s: float = 60.0,
+    sandbox: Sandbox | None = None,
 ) -> RunOutcome:
-    """Check and run ``code``; on success its parts replace the contents of ``target``.
+    """Run ``code`` and put its result into ``target`` (blocks until it is done).
 
     Parameters
     ----------
@@ -216,27 +298,29 @@ def run_program(
     target : bpy.types.Collection
         The result collection. Its objects are replaced only when the program succeeds.
     trusted : bool
-        Skip the sandbox policy and run with the full builtins (the artist's choice).
+        Run inside this Blender with full builtins and no policy (the artist's choice, see
+        the module docstring); otherwise in the sandbox, out of this process.
     timeout_s : float
-        Wall-clock limit on the program's own lines.
+        The time limit (a hard kill in the sandbox; a watchdog when trusted).
+    sandbox : Sandbox, optional
+        Where to run; the session's (:func:`addon.background.get_sandbox`) when omitted.
     """
     if not trusted:
-        verdict = check_policy(
-            code,
-            ALLOWED_IMPORTS,
-            module_names={"bpy_lib": bpy_lib.__all__},
-            max_code_bytes=MAX_CODE_BYTES,
-        )
-        if not verdict.ok:
-            return RunOutcome(False, verdict.describe(), refused=verdict.rule != "syntax")
-        if not verdict.imports_bpy_lib:
-            return RunOutcome(False, "the program does not import bpy_lib", refused=True)
+        from .background import get_sandbox
+
+        result = (sandbox or get_sandbox()).run(code, timeout_s)
+        return build_result(result, target, result_name(target))
+    return _run_in_process(code, target, timeout_s=timeout_s)
+
+
+def _run_in_process(code: str, target: bpy.types.Collection, *, timeout_s: float) -> RunOutcome:
+    """Trusted Execution: run ``code`` in this Blender, in a temporary scene."""
     scene = bpy.data.scenes.new("llm3d run")
     stash = _stash_names()
     wanted: list[tuple[bpy.types.Object, str]] = []
     start = time.perf_counter()
     try:
-        error = _execute(code, scene, trusted=trusted, timeout_s=timeout_s)
+        error = _execute(code, scene, timeout_s=timeout_s)
         seconds = time.perf_counter() - start
         made = list(scene.collection.all_objects)
         parts = [o for o in made if _is_part(o)]
@@ -265,11 +349,9 @@ def run_program(
     return RunOutcome(True, objects=sorted(o.name for o, _ in wanted), seconds=seconds)
 
 
-def _execute(code: str, scene: bpy.types.Scene, *, trusted: bool, timeout_s: float) -> str | None:
+def _execute(code: str, scene: bpy.types.Scene, *, timeout_s: float) -> str | None:
     facade = _facade(scene)
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    if not trusted:
-        namespace["__builtins__"] = restricted_builtins({"bpy_lib": facade, "math": math})
     view_layer = scene.view_layers[0]
     with bpy.context.temp_override(scene=scene, view_layer=view_layer):
         try:
@@ -278,10 +360,7 @@ def _execute(code: str, scene: bpy.types.Scene, *, trusted: bool, timeout_s: flo
             watchdog = _Watchdog(timeout_s)
             watchdog.start()
             try:
-                if trusted:
-                    _exec_trusted(compiled, namespace, facade)
-                else:
-                    exec(compiled, namespace)
+                _exec_trusted(compiled, namespace, facade)
             finally:
                 watchdog.stop()
                 sys.settrace(previous)

@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 import bpy.utils.previews
 
-from . import jobs
+from . import background, jobs
 from .preferences import ADDON_ID, connection_status, get_settings, online_access_problem
 
 __all__ = [
@@ -146,6 +146,12 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
                 box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         if prefs.trusted_execution:
             box.label(text="Trusted execution: programs run unchecked", icon="ERROR")
+        layers = background.describe_layers(prefs.trusted_execution)
+        for i, line in enumerate(_wrap(layers, 48)):
+            if i:
+                box.label(text=line, icon="BLANK1")
+            else:
+                box.label(text=line, icon="ERROR" if prefs.trusted_execution else "LOCKED")
         row = box.row(align=True)
         row.scale_y = 1.4
         row.operator("mesh.llm3d_generate", icon="PLAY")

@@ -1,12 +1,15 @@
 """Stage the Blender extension's source folder (called by scripts/build_addon.sh).
 
 Copies ``addon/`` and bundles what it needs from the project under ``vendor/``:
-``bpy_lib`` (whole, without its example programs), the sandbox policy and the metrics of
-``worker`` and the two small ``llm3d`` modules the metrics import. The Python packages the
-metrics need and Blender does not ship (``pykdtree`` and the ``pydantic`` stack behind
-``llm3d.config``) are downloaded as wheels for each platform, pinned to the versions this
-environment runs, and listed in the staged manifest (the extension ``wheels`` mechanism:
-Blender installs them on enable). Nothing is copied into the repository itself.
+``bpy_lib`` (whole, without its example programs) and every module of ``worker`` and
+``llm3d`` that the add-on, the fork server it starts in a background Blender
+(``worker.blender_server``, ``worker.executor``: the sandbox, the jail, seccomp, Landlock...)
+and the metrics import, found by following their imports (:func:`vendored_files`). The
+sandbox's jail binds only ``vendor/``. The Python packages the metrics need and Blender does
+not ship (``pykdtree`` and the ``pydantic`` stack behind ``llm3d.config``) are downloaded as
+wheels for each platform, pinned to the versions this environment runs, and listed in the
+staged manifest (the extension ``wheels`` mechanism: Blender installs them on enable).
+Nothing is copied into the repository itself.
 
 Usage::
 
@@ -16,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.metadata
 import shutil
 import subprocess
@@ -24,18 +28,56 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Modules of the project bundled under vendor/ (bpy_lib is copied whole).
-VENDORED_FILES = (
-    "worker/__init__.py",
-    "worker/sandbox.py",
-    "worker/metrics.py",
-    "worker/sampling.py",
-    "worker/nearest.py",
-    "worker/meshio.py",
-    "llm3d/__init__.py",
-    "llm3d/exceptions.py",
-    "llm3d/config.py",
-)
+#: Packages of the project whose modules are bundled as needed (bpy_lib is copied whole).
+VENDORED_PACKAGES = ("worker", "llm3d")
+#: Where the imports are followed from, beside every module of ``addon/``: the fork server
+#: (run as ``python -m`` in the background Blender) and the metrics behind Score.
+VENDOR_ROOTS = ("worker.blender_server", "worker.executor", "worker.metrics")
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute imports of ``path`` from :data:`VENDORED_PACKAGES` (also inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in VENDORED_PACKAGES)
+    return found
+
+
+def _module_file(name: str) -> Path | None:
+    for candidate in (ROOT / f"{name.replace('.', '/')}.py", ROOT / name.replace(".", "/")):
+        if candidate.suffix == ".py" and candidate.is_file():
+            return candidate
+        if (candidate / "__init__.py").is_file():
+            return candidate / "__init__.py"
+    return None
+
+
+def vendored_files() -> list[str]:
+    """Every module of ``worker``/``llm3d`` the add-on and its fork server import, with the
+    packages' ``__init__.py``; paths relative to the repository, sorted."""
+    pending = set(VENDOR_ROOTS)
+    for path in (ROOT / "addon").glob("*.py"):
+        pending |= _imports(path)
+    files: set[Path] = {ROOT / package / "__init__.py" for package in VENDORED_PACKAGES}
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path is None:  # a name imported from a module (``from worker.x import f``)
+            continue
+        files.add(path)
+        pending |= _imports(path)
+    return sorted(str(f.relative_to(ROOT)) for f in files)
+
 
 #: Distributions the bundled metrics import that Blender's Python lacks (numpy it has).
 WHEEL_DISTRIBUTIONS = (
@@ -70,7 +112,7 @@ def stage_sources(stage: Path) -> None:
         vendor / "bpy_lib",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "examples", "__main__.py"),
     )
-    for rel in VENDORED_FILES:
+    for rel in vendored_files():
         target = vendor / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)

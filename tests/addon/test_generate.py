@@ -54,16 +54,19 @@ def test_generate_builds_object_text_block_and_one_undo_step(
     drain_until_done(scene.name)
 
     assert not settings.busy, settings.status
-    assert settings.status.startswith("Done: 2 parts"), settings.status
+    assert settings.status.startswith("Done: 1 part in"), settings.status
     collection = settings.collection
     assert collection.name == "llm3d mug_front+mug_side"
     assert collection.name in scene.collection.children
-    assert _parts(collection) == ["body", "knob"]
+    # the sandbox hands back one mesh (every part's triangles), built as one object
+    assert _parts(collection) == ["mug_front+mug_side"]
+    mesh = bpy.data.objects["mug_front+mug_side"].data
+    assert len(mesh.polygons) > 12 and len(mesh.vertices) > 8  # the body and the knob
     assert settings.text.name == "llm3d mug_front+mug_side.py"
     assert settings.text.as_string() == CUBE_PROGRAM
     assert [(a.number, a.ok) for a in settings.attempts] == [(1, True)]
-    # the artist's objects are untouched; only the result's parts are new
-    assert {o.name for o in bpy.data.objects} - objects_before == {"body", "knob"}
+    # the artist's objects are untouched; only the result is new
+    assert {o.name for o in bpy.data.objects} - objects_before == {"mug_front+mug_side"}
     assert objects_before <= {o.name for o in bpy.data.objects}
 
     # the request: system prompt with the bpy_lib reference, both images as base64 data URLs
@@ -97,8 +100,8 @@ def test_second_generate_keeps_the_first_result(
     drain_until_done(scene.name)
     second = scene.llm3d.collection
     assert first.name != second.name
-    assert _parts(first) == ["body", "knob"]  # names kept by the earlier result
-    assert _parts(second) == ["body.001", "knob.001"]
+    assert _parts(first) == ["mug_front+mug_side"]  # the earlier result stays
+    assert _parts(second) == ["mug_front+mug_side.001"]
 
 
 def test_repair_loop_sends_the_error_back_and_stops_after_n_attempts(
@@ -143,7 +146,7 @@ def test_repair_loop_succeeds_on_the_second_attempt(
     drain_until_done(scene.name)
     assert [(a.number, a.ok) for a in settings.attempts] == [(1, False), (2, True)]
     assert "colour" in settings.attempts[0].error
-    assert _parts(settings.collection) == ["body", "knob"]
+    assert _parts(settings.collection) == ["mug_front+mug_side"]
     assert settings.status.endswith("(attempt 2/3)."), settings.status
 
 
@@ -249,6 +252,8 @@ def test_generate_needs_images(addon: Any) -> None:
 def test_run_reexecutes_the_edited_program(
     addon: Any, chat_server: ChatServer, images: list[Path]
 ) -> None:
+    from addon import jobs
+
     chat_server.answers = [CUBE_PROGRAM]
     scene = bpy.context.scene
     settings = scene.llm3d
@@ -256,21 +261,28 @@ def test_run_reexecutes_the_edited_program(
     bpy.ops.mesh.llm3d_generate()
     drain_until_done(scene.name)
     collection = settings.collection
+    (result,) = _parts(collection)
 
     settings.text.from_string(CUBE_PROGRAM.replace("0.6, 0.4, 0.2", "1.2, 0.4, 0.2"))
-    assert bpy.ops.mesh.llm3d_run() == {"FINISHED"}
+    assert bpy.ops.mesh.llm3d_run() == {"FINISHED"}  # returns at once; the run goes on
+    assert jobs.active_job(scene) is not None
+    assert not bpy.ops.mesh.llm3d_run.poll() and bpy.ops.mesh.llm3d_cancel.poll()
+    drain_until_done(scene.name)
+    assert settings.status.startswith(f"Ran '{settings.text.name}': 1 part"), settings.status
     assert settings.collection == collection
-    assert _parts(collection) == ["body", "knob"]
-    assert bpy.data.objects["body"].dimensions.x == pytest.approx(1.2)
+    assert _parts(collection) == [result]
+    assert bpy.data.objects[result].dimensions.x == pytest.approx(1.2)
+    assert [(a.number, a.ok) for a in settings.attempts] == [(1, True)]  # Generate's list stays
 
     settings.text.from_string(
         "from bpy_lib import *\nbox(size=[1, 1, 1])\nmove('nope', offset=[0, 0, 1])\n"
     )
-    with pytest.raises(RuntimeError, match=r"no part or curve named 'nope'.*\(line 3\)"):
-        bpy.ops.mesh.llm3d_run()
-    assert "(line 3)" in settings.error
-    assert _parts(collection) == ["body", "knob"]  # a failed Run keeps the last result
-    assert bpy.data.objects["body"].dimensions.x == pytest.approx(1.2)
+    assert bpy.ops.mesh.llm3d_run() == {"FINISHED"}
+    drain_until_done(scene.name)
+    assert settings.status.startswith("Run failed: "), settings.status
+    assert "no part or curve named 'nope'" in settings.error and "(line 3)" in settings.error
+    assert _parts(collection) == [result]  # a failed Run keeps the last result
+    assert bpy.data.objects[result].dimensions.x == pytest.approx(1.2)
 
 
 def test_score_compares_with_the_reference(
@@ -291,8 +303,8 @@ def test_score_compares_with_the_reference(
     scene.collection.children.link(reference_coll)
     body_only = "from bpy_lib import *\nbox(size=[0.6, 0.4, 0.2], name='body')\n"
     made = run_program(body_only, reference_coll)
-    assert made.ok and made.objects == ["body.001"]
-    settings.reference = bpy.data.objects["body.001"]
+    assert made.ok and made.objects == ["reference"]
+    settings.reference = bpy.data.objects["reference"]
     settings.score_points = 5000
     assert bpy.ops.mesh.llm3d_score() == {"FINISHED"}
     assert settings.has_score
@@ -301,7 +313,7 @@ def test_score_compares_with_the_reference(
     assert settings.chamfer > 1e-6
 
     # without the knob the result is the reference exactly
-    bpy.data.objects.remove(bpy.data.objects["knob"])
+    assert run_program(body_only, settings.collection).ok
     assert bpy.ops.mesh.llm3d_score() == {"FINISHED"}
     assert settings.f_score == pytest.approx(1.0)
     assert settings.chamfer == pytest.approx(0.0, abs=1e-12)
@@ -315,7 +327,7 @@ def test_a_bug_while_delivering_ends_the_job_with_its_message(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(jobs, "run_program", broken)
+    monkeypatch.setattr(jobs, "build_result", broken)
     chat_server.answers = [CUBE_PROGRAM]
     scene = bpy.context.scene
     _add_images(images)

@@ -21,6 +21,29 @@ BLENDER_EXT = BPY_DIR / "4.2" / "scripts" / "addons_core" / "bl_pkg" / "cli" / "
 
 pytestmark = pytest.mark.blender
 
+#: What the fork server imports (DESIGN §2's sandbox): all must be bundled under vendor/.
+FORK_SERVER_MODULES = (
+    "worker/__init__.py",
+    "worker/executor.py",
+    "worker/blender_server.py",
+    "worker/blender_child.py",
+    "worker/exec_protocol.py",
+    "worker/outcome.py",
+    "worker/types.py",
+    "worker/sandbox.py",
+    "worker/verb_guard.py",
+    "worker/seccomp.py",
+    "worker/landlock.py",
+    "worker/hugepages.py",
+    "worker/jail.py",
+    "worker/privileges.py",
+    "worker/metrics.py",
+    "llm3d/__init__.py",
+    "llm3d/config.py",
+    "llm3d/sections.py",
+    "llm3d/exceptions.py",
+)
+
 INSTALL_SCRIPT = r"""
 import json, os, sys, tempfile
 import bpy
@@ -44,13 +67,23 @@ out["wheels_installed"] = sorted(os.listdir(site)) if os.path.isdir(site) else [
 prefs = bpy.context.preferences.addons[name].preferences
 out["prefs"] = [prefs.endpoint_url, prefs.max_repairs]
 
-# the installed add-on runs a program (sandboxed) and scores it with the bundled metrics
+# the installed add-on runs a program (in the background sandbox, from vendor/ alone) and
+# scores it with the bundled metrics
 ext = sys.modules[name]
 coll = bpy.data.collections.new("llm3d result")
 bpy.context.scene.collection.children.link(coll)
 ok = ext.runner.run_program("from bpy_lib import *\nbox(size=[1, 1, 1], name='b')\n", coll)
 refused = ext.runner.run_program("from bpy_lib import *\nimport os\n", coll)
-out["run"] = [ok.ok, ok.objects, refused.refused]
+out["run"] = [ok.ok, ok.objects, refused.refused, ok.error]
+sandbox = ext.background.get_sandbox()
+executor = sandbox._executor
+environ = open(f"/proc/{executor.server_pid}/environ", "rb").read().split(b"\0")
+out["sandbox"] = {
+    "code_paths": sandbox.code_paths,
+    "jail": executor.jail,
+    "pythonpath": [e.decode() for e in environ if e.startswith(b"PYTHONPATH=")],
+    "layers": sandbox.layers(),
+}
 deps = bpy.context.evaluated_depsgraph_get()
 metrics = ext.scoring.score_objects(coll.all_objects, coll.all_objects, deps, points=2000)
 out["self_score"] = [metrics["f_score_0.05"], metrics["chamfer_l2"]]
@@ -64,6 +97,7 @@ for _ in range(2):
     addon_utils.enable(name, default_set=True)
     cycle.append(hasattr(bpy.types.Scene, "llm3d"))
 out["cycle"] = cycle
+out["sandbox_closed"] = sandbox.closed and not sandbox.pids()
 print("RESULT " + json.dumps(out))
 """
 
@@ -116,11 +150,13 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         "client.py",
         "vendor/bpy_lib/__init__.py",
         "vendor/bpy_lib/primitives.py",
-        "vendor/worker/sandbox.py",
-        "vendor/worker/metrics.py",
-        "vendor/llm3d/config.py",
+        "_server_boot.py",
+        "_oneshot.py",
+        *(f"vendor/{rel}" for rel in FORK_SERVER_MODULES),
     ):
         assert required in names, required
+    # nothing of the project beyond what the add-on and its fork server import
+    assert not [n for n in names if n.startswith(("vendor/api/", "vendor/datagen/", "vendor/data"))]
     assert not [n for n in names if "__pycache__" in n or "/examples/" in n or n.endswith(".pyc")]
     wheels = sorted(n.split("/")[1].split("-")[0] for n in names if n.startswith("wheels/"))
     assert "pykdtree" in wheels and "pydantic_core" in wheels
@@ -149,6 +185,12 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         assert Path(path).is_relative_to(installed / "vendor"), (module, path)
     assert "pykdtree" in out["wheels_installed"] and "pydantic" in out["wheels_installed"]
     assert out["prefs"] == ["http://127.0.0.1:8001/v1", 2]
-    assert out["run"] == [True, ["b"], True]
+    assert out["run"][:3] == [True, ["result"], True], out["run"]
+    sandbox = out["sandbox"]
+    assert sandbox["code_paths"][0] == str(installed / "vendor")
+    assert sandbox["pythonpath"][0].startswith(f"PYTHONPATH={installed / 'vendor'}")
+    if sandbox["jail"] == "bwrap":
+        assert sandbox["layers"].startswith("Sandbox: bubblewrap jail"), sandbox["layers"]
     assert out["self_score"] == [1.0, 0.0]
     assert out["cycle"] == [True, True, True, True]
+    assert out["sandbox_closed"]  # disabling the add-on stopped the background Blender

@@ -1,4 +1,5 @@
-"""Running programs inside the artist's Blender: isolation from the scene, limits, trust."""
+"""Running programs: in the sandbox (the default) the artist's scene gets only the mesh;
+with Trusted Execution in the artist's Blender, in a temporary scene, with a watchdog."""
 
 from __future__ import annotations
 
@@ -46,12 +47,14 @@ def test_clear_scene_and_export_only_touch_the_program(
         "v, f = export_scene('out.obj')\n"
         "assert len(f) == 12\n"
     )
-    outcome = run_program(code, target)
-    assert outcome.ok, outcome.error
-    assert outcome.objects == ["b"]
-    assert _artist_objects() == artist
-    assert not list(tmp_path.iterdir())  # export_scene wrote no file
-    assert len(bpy.data.scenes) == 1  # the temporary scene is gone
+    for trusted in (False, True):
+        outcome = run_program(code, target, trusted=trusted)
+        assert outcome.ok, outcome.error
+        assert outcome.objects == (["b"] if trusted else ["test result"])
+        assert len(bpy.data.objects[outcome.objects[0]].data.polygons) in (6, 12)  # b only
+        assert _artist_objects() == artist
+        assert not list(tmp_path.iterdir())  # export_scene wrote no file here
+        assert len(bpy.data.scenes) == 1  # the temporary scene is gone
 
 
 def test_modifiers_and_booleans_work_in_the_temporary_scene(
@@ -68,21 +71,32 @@ def test_modifiers_and_booleans_work_in_the_temporary_scene(
     )
     outcome = run_program(code, target)
     assert outcome.ok, outcome.error
-    assert outcome.objects == ["a"]  # the curve is an input, not a result
-    body = bpy.data.objects["a"]
-    assert len(body.data.polygons) > 6 + 32  # beveled edges and the hole's wall
+    assert outcome.objects == ["test result"]  # the curve is an input, not a result
+    body = bpy.data.objects["test result"]
+    assert len(body.data.polygons) > 2 * (6 + 32)  # beveled edges and the hole's wall
     assert body.dimensions.x == pytest.approx(1.0, abs=1e-4)
+    assert body.get("bpy_lib_kind") == "part"
 
 
-def test_a_runaway_program_is_stopped(target: bpy.types.Collection) -> None:
-    outcome = run_program("from bpy_lib import *\nwhile True:\n    pass\n", target, timeout_s=0.5)
+def test_the_sandbox_time_limit_is_a_hard_kill(target: bpy.types.Collection) -> None:
+    code = "from bpy_lib import *\nwhile True:\n    try:\n        pass\n    except:\n        pass\n"
+    outcome = run_program(code, target, timeout_s=1.0)
+    assert not outcome.ok
+    assert outcome.error.startswith("TimeoutError: the program did not finish within 1 s")
+    assert "Program Time Limit" in outcome.error  # what to do about it
+    assert 1.0 <= outcome.seconds < 5
+
+
+def test_a_runaway_trusted_program_is_stopped(target: bpy.types.Collection) -> None:
+    code = "from bpy_lib import *\nwhile True:\n    pass\n"
+    outcome = run_program(code, target, timeout_s=0.5, trusted=True)
     assert not outcome.ok
     assert outcome.error.startswith("ProgramTimeoutError")
     assert outcome.error.endswith(("(line 2)", "(line 3)"))
     assert 0.5 <= outcome.seconds < 5
 
 
-def test_a_program_that_swallows_the_timeout_is_still_stopped(
+def test_a_trusted_program_that_swallows_the_timeout_is_still_stopped(
     target: bpy.types.Collection,
 ) -> None:
     code = (
@@ -95,17 +109,20 @@ def test_a_program_that_swallows_the_timeout_is_still_stopped(
         "        pass\n"
     )
     tracer = sys.gettrace()
-    outcome = run_program(code, target, timeout_s=0.3)
+    outcome = run_program(code, target, timeout_s=0.3, trusted=True)
     assert outcome.error.startswith("ProgramTimeoutError"), outcome.error
     assert outcome.seconds < 5
     assert sys.gettrace() is tracer  # the line tracer is off again
-    assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target).ok
+    assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1])\n", target, trusted=True).ok
 
 
 def test_no_geometry_is_a_failure(target: bpy.types.Collection) -> None:
-    outcome = run_program("from bpy_lib import *\ncircle(radius=0.3)\n", target)
-    assert not outcome.ok and "no part with faces" in outcome.error
-    assert not [o for o in bpy.data.objects if o.get("bpy_lib_kind")]
+    for trusted in (False, True):
+        outcome = run_program(
+            "from bpy_lib import *\ncircle(radius=0.3)\n", target, trusted=trusted
+        )
+        assert not outcome.ok and "no part with faces" in outcome.error
+        assert not [o for o in bpy.data.objects if o.get("bpy_lib_kind")]
 
 
 def test_syntax_errors_are_failures_not_refusals(target: bpy.types.Collection) -> None:
@@ -134,7 +151,7 @@ def test_trusted_execution_skips_the_policy_but_keeps_the_scene_safe(
     assert run_program(code, target).refused
     outcome = run_program(code, target, trusted=True)
     assert outcome.ok, outcome.error
-    assert outcome.objects == ["r"]
+    assert outcome.objects == ["r"]  # in-process runs keep the program's parts and names
     assert _artist_objects() == artist
     import bpy_lib
 
@@ -145,5 +162,6 @@ def test_a_failed_run_keeps_the_previous_result(target: bpy.types.Collection) ->
     assert run_program("from bpy_lib import *\nbox(size=[1, 1, 1], name='keep')\n", target).ok
     failed = run_program("from bpy_lib import *\nbox(size=[1, 1, 1], name='x')\n1 / 0\n", target)
     assert not failed.ok
-    assert sorted(o.name for o in target.all_objects) == ["keep"]
+    assert failed.error == "ZeroDivisionError: division by zero (line 3)"
+    assert sorted(o.name for o in target.all_objects) == ["test result"]
     assert "x" not in bpy.data.objects
