@@ -198,29 +198,24 @@ def test_no_network_and_no_new_namespaces(layer: Executor) -> None:
 
 
 def test_the_jailed_server_runs_unprivileged_in_its_own_namespaces(
-    canaries: dict[str, Path], executor_config: ExecutorConfig
+    jailed_unsafe_executor: Executor,
 ) -> None:
-    try:
-        ex = Executor(executor_config.model_copy(update={"jail": "bwrap"}), policy=False)
-        ex.start()
-    except RuntimeError as exc:
-        pytest.skip(f"no bubblewrap here: {exc}")
-    with ex:
-        result = run(
-            ex,
-            """
-            status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
-            print(os.getuid(), os.getgid(), os.getgroups())
-            print(int(status["CapEff"], 16), int(status["CapPrm"], 16), status["NoNewPrivs"].strip())
-            for folder in ("/proc", "/"):
-                try:
-                    print(sorted(os.listdir(folder)))
-                except PermissionError:
-                    print([])  # Landlock: not even the jail's own listing
-            box(size=[1, 1, 1])
-            """,
-        )
-        info = ex.server_info["diagnostics"]
+    ex = jailed_unsafe_executor
+    result = run(
+        ex,
+        """
+        status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+        print(os.getuid(), os.getgid(), os.getgroups())
+        print(int(status["CapEff"], 16), int(status["CapPrm"], 16), status["NoNewPrivs"].strip())
+        for folder in ("/proc", "/"):
+            try:
+                print(sorted(os.listdir(folder)))
+            except PermissionError:
+                print([])  # Landlock: not even the jail's own listing
+        box(size=[1, 1, 1])
+        """,
+    )
+    info = ex.server_info["diagnostics"]
     assert result.status is ExecStatus.OK, result.error
     ids, caps, proc, root = result.stdout.splitlines()
     assert ids == "65534 65534 []"
