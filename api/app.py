@@ -7,7 +7,11 @@ the backend named by ``api.backend`` (and the Redis cache and job store when it 
 
 from __future__ import annotations
 
+import ctypes
+import json
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,11 +19,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.cache import MemoryCache, RedisCache, ResultCache
+from api.errors import error_response
 from api.jobs import JobManager, JobStore, MemoryJobStore, RedisJobStore
 from api.limits import BodyLimitMiddleware, validation_message
-from api.registry import TaskRegistry
+from api.registry import TaskConflictError, TaskRegistry
 from api.routes import health, reward, tasks
 from api.service import RequestConflictError, RewardService
 from api.telemetry import Telemetry
@@ -27,7 +33,11 @@ from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
 from worker.backends import Backend, make_backend
 
-__all__ = ["create_app"]
+__all__ = ["SERVE_ENV", "create_app", "create_served_app"]
+
+#: How ``llm3d serve`` tells its worker processes which configuration to load (JSON:
+#: ``{"config": path or null, "overrides": {...}}``); not an ``LLM3D_`` setting.
+SERVE_ENV = "_LLM3D_SERVE"
 
 logger = logging.getLogger(__name__)
 
@@ -107,21 +117,49 @@ def create_app(
         telemetry.request_seconds.labels(name).observe(time.perf_counter() - start)
         return response
 
+    # Every error has one shape (llm3d.schemas.ErrorResponse), declared in /openapi.json.
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         detail, errors = validation_message(exc.errors())
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        return error_response(422, detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(UnknownTaskError)
     async def on_unknown_task(_: Request, exc: UnknownTaskError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return error_response(422, str(exc))
 
     @app.exception_handler(RequestConflictError)
     async def on_conflict(_: Request, exc: RequestConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return error_response(409, str(exc))
+
+    @app.exception_handler(TaskConflictError)
+    async def on_task_conflict(_: Request, exc: TaskConflictError) -> JSONResponse:
+        return error_response(409, str(exc))
 
     @app.exception_handler(BackendUnavailableError)
     async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return error_response(503, str(exc), headers={"Retry-After": "5"})
 
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app of one ``llm3d serve`` worker process (``uvicorn --factory``).
+
+    Loads the configuration its supervisor loaded (see :data:`SERVE_ENV`), and asks the
+    kernel to end this worker when the supervisor dies, so that none outlives it.
+    """
+    args = json.loads(os.environ.get(SERVE_ENV) or "{}")
+    config = load_config(args.get("config"), **args.get("overrides", {}))
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor still stops its workers
+        logger.debug("PR_SET_PDEATHSIG unavailable")
+    return create_app(config)

@@ -6,8 +6,13 @@
   (the body is never buffered past the limit);
 - ``422`` when the body is not UTF-8 (naming the byte offset) or holds a raw NUL byte.
 
+:func:`check_limits` applies the limits that depend on the configuration, after parsing:
+program size (``executor.max_code_bytes``, DESIGN §2) and ``timeout_s`` (at most
+``executor.timeout_s``); they are 422s with the same body as any validation error.
+
 :func:`validation_message` turns Pydantic's errors into one readable line per problem
 (``items[3].task_id: ...``), without echoing the (possibly huge) input back.
+Every error body is an :class:`llm3d.schemas.ErrorResponse` built by :func:`error_body`.
 """
 
 from __future__ import annotations
@@ -16,15 +21,74 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimitMiddleware", "error_body", "validation_message"]
+from llm3d.config import Config
+from llm3d.schemas import RewardRequest, TaskCreate, safe_json
+
+__all__ = ["BodyLimitMiddleware", "check_limits", "error_body", "validation_message"]
 
 CHECKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def error_body(detail: str, **extra: Any) -> bytes:
-    return json.dumps({"detail": detail, **extra}).encode()
+    """An :class:`~llm3d.schemas.ErrorResponse` as JSON bytes (text made safe for UTF-8)."""
+    return json.dumps(safe_json({"detail": detail, **extra}), allow_nan=False).encode()
+
+
+def _code_problem(code: str, what: str, limit: int) -> str | None:
+    size = len(code.encode("utf-8", "surrogatepass"))
+    if size <= limit:
+        return None
+    return (
+        f"{what} is {size:,} bytes; the limit is {limit:,} bytes (executor.max_code_bytes, "
+        "DESIGN §2): send a shorter program"
+    )
+
+
+def check_limits(body: RewardRequest | TaskCreate, config: Config) -> None:
+    """Refuse, as a 422 naming each item, what the configuration does not allow.
+
+    Raises:
+        RequestValidationError: a program over ``executor.max_code_bytes``, or ``timeout_s``
+            over ``executor.timeout_s``.
+    """
+    limit = config.executor.max_code_bytes
+    errors: list[dict[str, Any]] = []
+
+    def too_long(loc: tuple[str | int, ...], problem: str | None) -> None:
+        if problem is not None:
+            errors.append({"loc": ("body", *loc), "msg": problem, "type": "too_long"})
+
+    if isinstance(body, TaskCreate):
+        if body.reference.code is not None:
+            too_long(
+                ("reference", "code"),
+                _code_problem(body.reference.code, f"task {body.task_id!r}: the program", limit),
+            )
+    else:
+        cap = config.executor.timeout_s
+        if body.timeout_s is not None and body.timeout_s > cap:
+            errors.append(
+                {
+                    "loc": ("body", "timeout_s"),
+                    "msg": f"{body.timeout_s:g} s is over this service's limit of {cap:g} s "
+                    "(executor.timeout_s): send at most that, or omit it for the default",
+                    "type": "less_than_equal",
+                }
+            )
+        for index, item in enumerate(body.items):
+            too_long(("items", index, "code"), _code_problem(item.code, f"item {item.id!r}", limit))
+            if item.reference is not None and item.reference.code is not None:
+                too_long(
+                    ("items", index, "reference", "code"),
+                    _code_problem(
+                        item.reference.code, f"item {item.id!r}: the reference program", limit
+                    ),
+                )
+    if errors:
+        raise RequestValidationError(errors)
 
 
 def _loc(loc: Sequence[int | str]) -> str:

@@ -5,6 +5,12 @@ A dataset is a JSONL file (or a JSON list) of rows as written by the data pipeli
 truth is its ``mesh`` (a path relative to the dataset file) when it has one, else its
 ``code`` (a ``bpy_lib`` program, run once in the sandbox when first needed), else inline
 ``vertices`` + ``faces``. Other keys are kept as ``meta``.
+
+``POST /tasks`` never silently changes a ground truth: :meth:`TaskRegistry.register` with
+an id that is known with *other* content is a :class:`TaskConflictError` (409) unless
+``replace`` is set; the *same* content again is accepted and changes nothing (idempotent
+retries). Datasets of ``api.datasets`` are loaded in order, a later row replacing an
+earlier one.
 """
 
 from __future__ import annotations
@@ -14,17 +20,21 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from llm3d.exceptions import ConfigError, UnknownTaskError
+from llm3d.exceptions import ConfigError, LLM3DError, UnknownTaskError
 from llm3d.schemas import TaskPublic
 from worker.scoring import ReferencePayload, reference_key
 
-__all__ = ["RegisteredTask", "TaskRegistry", "read_dataset"]
+__all__ = ["RegisteredTask", "TaskConflictError", "TaskRegistry", "read_dataset"]
 
 logger = logging.getLogger(__name__)
 
 META_KEYS = ("category", "difficulty", "n_parts", "name")
+
+
+class TaskConflictError(LLM3DError, ValueError):
+    """A task id is already registered with another ground truth (and ``replace`` was not set)."""
 
 
 class RegisteredTask:
@@ -109,6 +119,44 @@ class TaskRegistry:
         with self._lock:
             self._tasks[task_id] = RegisteredTask(public, payload)
         return public
+
+    def register(
+        self,
+        task_id: str,
+        payload: ReferencePayload,
+        *,
+        source: str,
+        meta: dict[str, Any] | None = None,
+        replace: bool = False,
+    ) -> tuple[TaskPublic, Literal["created", "unchanged", "replaced"]]:
+        """Register a ground truth unless ``task_id`` already holds it.
+
+        Returns:
+            The task and what happened: ``unchanged`` when the id already held the same
+            content (the task is returned as it was, its ``meta`` and source kept).
+
+        Raises:
+            TaskConflictError: the id holds other content and ``replace`` is False.
+        """
+        key = reference_key(payload)
+        with self._lock:
+            known = self._tasks.get(task_id)
+            if known is not None and known.public.key == key and not replace:
+                return known.public, "unchanged"
+            if known is not None and not replace:
+                raise TaskConflictError(
+                    f"task {task_id!r} is already registered with another ground truth "
+                    f"(key {known.public.key}, from {known.public.source}; this one is {key}): "
+                    "send replace: true to replace it, or register it under a new task_id"
+                )
+            public = TaskPublic(
+                task_id=task_id, kind=payload.kind, source=source, key=key, meta=meta or {}
+            )
+            self._tasks[task_id] = RegisteredTask(public, payload)
+        if known is None:
+            return public, "created"
+        logger.warning("task %s replaced: key %s -> %s", task_id, known.public.key, key)
+        return public, "replaced"
 
     def load(self, paths: Iterable[Path]) -> int:
         """Load dataset files; returns how many tasks they held."""

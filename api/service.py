@@ -6,11 +6,15 @@ the same ground truth and settings are scored once), scored by the backend, stor
 cache and answered in the order of ``items``. Requests are idempotent by ``request_id``:
 a retry of a request still in flight waits for the same answer, a retry of a finished one
 gets it again, and reusing an id for a different batch is a conflict.
+
+The work of a request is cancelled (its programs stopped, nothing cached) when every caller
+waiting for it has gone away: the route cancels its wait when the HTTP client disconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -50,7 +54,13 @@ class RequestConflictError(LLM3DError, ValueError):
 @dataclass
 class _Remembered:
     fingerprint: str
-    future: asyncio.Future[RewardResponse]
+    task: asyncio.Task[RewardResponse]
+    waiters: int = 0
+
+    @property
+    def abandoned(self) -> bool:
+        """Cancelled (every caller went away) or being cancelled: not an answer to wait for."""
+        return self.task.cancelled() or (not self.task.done() and self.task.cancelling() > 0)
 
 
 def _fingerprint(request: RewardRequest) -> str:
@@ -125,10 +135,12 @@ class RewardService:
             BackendUnavailableError: the backend cannot be reached.
         """
         rid = request_id or request.request_id
-        if rid is None:
+        if rid is None:  # nobody else can ask for this answer: cancelled with the caller
             return await self._score(request, uuid.uuid4().hex, progress)
         fingerprint = _fingerprint(request)
         remembered = self._requests.get(rid)
+        if remembered is not None and remembered.abandoned:
+            remembered = None
         if remembered is not None:
             if remembered.fingerprint != fingerprint:
                 raise RequestConflictError(
@@ -136,22 +148,27 @@ class RewardService:
                     "use a new request_id for new work"
                 )
             self._requests.move_to_end(rid)
-            return await asyncio.shield(remembered.future)
-        future: asyncio.Future[RewardResponse] = asyncio.get_running_loop().create_future()
-        self._requests[rid] = _Remembered(fingerprint, future)
-        while len(self._requests) > IDEMPOTENCY_ENTRIES:
-            self._requests.popitem(last=False)
+        else:
+            task = asyncio.ensure_future(self._score(request, rid, progress))
+            remembered = _Remembered(fingerprint, task)
+            task.add_done_callback(functools.partial(self._settled, rid, remembered))
+            self._requests[rid] = remembered
+            while len(self._requests) > IDEMPOTENCY_ENTRIES:
+                self._requests.popitem(last=False)
+        remembered.waiters += 1
         try:
-            response = await self._score(request, rid, progress)
-        except BaseException as exc:
-            # A failed attempt is not remembered: the client's retry must do the work.
-            self._requests.pop(rid, None)
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: no "never retrieved" warning
-            raise
-        future.set_result(response)
-        return response
+            return await asyncio.shield(remembered.task)
+        finally:
+            remembered.waiters -= 1
+            if remembered.waiters == 0 and not remembered.task.done():
+                remembered.task.cancel()  # nobody waits for it any more: stop its programs
+
+    def _settled(self, rid: str, remembered: _Remembered, _: object = None) -> None:
+        """A failed or cancelled attempt is not remembered: the client's retry does the work."""
+        task = remembered.task
+        failed = task.cancelled() or task.exception() is not None
+        if failed and self._requests.get(rid) is remembered:
+            del self._requests[rid]
 
     async def _score(
         self, request: RewardRequest, rid: str, progress: Callable[[int], None] | None

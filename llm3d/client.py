@@ -68,6 +68,14 @@ def build_request(
     )
 
 
+def _task(
+    task_id: str, reference: Reference | Mapping[str, Any], replace: bool, meta: dict[str, Any]
+) -> TaskCreate:
+    return TaskCreate(
+        task_id=task_id, reference=Reference.model_validate(reference), meta=meta, replace=replace
+    )
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -246,10 +254,19 @@ class RewardClient:
         return self._get("/tasks", TaskList)
 
     def add_task(
-        self, task_id: str, reference: Reference | Mapping[str, Any], **meta: Any
+        self,
+        task_id: str,
+        reference: Reference | Mapping[str, Any],
+        *,
+        replace: bool = False,
+        **meta: Any,
     ) -> TaskPublic:
-        """Register a ground truth under ``task_id``."""
-        body = TaskCreate(task_id=task_id, reference=Reference.model_validate(reference), meta=meta)
+        """Register a ground truth under ``task_id``.
+
+        The same content under a known id is accepted and changes nothing. Other content
+        under a known id raises :class:`RewardServiceError` (409) unless ``replace``.
+        """
+        body = _task(task_id, reference, replace, meta)
         return TaskPublic.model_validate_json(self._call("POST", "/tasks", body).content)
 
     def health(self) -> dict[str, Any]:
@@ -358,6 +375,18 @@ class AsyncRewardClient:
         """The ground truths the service knows."""
         response = await self._call("GET", "/tasks")
         return TaskList.model_validate_json(response.content)
+
+    async def add_task(
+        self,
+        task_id: str,
+        reference: Reference | Mapping[str, Any],
+        *,
+        replace: bool = False,
+        **meta: Any,
+    ) -> TaskPublic:
+        """Register a ground truth under ``task_id`` (see :meth:`RewardClient.add_task`)."""
+        response = await self._call("POST", "/tasks", _task(task_id, reference, replace, meta))
+        return TaskPublic.model_validate_json(response.content)
 
     async def health(self) -> dict[str, Any]:
         """``GET /healthz``; raises :class:`RewardServiceError` when the backend is down."""

@@ -157,11 +157,39 @@ def check_extras() -> list[Check]:
     return checks
 
 
+def check_sandbox(config: Config) -> Check:
+    """Which OS layers the executor gets here (DESIGN §2): the jail and the child's own."""
+    import ctypes
+    import os
+
+    from llm3d.config import REPO_ROOT
+    from worker.jail import plan_jail, readable_paths
+
+    readable = readable_paths([str(REPO_ROOT)], repo_root=REPO_ROOT, interpreter=[sys.executable])
+    try:
+        plan = plan_jail(config.executor.jail, readable)
+    except RuntimeError as exc:
+        return Check(
+            "sandbox", "FAIL", str(exc), "apt-get install bubblewrap, or executor.jail: auto"
+        )
+    libc = ctypes.CDLL(None, use_errno=True)
+    abi = libc.syscall(444, None, 0, 1) if sys.platform.startswith("linux") else -1
+    landlock = f"Landlock ABI {abi}" if abi > 0 else "no Landlock"
+    seccomp = "seccomp" if platform.machine() in ("x86_64", "aarch64") else "no seccomp filter"
+    user = f"uid {config.executor.sandbox_uid}" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    detail = f"{plan.note}; children: {user}, {landlock}, {seccomp}, rlimits"
+    if plan.mode == "none" and config.executor.jail == "auto":
+        fix = "apt-get install bubblewrap (or run the worker in a container that is the jail)"
+        return Check("sandbox", "WARN", detail, fix)
+    return Check("sandbox", "OK", detail)
+
+
 def run_checks(config: Config, *, blender: Callable[[], Check] = check_blender) -> list[Check]:
     """All checks, in the order the report prints them."""
     return [
         check_python(),
         blender(),
+        check_sandbox(config),
         check_redis(config),
         check_disk(config),
         *check_extras(),

@@ -17,13 +17,26 @@ A request::
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = [
+    "REQUEST_ID_PATTERN",
+    "ErrorDetail",
+    "ErrorResponse",
     "ItemStatus",
     "JobAccepted",
     "JobState",
@@ -36,9 +49,53 @@ __all__ = [
     "TaskCreate",
     "TaskList",
     "TaskPublic",
+    "safe_json",
+    "safe_text",
 ]
 
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so that it encodes as UTF-8.
+
+    Python strings may hold surrogates (``"\\ud800"`` in JSON, a program's error message, a
+    ``surrogateescape`` decode); UTF-8, and so JSON on the wire, cannot. This is the one
+    place that makes text safe for the wire (see :func:`safe_json`).
+    """
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def safe_json(value: Any) -> Any:
+    """``value`` (JSON-like: mappings, lists, strings, numbers) with all text made safe.
+
+    Keys too. Every wire type serialises through it (:class:`_Wire`), and the API's error
+    bodies are built with it: no program output, task ``meta`` or echoed input can make a
+    response fail to encode.
+    """
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_json(k): safe_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [safe_json(v) for v in value]
+    return value
+
+
+def _printable(text: str) -> str:
+    if not text.isprintable():
+        raise ValueError(
+            "must be printable text: no control characters (newline, tab, NUL) or lone surrogates"
+        )
+    return text
+
+
+#: ``request_id``: 1-256 visible ASCII characters (a UUID, ``step-12/rank-3``...), no spaces.
+REQUEST_ID_PATTERN = r"^[!-~]{1,256}$"
+RequestId = Annotated[str, StringConstraints(pattern=REQUEST_ID_PATTERN)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_printable)]
 TaskId = Annotated[
     str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:/-]+$")
 ]
@@ -51,6 +108,12 @@ class _Wire(BaseModel):
 
     # metrics may be inf (e.g. a distance to nothing): JSON carries it as Infinity
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    # Unannotated on purpose: an annotation would replace the model's own JSON schema.
+    @model_serializer(mode="wrap")
+    def _safe_text(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """Serialise with every string made safe for UTF-8 (:func:`safe_json`)."""
+        return safe_json(handler(self))
 
 
 class ItemStatus(StrEnum):
@@ -100,7 +163,10 @@ class RewardItem(_Wire):
     """One program to score against exactly one ground truth (``task_id`` or ``reference``)."""
 
     id: ItemId = Field(description="the caller's id, echoed in the result")
-    code: str = Field(description="the generated bpy_lib program")
+    code: str = Field(
+        description="the generated bpy_lib program (at most executor.max_code_bytes of UTF-8, "
+        "64 KiB unless configured; a larger one is a 422)"
+    )
     task_id: TaskId | None = Field(None, description="a ground truth the service knows")
     reference: Reference | None = Field(None, description="or a ground truth given inline")
 
@@ -117,11 +183,17 @@ class RewardItem(_Wire):
 class RewardRequest(_Wire):
     """``POST /reward/batch`` and ``POST /reward/jobs``."""
 
-    request_id: str | None = Field(
-        None, max_length=256, description="idempotency key: a repeated id gets the same answer"
+    request_id: RequestId | None = Field(
+        None,
+        description="idempotency key: a repeated id gets the same answer. 1-256 visible "
+        "ASCII characters, no spaces (omit it for a fresh one)",
     )
     timeout_s: float | None = Field(
-        None, gt=0, le=3600, description="per-program limit (default executor.timeout_s)"
+        None,
+        gt=0,
+        le=3600,
+        description="per-program limit in seconds (default and maximum: the service's "
+        "executor.timeout_s, 120 unless configured; a larger value is a 422)",
     )
     points: int | None = Field(
         None, ge=100, le=1_000_000, description="surface samples (default from config)"
@@ -198,6 +270,11 @@ class TaskCreate(_Wire):
     task_id: TaskId
     reference: Reference
     meta: dict[str, Any] = Field(default_factory=dict, description="free-form, echoed back")
+    replace: bool = Field(
+        False,
+        description="replace a task already registered under task_id with other content "
+        "(without it: 409). The same content again is accepted as it is (200)",
+    )
 
 
 class TaskPublic(_Wire):
@@ -215,3 +292,21 @@ class TaskList(_Wire):
 
     count: int
     tasks: list[TaskPublic]
+
+
+class ErrorDetail(_Wire):
+    """One problem of a refused request: where (``loc``), what, and its kind."""
+
+    loc: list[str | int] = Field(description="path into the request, e.g. body.items.3.code")
+    msg: str = Field(description="what is wrong and what to do")
+    type: str = Field(description="machine-readable kind, e.g. missing, too_long")
+
+
+class ErrorResponse(_Wire):
+    """Every 4xx/5xx body of the service: one readable ``detail`` line, and for a 422 the
+    individual problems in ``errors``."""
+
+    detail: str = Field(description="what was wrong and what to do, in one line")
+    errors: list[ErrorDetail] | None = Field(
+        None, description="the individual problems (validation errors only)"
+    )

@@ -47,7 +47,13 @@ class ExecutorConfig(Section):
     """The sandboxed Blender executor (DESIGN §2)."""
 
     timeout_s: float = Field(120.0, gt=0, le=3600, description="wall-clock limit per program")
-    max_code_bytes: int = Field(65_536, gt=0, description="programs larger than this are refused")
+    max_code_bytes: int = Field(
+        65_536,
+        gt=0,
+        le=1 << 20,
+        description="programs larger than this (UTF-8 bytes) are refused: a 422 at the API, "
+        "`refused` in the executor; at most 1 MiB (a fork server's frame is 4 MiB)",
+    )
     memory_mb: int = Field(4096, ge=256, description="address-space limit of each child")
     cpu_seconds: int = Field(150, ge=1, description="CPU-time limit of each child")
     max_open_files: int = Field(256, ge=16)
@@ -66,13 +72,12 @@ class ExecutorConfig(Section):
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
     jail: Literal["auto", "bwrap", "none"] = Field(
         "auto",
-        description="the OS jail around each fork server (worker/jail.py): bwrap = bubblewrap "
-        "or refuse to start, auto = bubblewrap where it works here, none = no jail",
+        description="jail around each fork server (worker/jail.py)",
     )
     sandbox_uid: int = Field(
         65534,
         ge=1,
-        description="the unprivileged user a fork server started as root drops to (nobody)",
+        description="user a fork server started as root becomes",
     )
     sandbox_gid: int = Field(65534, ge=1, description="its group")
     huge_pages: bool = Field(
@@ -152,7 +157,24 @@ class ApiConfig(Section):
     token: SecretStr | None = Field(None, description="Bearer token; env LLM3D_API_TOKEN")
     backend: Literal["inline", "celery", "modal"] = "inline"
     max_items: int = Field(1024, ge=1, description="items per batch")
-    max_request_mb: float = Field(32.0, gt=0, description="largest request body")
+    max_request_mb: float = Field(
+        32.0,
+        gt=0,
+        description="largest request body (programs are bounded by executor.max_code_bytes; "
+        "this bounds a batch and its inline reference meshes)",
+    )
+    metrics_require_token: bool = Field(
+        False,
+        description="GET /metrics demands the Bearer token too (when api.token is set); "
+        "off by default so that a Prometheus scrape needs no secret: the metrics are "
+        "counters and timings, never programs or rewards of a request",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="API processes under llm3d serve's supervisor (a dead one is restarted); "
+        "each has its own backend, cache and request-id memory: more than 1 only with celery",
+    )
     cache_size: int = Field(10_000, ge=0, description="in-process result cache entries")
     job_ttl_s: int = Field(3600, ge=60, description="how long finished jobs stay readable")
     datasets: list[Path] = Field(default_factory=list, description="task files loaded at start")

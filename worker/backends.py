@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llm3d.config import Config
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEALTH_PROGRAM",
     "Backend",
+    "CancelScope",
     "InlineBackend",
     "ModalBackend",
     "make_backend",
@@ -81,6 +82,50 @@ def redis_unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
     )
 
 
+def sandbox_layers(server_info: dict[str, Any]) -> dict[str, str]:
+    """What a fork server's hello says of its isolation layers, for ``/healthz``."""
+    notes = server_info.get("diagnostics") or {}
+    return {k: str(notes[k]) for k in ("jail", "user", "network", "processes") if k in notes}
+
+
+class CancelScope:
+    """The programs of one batch on an :class:`~worker.executor.ExecutorPool`, to stop them
+    all at once when the batch is abandoned (its HTTP client went away)."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._futures: set[Future[ExecResult]] = set()
+        self._pool: ExecutorPool | None = None
+        self._lock = threading.Lock()
+
+    def track(self, pool: ExecutorPool, future: Future[ExecResult]) -> None:
+        """Remember the program of ``future``; stop it at once if the batch is cancelled."""
+        with self._lock:
+            self._pool = pool
+            cancelled = self.cancelled
+            if not cancelled:
+                self._futures.add(future)
+        if cancelled:
+            pool.cancel(future)  # submitted after the cancel: stop it now
+            return
+        # outside the lock: a future already answered runs the callback right here
+        future.add_done_callback(self._discard)
+
+    def _discard(self, future: Future[ExecResult]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    def cancel(self) -> int:
+        """Stop every program of the batch still queued or running; how many were asked."""
+        with self._lock:
+            self.cancelled = True
+            futures, self._futures = list(self._futures), set()
+            pool = self._pool
+        if pool is None:
+            return 0
+        return sum(pool.cancel(f) for f in futures)
+
+
 def default_pool_size(config: Config) -> int:
     """Fork servers side by side: ``executor.servers``, or one per core."""
     return config.executor.servers or os.cpu_count() or 1
@@ -118,23 +163,30 @@ class InlineBackend:
         self._gt_locks_guard = threading.Lock()
         self._closed = False
 
-    def run_program(self, code: str, timeout_s: float) -> ExecResult:
+    def run_program(
+        self, code: str, timeout_s: float, scope: CancelScope | None = None
+    ) -> ExecResult:
         """The runner of :func:`worker.scoring.score_job`: one program through the pool."""
         if self._closed:
             raise InfraError("the inline backend is closed")
-        return self._pool.submit(code, timeout_s=timeout_s).result()
+        if scope is not None and scope.cancelled:
+            raise InfraError("cancelled by the caller before it started")
+        future = self._pool.submit(code, timeout_s=timeout_s)
+        if scope is not None:
+            scope.track(self._pool, future)
+        return future.result()
 
-    def score_one(self, job: ScoreJob) -> RewardResult:
+    def score_one(self, job: ScoreJob, scope: CancelScope | None = None) -> RewardResult:
         """Score one job on the calling thread (blocking)."""
         return score_job(
             job,
-            runner=self.run_program,
+            runner=lambda code, timeout_s: self.run_program(code, timeout_s, scope),
             gt_cache=self._gt_cache,
             metrics_config=self.config.metrics,
             executor_config=self.config.executor,
         )
 
-    def _prepare(self, job: ScoreJob) -> str | None:
+    def _prepare(self, job: ScoreJob, scope: CancelScope | None = None) -> str | None:
         """Build a ground truth once even when many threads ask for it; the error or None."""
         key = gt_cache_key(job.gt_key, job.settings)
         with self._gt_locks_guard:
@@ -147,7 +199,10 @@ class InlineBackend:
         with lock:
             try:
                 self._gt_cache.get_or_build(
-                    key, lambda: build_ground_truth(ref, job.settings, self.run_program)
+                    key,
+                    lambda: build_ground_truth(
+                        ref, job.settings, lambda c, t: self.run_program(c, t, scope)
+                    ),
                 )
             except InfraError as exc:
                 return str(exc)
@@ -158,12 +213,27 @@ class InlineBackend:
     async def score_batch(
         self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
     ) -> list[RewardResult]:
+        """Score ``jobs``; when the awaiting task is cancelled, their programs are stopped."""
+        scope = CancelScope()
+        try:
+            return await self._score_batch(jobs, progress, scope)
+        except asyncio.CancelledError:
+            stopped = scope.cancel()
+            logger.info("batch cancelled: %d programs stopped", stopped)
+            raise
+
+    async def _score_batch(
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None,
+        scope: CancelScope,
+    ) -> list[RewardResult]:
         loop = asyncio.get_running_loop()
         firsts: dict[str, ScoreJob] = {}
         for job in jobs:
             firsts.setdefault(gt_cache_key(job.gt_key, job.settings), job)
         errors = await asyncio.gather(
-            *(loop.run_in_executor(self._threads, self._prepare, j) for j in firsts.values())
+            *(loop.run_in_executor(self._threads, self._prepare, j, scope) for j in firsts.values())
         )
         failed = {k: e for k, e in zip(firsts, errors, strict=True) if e is not None}
         futures: list[asyncio.Future[RewardResult]] = []
@@ -174,7 +244,7 @@ class InlineBackend:
                 future.set_result(infra_result(job.item_id, error))
                 futures.append(future)
             else:
-                futures.append(loop.run_in_executor(self._threads, self.score_one, job))
+                futures.append(loop.run_in_executor(self._threads, self.score_one, job, scope))
         if progress is not None:
             done = 0
 
@@ -204,6 +274,7 @@ class InlineBackend:
         return {
             "backend": self.name,
             "servers": self._size,
+            "sandbox": sandbox_layers(self._pool.executors[0].server_info),
             "probe_seconds": round(time.perf_counter() - start, 4),
         }
 

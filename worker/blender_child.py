@@ -4,7 +4,8 @@ The child is the only process that runs untrusted code. In order it: leaves the 
 process group for its own (so a timeout kills everything it started), dies with the server,
 closes every descriptor of the server, points fd 1/2 at the server's capture pipes, moves
 into its empty temporary directory, lowers its rlimits, forbids itself writes outside that
-directory (:mod:`worker.landlock`) and new processes (:mod:`worker.seccomp`), runs the
+directory and reads outside what it needs (:mod:`worker.landlock`), and new processes,
+signals to others and the kernel's wider surfaces (:mod:`worker.seccomp`), runs the
 program with the safe builtins table and the guarded bpy_lib facade, reads the mesh with
 ``bpy_lib.export.scene_arrays`` and writes one result frame (JSON header + raw array bytes)
 to its result pipe, then ``os._exit``\\ s without running Blender's exit handlers.
@@ -30,7 +31,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from worker.exec_protocol import encode_arrays, encode_frame
-from worker.landlock import restrict_writes_to
+from worker.landlock import restrict_filesystem
 from worker.sandbox import restricted_builtins
 from worker.seccomp import forbid_new_processes
 
@@ -201,7 +202,7 @@ def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
     try:
         _prepare_process(job, runtime)
         notes = _apply_limits(runtime)
-        not_confined = restrict_writes_to(job.workdir, runtime.libc)
+        not_confined = restrict_filesystem(job.workdir, runtime.readable, runtime.libc)
         if not_confined is not None:
             notes["landlock"] = not_confined
         refused = forbid_new_processes(runtime.libc)

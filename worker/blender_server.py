@@ -51,7 +51,7 @@ from worker.hugepages import Recollapse
 from worker.outcome import classify_child
 from worker.privileges import drop_privileges, others_can_read
 from worker.sandbox import check_policy
-from worker.verb_guard import guard_verb
+from worker.verb_guard import guarded_facade
 
 logger = logging.getLogger("llm3d.blender_server")
 
@@ -208,6 +208,9 @@ class ForkServer:
         if op == "ping":
             self._send({"op": "pong", "id": header.get("id"), "running": len(self.running)})
             return
+        if op == "cancel":
+            self._cancel(str(header.get("id")))
+            return
         if op != "run":
             logger.error("unknown op %r ignored", op)
             return
@@ -234,6 +237,30 @@ class ForkServer:
             request.queued = True
             self._send({"op": "queued", "id": rid})
         self.queue.append(request)
+
+    def _cancel(self, rid: str) -> None:
+        """Drop program ``rid`` if it is queued, kill its child's group if it runs, and answer
+        it at once as ``infra_error`` (cancelled: never the program's fault, never cached).
+        An id already answered is ignored: its result is on its way."""
+        answer: dict[str, Any] = {
+            "op": "result",
+            "id": rid,
+            "status": "infra_error",
+            "error": "cancelled by the caller before it finished",
+            "seconds": 0.0,
+            "diagnostics": {"cancelled": "true"},
+        }
+        for request in self.queue:
+            if request.id == rid:
+                self.queue.remove(request)
+                self._send(answer)
+                return
+        for running in self.running.values():
+            if running.request.id == rid and not running.answered:
+                running.answered = True  # reaped later (pidfd), without a second answer
+                _kill_group(running.pid)
+                self._send({**answer, "seconds": time.monotonic() - running.started})
+                return
 
     # -- starting children -------------------------------------------------------------
 
@@ -476,8 +503,11 @@ class ForkServer:
 
 
 def _kill_group(pgid: int) -> None:
+    """Kill a child's process group, and the child itself should it have left the group."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pgid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------
@@ -507,11 +537,8 @@ def build_runtime(
     leftover = len(bpy.data.objects)
     if leftover:
         raise RuntimeError(f"the server's scene is not empty after reset ({leftover} objects)")
-    names = [str(n) for n in getattr(bpy_lib, "__all__", [])]
-    facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
-    for name in names:
-        setattr(facade, name, guard_verb(getattr(bpy_lib, name)))
-    facade.__all__ = list(names)  # type: ignore[attr-defined]
+    facade = guarded_facade(bpy_lib)
+    names = list(facade.__all__)
     modules: dict[str, types.ModuleType] = {}
     for name in config.allowed_imports:
         if name == "bpy_lib":

@@ -6,6 +6,12 @@ blocking); gathering reads the result keys straight from Redis with the asyncio 
 loop and thousands of items cost one round trip per poll. A Redis outage while gathering is
 retried until ``farm.result_timeout_s``; a batch that cannot even be sent, or whose deadline
 passes, raises :class:`~llm3d.exceptions.BackendUnavailableError` (the API answers 503).
+
+A batch whose caller goes away (the awaiting task is cancelled) has its tasks revoked:
+workers drop those still queued when they receive them. Tasks already running are not
+terminated (``terminate=True`` would kill the worker's pool process, and its warm fork
+server, and may hit the next task of that process): they finish within their time limit
+(at most ``executor.timeout_s`` plus ``farm.task_margin_s``) and their results expire.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,12 +133,32 @@ class CeleryBackend:
         results: list[RewardResult | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         deadline = time.monotonic() + self.config.farm.result_timeout_s
-        outage: BaseException | None = None
-        redrive = False
         # No progress for longer than a lost task takes to come back (visibility timeout
         # plus a task's hard limit) means a message was lost: send the pending items again.
         longest = max(j.settings.timeout_s for j in jobs)
         stall_s = self.config.farm.visibility_timeout_s + task_time_limits(self.config, longest)[1]
+        try:
+            await self._gather(jobs, keys, all_ids, results, pending, deadline, stall_s, progress)
+        except asyncio.CancelledError:
+            self._revoke(all_ids)
+            raise
+        await self._forget(all_ids)
+        return [r for r in results if r is not None]
+
+    async def _gather(
+        self,
+        jobs: Sequence[ScoreJob],
+        keys: list[list[bytes]],
+        all_ids: list[str],
+        results: list[RewardResult | None],
+        pending: list[int],
+        deadline: float,
+        stall_s: float,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Poll the result keys of ``pending`` items into ``results`` until all are there."""
+        outage: BaseException | None = None
+        redrive = False
         last_progress = time.monotonic()
         while pending:
             if time.monotonic() - last_progress > stall_s:
@@ -171,11 +198,21 @@ class CeleryBackend:
                 last_progress = time.monotonic()
                 if progress is not None:
                     progress(len(jobs) - len(still))
-            pending = still
+            pending[:] = still
             if pending:
                 await asyncio.sleep(self.poll_s)
-        await self._forget(all_ids)
-        return [r for r in results if r is not None]
+
+    def _revoke(self, ids: Sequence[str]) -> None:
+        """Revoke a cancelled batch's tasks, on a thread (the caller is being cancelled)."""
+
+        def revoke() -> None:
+            try:
+                self.app.control.revoke(list(ids))
+            except Exception as exc:  # best effort: the tasks then run and their results expire
+                logger.warning("could not revoke %d cancelled tasks: %s", len(ids), exc)
+
+        threading.Thread(target=revoke, name="llm3d-revoke", daemon=True).start()
+        logger.info("batch cancelled: %d tasks revoked", len(ids))
 
     def _first_ready(
         self, job: ScoreJob, copies: Sequence[bytes | str | None]

@@ -169,6 +169,17 @@ def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
     )
 
 
+def _too_large(size: int, limit: int) -> ExecResult:
+    return ExecResult(
+        status=ExecStatus.REFUSED,
+        error=(
+            f"the program is {size:,} bytes; the limit is {limit:,} bytes "
+            "(executor.max_code_bytes): write a shorter program"
+        ),
+        diagnostics={"policy_rule": "size"},
+    )
+
+
 class _Pending:
     """A program sent to the server.
 
@@ -176,7 +187,7 @@ class _Pending:
     when such a program is forked; a program never queued started when it was submitted.
     """
 
-    __slots__ = ("future", "queued", "started", "submitted", "timeout_s")
+    __slots__ = ("cancel_asked", "future", "queued", "sent", "started", "submitted", "timeout_s")
 
     def __init__(self, future: Future[ExecResult], timeout_s: float) -> None:
         self.future = future
@@ -184,6 +195,8 @@ class _Pending:
         self.submitted = time.monotonic()
         self.queued = False
         self.started: float | None = None
+        self.sent = False  # the run frame is out (a cancel may follow it)
+        self.cancel_asked = False  # cancelled before its run frame was out: send after it
 
     @property
     def running_since(self) -> float | None:
@@ -259,18 +272,46 @@ class _Server:
     def submit(self, rid: str, code: str, timeout_s: float, policy: bool) -> Future[ExecResult]:
         future: Future[ExecResult] = Future()
         future.set_running_or_notify_cancel()
+        payload = code.encode("utf-8", errors="surrogatepass")
+        if len(payload) > self.config.max_code_bytes:
+            # refused here: a frame past the server's limit would break it for every program
+            future.set_result(_too_large(len(payload), self.config.max_code_bytes))
+            return future
         with self.lock:
             if self.dead:
                 future.set_result(_infra("the fork server is not running"))
                 return future
-            self.pending[rid] = _Pending(future, timeout_s)
+            pending = self.pending[rid] = _Pending(future, timeout_s)
         header = {"op": "run", "id": rid, "timeout_s": timeout_s, "policy": policy}
         try:
             with self.send_lock:
-                send_frame(self.sock, header, code.encode("utf-8", errors="surrogatepass"))
+                send_frame(self.sock, header, payload)
+                pending.sent = True
+                if pending.cancel_asked:
+                    send_frame(self.sock, {"op": "cancel", "id": rid})
         except OSError as exc:
             self._fail_all(f"the fork server stopped accepting programs ({exc})")
         return future
+
+    def cancel(self, future: Future[ExecResult]) -> bool:
+        """Ask the server to drop or kill the program of ``future``; False when not pending.
+
+        The future then resolves to ``infra_error`` (cancelled: never scored nor cached).
+        """
+        with self.lock:
+            found = [(rid, p) for rid, p in self.pending.items() if p.future is future]
+        if not found:
+            return False
+        rid, pending = found[0]
+        try:
+            with self.send_lock:
+                if pending.sent:
+                    send_frame(self.sock, {"op": "cancel", "id": rid})
+                else:
+                    pending.cancel_asked = True
+        except OSError as exc:
+            self._fail_all(f"the fork server stopped accepting requests ({exc})")
+        return True
 
     def _read_loop(self) -> None:
         # A frame is read whole once its first byte is there (a timeout inside a frame would
@@ -557,6 +598,14 @@ class Executor:
         future.add_done_callback(lambda _: self._slots.release())
         return future
 
+    def cancel(self, future: Future[ExecResult]) -> bool:
+        """Stop the program of ``future`` (from :meth:`submit`): dropped if it still waits for
+        a child, its process group killed if it runs. The future resolves to ``infra_error``
+        with a "cancelled" error. False when it is already answered (or not this server's).
+        """
+        server = self._server
+        return server.cancel(future) if server is not None else False
+
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
         """Run one program and wait for its result (thread-safe)."""
         return self.submit(code, timeout_s=timeout_s).result()
@@ -599,6 +648,10 @@ class ExecutorPool:
         with self._lock:  # held while sending, so the next pick sees this program counted
             executor = min(self.executors, key=lambda ex: ex.in_flight)
             return executor.submit(code, timeout_s=timeout_s)
+
+    def cancel(self, future: Future[ExecResult]) -> bool:
+        """Stop the program of ``future`` wherever it runs (see :meth:`Executor.cancel`)."""
+        return any(executor.cancel(future) for executor in self.executors)
 
     def run(self, code: str, *, timeout_s: float | None = None) -> ExecResult:
         """Run one program and wait for it."""

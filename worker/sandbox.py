@@ -410,13 +410,22 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self.generic_visit(node)  # the object first: `bpy.ops` is refused for `bpy`
-        attr = node.attr
+        if node.attr in ("format", "format_map"):
+            self._check_attribute_name(node.attr, node, format_target=node.value)
+        else:
+            self._check_attribute_name(node.attr, node)
+
+    def _check_attribute_name(
+        self, attr: str, node: ast.AST, *, format_target: ast.expr | None = None
+    ) -> None:
+        """The one rule for every way a program names an attribute (``x.attr``, and the
+        keyword patterns of ``match`` that read ``attr`` without an Attribute node)."""
         if attr.startswith("_"):
             raise _RefusalError(
                 "private_name", node, f"attribute {attr!r} starts with '_' (not allowed)"
             )
         if attr in ("format", "format_map"):
-            self._check_format(node)
+            self._check_format(attr, format_target, node)
         elif attr in FORBIDDEN_ATTRIBUTES or attr.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES):
             raise _RefusalError(
                 "forbidden_attribute",
@@ -424,13 +433,12 @@ class _Checker(ast.NodeVisitor):
                 f"attribute {attr!r} reaches files, frames, processes or Blender internals",
             )
 
-    def _check_format(self, node: ast.Attribute) -> None:
-        target = node.value
+    def _check_format(self, attr: str, target: ast.expr | None, node: ast.AST) -> None:
         if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
             raise _RefusalError(
                 "format_string",
                 node,
-                f".{node.attr}() is only allowed on a string literal; use an f-string",
+                f".{attr}() is only allowed on a string literal; use an f-string",
             )
         try:
             fields = list(_format_fields(target.value))
@@ -508,8 +516,10 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        # `case str(format=f):` reads str.format: the same rules as `str.format`, and a
+        # pattern has no literal to format, so `format`/`format_map` are always refused
         for attr in node.kwd_attrs:
-            self._check_identifier(attr, node, kind="attribute")
+            self._check_attribute_name(attr, node)
         self.generic_visit(node)
 
     def visit_keyword(self, node: ast.keyword) -> None:
@@ -562,6 +572,18 @@ class _Checker(ast.NodeVisitor):
         return "allowed: " + ", ".join(sorted(self.allowed))
 
 
+def _fresh_copy(module: types.ModuleType) -> types.ModuleType:
+    """A new module object holding the public names of ``module`` (or its ``__all__``)."""
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+    copy = types.ModuleType(module.__name__, module.__doc__)
+    for name in names:
+        setattr(copy, name, getattr(module, name))
+    copy.__all__ = list(names)  # type: ignore[attr-defined]
+    return copy
+
+
 def restricted_builtins(modules: Mapping[str, types.ModuleType]) -> dict[str, Any]:
     """The ``__builtins__`` a program runs with: :data:`SAFE_BUILTIN_NAMES` and an import hook.
 
@@ -570,6 +592,9 @@ def restricted_builtins(modules: Mapping[str, types.ModuleType]) -> dict[str, An
     object itself is not exposed). Shared by the fork server's children and the add-on.
     """
     table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
+    # each call hands out fresh module objects: `math.pi = 3` in one program cannot reach
+    # the next one, nor the real module that Blender and bpy_lib use
+    modules = {name: _fresh_copy(module) for name, module in modules.items()}
 
     def restricted_import(
         name: str,

@@ -6,45 +6,85 @@ so that containment does not depend on every verb being written carefully:
 * arguments that name files (``path``, ``filepath``, ...) must be plain relative names inside
   the working directory (the child's empty temporary directory) — no absolute paths, no
   ``..``, nothing that resolves outside;
-* a verb may only return plain values (str, numbers, bool, None, numpy arrays and scalars,
-  and lists/tuples/dicts of those): a Blender object handed to a program would expose
-  ``bpy`` through its attributes, so any other return value is refused with a ``TypeError``;
+* a verb only ever returns plain values (:func:`to_plain`: str, int, float, bool, None and
+  lists/tuples/dicts of those). numpy arrays and scalars are converted (an array exposes raw
+  memory: ``resize(refcheck=False)`` on one gave a use-after-free and from there any
+  Python), and a Blender object would expose ``bpy``: anything else is refused with a
+  ``TypeError``;
 * exceptions keep their type and message, but arguments that are not plain values are
   replaced by their ``repr`` (``e.args`` is the one path from an exception to its contents
-  that the policy leaves open).
+  that the policy leaves open), and they reach the program without their traceback, cause
+  or context (frames of bpy_lib and Blender).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import types
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PATH_PARAMETERS", "check_path", "guard_verb", "is_plain"]
+__all__ = [
+    "PATH_PARAMETERS",
+    "check_path",
+    "guard_verb",
+    "guarded_facade",
+    "is_plain",
+    "to_plain",
+]
 
 #: Parameters of bpy_lib verbs that name files: checked before the verb runs.
 PATH_PARAMETERS = frozenset({"path", "filepath", "filename", "directory"})
 
-_SCALARS = (str, int, float, bool, type(None), np.generic)
+_SCALARS: tuple[type, ...] = (str, int, float, bool, type(None))
 _MAX_DEPTH = 4
 
 
-def is_plain(value: object, depth: int = 0) -> bool:
-    """True for values a program may hold without reaching anything else (see module doc)."""
-    if isinstance(value, _SCALARS):
-        return True
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind in "biuf"
-    if depth >= _MAX_DEPTH:
+def to_plain(value: object, depth: int = 0) -> Any:
+    """``value`` as the plain Python values a program may hold, or ``TypeError``.
+
+    Programs never receive an object that exposes raw memory or anything beyond itself:
+    numpy arrays become tuples of tuples (``export_scene()`` gives
+    ``((x, y, z), ...), ((i, j, k), ...)``), numpy scalars become ``int``/``float``/``bool``,
+    lists, tuples and dicts are copied. Only exact built-in types pass: a subclass of
+    ``str`` could carry anything.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        listed = value.tolist()
+        if value.ndim == 2:  # the common case (a mesh's rows): map() is ~5x the recursion
+            return tuple(map(tuple, listed))
+        return _tuples(listed) if isinstance(listed, list) else listed
+    if depth < _MAX_DEPTH:
+        if kind is list:
+            return [to_plain(item, depth + 1) for item in value]  # type: ignore[attr-defined]
+        if kind is tuple:
+            return tuple(to_plain(item, depth + 1) for item in value)  # type: ignore[attr-defined]
+        if kind is dict:
+            items = value.items()  # type: ignore[attr-defined]
+            if all(type(k) is str for k, _ in items):
+                return {k: to_plain(v, depth + 1) for k, v in items}
+    raise TypeError(f"{kind.__name__} is not a plain value")
+
+
+def _tuples(listed: list[Any]) -> tuple[Any, ...]:
+    return tuple(_tuples(item) if isinstance(item, list) else item for item in listed)
+
+
+def is_plain(value: object) -> bool:
+    """True when :func:`to_plain` accepts ``value``."""
+    try:
+        to_plain(value)
+    except TypeError:
         return False
-    if isinstance(value, list | tuple):
-        return all(is_plain(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_plain(v, depth + 1) for k, v in value.items())
-    return False
+    return True
 
 
 def check_path(fn: str, arg: str, value: object) -> None:
@@ -59,6 +99,13 @@ def check_path(fn: str, arg: str, value: object) -> None:
         raise ValueError(
             f"{fn}({arg}): expected a plain file name in the working directory, got {value!r}"
         )
+
+
+def _plain_or_repr(value: object) -> Any:
+    try:
+        return to_plain(value)
+    except TypeError:
+        return repr(value)
 
 
 def guard_verb(function: Any) -> Any:
@@ -85,13 +132,25 @@ def guard_verb(function: Any) -> Any:
         try:
             result = function(*args, **kwargs)
         except Exception as exc:
-            if not all(is_plain(a) for a in exc.args):
-                exc.args = tuple(a if is_plain(a) else repr(a) for a in exc.args)
-            raise
-        if not is_plain(result):
+            # the program gets the type and the plain arguments, nothing it could walk: no
+            # traceback (its frames hold Blender's modules), no cause, no context
+            exc.args = tuple(_plain_or_repr(a) for a in exc.args)
+            raise exc.with_traceback(None) from None
+        try:
+            return to_plain(result)
+        except TypeError:
             raise TypeError(
                 f"{name} returned a {type(result).__name__}; programs only receive plain values"
-            )
-        return result
+            ) from None
 
     return guarded
+
+
+def guarded_facade(module: types.ModuleType) -> types.ModuleType:
+    """The module programs import as ``bpy_lib``: its public names, each through :func:`guard_verb`."""
+    names = [str(n) for n in getattr(module, "__all__", [])]
+    facade = types.ModuleType(module.__name__, f"The public verbs of {module.__name__}.")
+    for name in names:
+        setattr(facade, name, guard_verb(getattr(module, name)))
+    facade.__all__ = names  # type: ignore[attr-defined]
+    return facade

@@ -2,36 +2,95 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
 from api.deps import ConfigDep, JobsDep, ServiceDep, require_token
+from api.errors import error_responses
+from api.limits import check_limits
+from llm3d.config import Config
 from llm3d.schemas import JobAccepted, JobStatus, RewardRequest, RewardResponse
 
-router = APIRouter(prefix="/reward", tags=["reward"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/reward",
+    tags=["reward"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 422),
+)
+
+logger = logging.getLogger(__name__)
+
+#: Answered (to nobody) when the client went away before its batch was scored: the status
+#: nginx uses for "client closed request", so that /metrics counts abandoned batches.
+CLIENT_CLOSED_REQUEST = 499
 
 
-def _check_size(request: RewardRequest, max_items: int) -> None:
-    if len(request.items) > max_items:
+def _check(request: RewardRequest, config: Config) -> None:
+    if len(request.items) > config.api.max_items:
         raise HTTPException(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             detail=(
-                f"batch has {len(request.items)} items; the limit is {max_items} "
+                f"batch has {len(request.items)} items; the limit is {config.api.max_items} "
                 "(api.max_items): split it into several requests"
             ),
         )
+    check_limits(request, config)
 
 
-@router.post("/batch", response_model=RewardResponse, summary="Score a batch and wait")
+async def _disconnected(request: Request) -> None:
+    """Return when the client has closed its connection (the body is already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_disconnected(
+    request: Request, work: Coroutine[Any, Any, RewardResponse]
+) -> RewardResponse | None:
+    """Await ``work``; cancel it (and so its running programs) when the client goes away."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+
+
+@router.post(
+    "/batch",
+    response_model=RewardResponse,
+    summary="Score a batch and wait",
+    responses=error_responses(409, 413, 503),
+)
 async def score_batch(
-    body: RewardRequest, config: ConfigDep, service: ServiceDep
-) -> RewardResponse:
+    body: RewardRequest, request: Request, config: ConfigDep, service: ServiceDep
+) -> RewardResponse | Response:
     """Score every item against its ground truth; results come in the order of ``items``.
 
     A bad program never fails the batch: it gets its status and reward. ``infra_error``
-    items have ``reward: null`` and must not be learned from.
+    items have ``reward: null`` and must not be learned from. When the client disconnects
+    before the answer, its programs still queued or running are stopped.
     """
-    _check_size(body, config.api.max_items)
-    return await service.score(body)
+    _check(body, config)
+    response = await _unless_disconnected(request, service.score(body))
+    if response is None:
+        logger.info("client went away: batch of %d items cancelled", len(body.items))
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return response
 
 
 @router.post(
@@ -39,12 +98,13 @@ async def score_batch(
     response_model=JobAccepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Score a batch in the background",
+    responses=error_responses(413, 503),
 )
 async def submit_job(
     body: RewardRequest, request: Request, response: Response, config: ConfigDep, jobs: JobsDep
 ) -> JobAccepted:
     """Accept a batch and answer at once; poll ``GET /reward/jobs/{job_id}`` for the results."""
-    _check_size(body, config.api.max_items)
+    _check(body, config)
     job = await jobs.submit(body)
     url = str(request.url_for("get_job", job_id=job.job_id).path)
     response.headers["Location"] = url
@@ -53,7 +113,12 @@ async def submit_job(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatus, summary="A job's state and results")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobStatus,
+    summary="A job's state and results",
+    responses=error_responses(404, 503),
+)
 async def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
     """``state`` is queued, running, done (with ``response``) or failed (with ``error``)."""
     job = await jobs.store.get(job_id)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 
-from api.deps import TasksDep, require_token
+from api.deps import ConfigDep, TasksDep, require_token
+from api.errors import error_responses
+from api.limits import check_limits
 from llm3d.schemas import TaskCreate, TaskList, TaskPublic
 from worker.scoring import reference_payload
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401),
+)
 
 
 @router.get("", response_model=TaskList, summary="List the known ground truths")
@@ -22,7 +29,27 @@ async def list_tasks(tasks: TasksDep) -> TaskList:
     response_model=TaskPublic,
     status_code=status.HTTP_201_CREATED,
     summary="Register a ground truth",
+    responses={
+        200: {"model": TaskPublic, "description": "Already known with this content, or replaced."},
+        **error_responses(409, 413, 422),
+    },
 )
-async def create_task(body: TaskCreate, tasks: TasksDep) -> TaskPublic:
-    """Register (or replace) ``task_id``: items may then name it instead of a reference."""
-    return tasks.add(body.task_id, reference_payload(body.reference), source="api", meta=body.meta)
+async def create_task(
+    body: TaskCreate, response: Response, tasks: TasksDep, config: ConfigDep
+) -> TaskPublic:
+    """Register ``task_id``: items may then name it instead of a reference.
+
+    ``201`` when the id is new. The same content under a known id is ``200`` and changes
+    nothing; other content is ``409`` unless ``replace: true`` (then ``200``, replaced).
+    """
+    check_limits(body, config)
+    public, outcome = tasks.register(
+        body.task_id,
+        reference_payload(body.reference),
+        source="api",
+        meta=body.meta,
+        replace=body.replace,
+    )
+    if outcome != "created":
+        response.status_code = status.HTTP_200_OK
+    return public

@@ -176,7 +176,7 @@ class Blender3DHarness:
                     "difficulty": sample.difficulty,
                     "n_parts": sample.n_parts,
                 }
-                client.add_task(sample.id, reference, **meta)
+                client.add_task(sample.id, reference, replace=sample.id in known or replace, **meta)
                 count += 1
         logger.info("registered %d of %d tasks with %s", count, len(samples), self.base_url)
         return count

@@ -241,6 +241,7 @@ def demo_command(
                 client.add_task(
                     f"demo/{name}",
                     {"vertices": v.tolist(), "faces": f.tolist()},
+                    replace=True,  # the demo's own ids: its ground truths of this Blender
                     source="bpy_lib/examples",
                 )
             items = candidates(programs)

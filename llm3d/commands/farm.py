@@ -52,26 +52,53 @@ def serve_command(
         BackendName | None, typer.Option(help="Execution backend (default api.backend).")
     ] = None,
 ) -> None:
-    """Serve the reward API (DESIGN §5) with uvicorn until interrupted."""
+    """Serve the reward API (DESIGN §5) until interrupted; a worker that dies is restarted.
+
+    This process supervises ``api.workers`` API processes (uvicorn's supervisor) on one
+    listening socket: a worker killed by a signal, the OOM killer or a crash is replaced
+    within seconds on the same port. A worker that cannot start (a broken configuration
+    or dataset) stops the service with exit status 3.
+    """
     _one_thread_per_process()
-    import uvicorn
+    from uvicorn import Config as UvicornConfig
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
 
-    from api.app import create_app
+    from api.app import SERVE_ENV
 
-    cfg = _load(config, api__host=host, api__port=port, api__backend=backend)
+    overrides = {"api__host": host, "api__port": port, "api__backend": backend}
+    cfg = _load(config, **overrides)
     _logging(cfg.log_level)
+    log = logging.getLogger("llm3d.serve")
     if cfg.api.token is None and cfg.api.host not in {"127.0.0.1", "localhost", "::1"}:
-        logging.getLogger("llm3d.serve").warning(
+        log.warning(
             "serving on %s without a token: set LLM3D_API_TOKEN to require one", cfg.api.host
         )
-    uvicorn.run(
-        create_app(cfg),
+    # the workers load the same configuration: the same file and flags (and environment)
+    os.environ[SERVE_ENV] = json.dumps(
+        {
+            "config": str(config) if config is not None else None,
+            "overrides": {k: v for k, v in overrides.items() if v is not None},
+        }
+    )
+    server = UvicornConfig(
+        "api.app:create_served_app",
+        factory=True,
         host=cfg.api.host,
         port=cfg.api.port,
+        workers=cfg.api.workers,
         log_level=cfg.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,
+        # a worker busy scoring still answers the supervisor's pings from a thread; only
+        # one that cannot for this long is taken for hung and replaced
+        timeout_worker_healthcheck=30,
     )
+    supervisor = Multiprocess(server, sockets=[server.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        err_console.print("the reward API could not start: see the log above")
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 def worker_command(

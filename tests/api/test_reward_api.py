@@ -177,12 +177,17 @@ def test_unit_cube_chamfer_is_reported_for_evaluation_not_for_training(
     )
 
 
-def test_oversize_program_is_refused_per_item(farm: Farm, auth: dict[str, str]) -> None:
+def test_oversize_program_is_a_422_naming_the_item_and_the_limit(
+    farm: Farm, auth: dict[str, str]
+) -> None:
+    """DESIGN §2: code is at most 64 KiB; the API says so before anything runs."""
     big = UNIT_BOX + "# " + "x" * (70 * 1024) + "\n"
-    response = batch(farm, auth, [item(big, UNIT_BOX, id="big"), item(UNIT_BOX, UNIT_BOX)])
-    assert response.results[0].status == "refused"
-    assert "bytes" in (response.results[0].error or "")
-    assert response.results[1].status == "ok"
+    response = post(
+        farm, {"items": [item(big, UNIT_BOX, id="big"), item(UNIT_BOX, UNIT_BOX)]}, auth
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "'big'" in detail and "65,536 bytes" in detail and "executor.max_code_bytes" in detail
 
 
 def test_nul_character_inside_a_program_is_scored_not_crashed(

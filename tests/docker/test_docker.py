@@ -131,6 +131,11 @@ def test_compose_resolves_with_healthchecks_restarts_and_a_private_worker() -> N
     assert not worker.get("ports"), "the worker publishes no ports"
     assert "container_name" not in worker, "a fixed name would break --scale worker=N"
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    # the container is the jail of the programs it runs (DESIGN §2)
+    assert worker["read_only"] is True and worker["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in worker["security_opt"]
+    assert not worker.get("volumes"), "no dataset or secret is mounted into the worker"
+    assert "LLM3D_API_TOKEN" not in (worker.get("environment") or {})
     assert [p["target"] for p in services["api"]["ports"]] == [8000]
     assert services["worker"]["build"]["dockerfile"].endswith("docker/worker.Dockerfile")
     assert services["api"]["build"]["dockerfile"].endswith("docker/api.Dockerfile")

@@ -103,8 +103,13 @@ def test_killed_worker_mid_batch_every_item_gets_exactly_one_result(tmp: Path) -
         farm.stop()
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def _fork_servers_under(worker_pid: int) -> set[int]:
-    """Fork servers whose parent is a pool process of the Celery worker ``worker_pid``."""
+    """Fork servers started by the Celery worker ``worker_pid`` (through its pool processes,
+    and through bubblewrap's two processes when the server is jailed)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -112,12 +117,14 @@ def _fork_servers_under(worker_pid: int) -> set[int]:
         try:
             if (entry / "comm").read_text().strip() != "llm3d-forksrv":
                 continue
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            grandparent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            ancestor = int(entry.name)
+            for _ in range(5):
+                ancestor = _parent(ancestor)
+                if ancestor == worker_pid:
+                    found.add(int(entry.name))
+                    break
         except (OSError, ValueError):
             continue  # gone meanwhile
-        if grandparent == worker_pid:
-            found.add(int(entry.name))
     return found
 
 

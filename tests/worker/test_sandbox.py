@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from llm3d.config import REPO_ROOT
-from worker.sandbox import FORBIDDEN_NAMES, SAFE_BUILTIN_NAMES, check_policy, imports_bpy_lib
+from worker.sandbox import (
+    FORBIDDEN_NAMES,
+    SAFE_BUILTIN_NAMES,
+    check_policy,
+    imports_bpy_lib,
+    restricted_builtins,
+)
 from worker.verb_guard import guard_verb, is_plain
 
 BPY_LIB_NAMES = ["box", "cylinder", "sphere", "move", "export_scene", "union"]
@@ -233,8 +239,15 @@ def test_guarded_verb_only_returns_plain_values() -> None:
         secret = "bpy"
 
     assert guard_verb(lambda: ["a", 1, 2.0, None, (True,)])() == ["a", 1, 2.0, None, (True,)]
-    arrays = guard_verb(lambda: (np.zeros((2, 3), np.float32), np.zeros((1, 3), np.int32)))()
-    assert arrays[0].shape == (2, 3)
+    arrays = guard_verb(lambda: (np.zeros((2, 3), np.float32), np.ones((1, 3), np.int32)))()
+    # numpy arrays expose raw memory (resize(refcheck=False) was a use-after-free): programs
+    # get tuples of plain numbers instead, and numpy scalars become int/float/bool
+    assert arrays == (((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((1, 1, 1),))
+    assert type(arrays[0][0][0]) is float and type(arrays[1][0][0]) is int
+    assert type(guard_verb(lambda: np.float32(1.5))()) is float
+    assert type(guard_verb(lambda: {"n": np.int64(3)})()["n"]) is int
+    with pytest.raises(TypeError, match="returned a str_subclass"):
+        guard_verb(lambda: type("str_subclass", (str,), {})("x"))()
     assert guard_verb(Handle) is Handle  # classes (GeometryError) pass through unchanged
     with pytest.raises(TypeError, match="returned a Handle"):
         guard_verb(lambda: Handle())()
@@ -255,6 +268,14 @@ def test_guarded_verb_scrubs_objects_out_of_exception_arguments() -> None:
     with pytest.raises(KeyError) as caught:
         guard_verb(broken)()
     assert caught.value.args == ("<Handle>", "plain")
+    # no traceback into bpy_lib's frames, no chained cause or context to walk
+    frames = []
+    tb = caught.value.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert "broken" not in frames
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert is_plain({"a": [1, 2]}) and not is_plain({1: "a"}) and not is_plain(object())
 
 
@@ -265,3 +286,61 @@ def test_every_bpy_lib_example_passes_the_policy() -> None:
     for path in examples:
         result = check_policy(path.read_text(encoding="utf-8"), ("bpy_lib", "math"))
         assert result.ok and result.imports_bpy_lib, (path.name, result.describe())
+
+
+# -- attribute walks without an Attribute node: match class patterns -----------------------
+
+MATCH_WALKS = {
+    # the red team's route: str.format bound without `.format`, then a field walk to globals
+    "format-keyword": "match 'x':\n    case str(format=fm):\n        fm",
+    "format-map-keyword": "match 'x':\n    case str(format_map=fm):\n        fm",
+    "forbidden-attribute": "match box:\n    case object(mro=m):\n        m",
+    "frame-prefix": "g = (i for i in [1])\nmatch g:\n    case x(gi_frame=f):\n        f",
+    "traceback-method": "match ValueError():\n    case ValueError(with_traceback=w):\n        w",
+    "numpy-data": "match v:\n    case tuple(data=d):\n        d",
+    "private": "match box:\n    case int(__globals__=g):\n        g",
+}
+
+
+@pytest.mark.parametrize("body", MATCH_WALKS.values(), ids=list(MATCH_WALKS))
+def test_match_class_patterns_obey_the_attribute_rules(body: str) -> None:
+    result = verdict("from bpy_lib import *\nv = 1\nx = int\n" + body)
+    assert not result.ok
+    assert result.rule in {"forbidden_attribute", "format_string", "private_name", "forbidden_name"}
+
+
+def test_match_class_patterns_with_plain_attributes_are_allowed() -> None:
+    result = verdict(
+        "from bpy_lib import *\nmatch 3 + 4j:\n    case complex(real=r, imag=i):\n        box()"
+    )
+    assert result.ok, result.describe()
+
+
+# -- shared modules: every program gets its own -------------------------------------------
+
+
+def test_restricted_builtins_hand_out_fresh_modules_each_time() -> None:
+    import math
+
+    first = restricted_builtins({"math": math})
+    code = "import math\nmath.pi = 3\nmath.radians = lambda d: 0\n"
+    exec(compile(code, "<program>", "exec"), {"__builtins__": first})
+    second = restricted_builtins({"math": math})
+    namespace: dict[str, object] = {"__builtins__": second}
+    exec(compile("import math\nvalue = math.pi, math.radians(180)", "<program>", "exec"), namespace)
+    assert namespace["value"] == (math.pi, math.pi)
+    assert math.pi == 3.141592653589793 and math.radians(180) == math.pi  # the real module
+
+
+def test_programs_get_no_numpy_from_any_guarded_verb_or_error() -> None:
+    def export_scene() -> tuple[object, object]:
+        return np.zeros((3, 3), np.float32), np.zeros((1, 3), np.int32)
+
+    def broken() -> None:
+        raise ValueError("bad", np.arange(3))
+
+    vertices, faces = guard_verb(export_scene)()
+    assert not any(isinstance(x, np.ndarray | np.generic) for x in (*vertices, *faces))
+    with pytest.raises(ValueError) as caught:
+        guard_verb(broken)()
+    assert caught.value.args == ("bad", (0, 1, 2))

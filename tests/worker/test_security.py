@@ -92,6 +92,22 @@ HOSTILE: dict[str, tuple[str, ExecStatus]] = {
         R,
     ),
     "array-raw-memory": ("box(size=[1, 1, 1])\nv, f = export_scene()\np = v.ctypes.data", R),
+    # memory corruption: the red team's numpy use-after-free needs an array; there is none
+    "array-resize-use-after-free": (
+        "box(size=[1, 1, 1])\nv, f = export_scene()\nw = v[0]\n"
+        "v.resize((1 << 16, 3), refcheck=False)\nprint(w)",
+        F,
+    ),
+    "array-view-then-shrink": (
+        "box(size=[1, 1, 1])\nv, f = export_scene()\nv.resize(0, refcheck=False)",
+        F,
+    ),
+    # attribute walks through pattern matching (the red team's environment leak)
+    "match-format-walk": (
+        'match "{{0.__globals__[os].environ}}":\n    case str(format=fm):\n        print(fm(box))',
+        R,
+    ),
+    "match-mro-walk": ("match box:\n    case object(mro=m):\n        m", R),
     # resources
     "infinite-loop": ("while True:\n    pass", T),
     "loop-swallowing-errors": (
@@ -184,7 +200,10 @@ def test_child_has_no_network(unsafe_executor: Executor) -> None:
     )
     result = unsafe_executor.run(code)
     assert result.status is ExecStatus.EXEC_FAILED
-    assert result.error is not None and "OSError" in result.error
+    # seccomp refuses socket() first (PermissionError); without it the namespace has no route
+    assert result.error is not None and (
+        "PermissionError" in result.error or "OSError" in result.error
+    )
 
 
 def test_rlimits_are_applied_in_the_child(
