@@ -20,7 +20,6 @@ import math
 import os
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,7 @@ def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     import bpy_lib
     from bpy_lib.export import scene_arrays
     from worker.sandbox import check_policy, restricted_builtins
-    from worker.verb_guard import guard_verb
+    from worker.verb_guard import guarded_facade
 
     (run_dir / "started").write_text("")
     code = (run_dir / "program.py").read_text(encoding="utf-8", errors="replace")
@@ -75,10 +74,7 @@ def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     if not verdict.ok:
         status = "exec_failed" if verdict.rule == "syntax" else "refused"
         return {"status": status, "error": verdict.describe()}
-    facade = types.ModuleType("bpy_lib", "The public verbs of bpy_lib.")
-    for name in names:
-        setattr(facade, name, guard_verb(getattr(bpy_lib, name)))
-    facade.__all__ = names  # type: ignore[attr-defined]
+    facade = guarded_facade(bpy_lib)  # the fork server's facade: plain values in and out
     namespace: dict[str, Any] = {
         "__name__": "__main__",
         "__builtins__": restricted_builtins({"bpy_lib": facade, "math": math}),

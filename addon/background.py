@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +77,8 @@ ONESHOT = ADDON_DIR / "_oneshot.py"
 MAX_TIMEOUT_S = 3600
 #: How long a background Blender may take to start (import Blender, reset the scene).
 STARTUP_TIMEOUT_S = 120.0
+#: How often a waiting run looks at its cancel event.
+CANCEL_POLL_S = 0.1
 #: Top-level modules the fork server imports beside Blender's own (``llm3d.config``'s stack).
 SERVER_DEPENDENCIES = (
     "pydantic",
@@ -295,17 +298,21 @@ class Sandbox:
                 )
             return self._executor
 
-    def run(self, code: str, timeout_s: float) -> ExecResult:
+    def run(
+        self, code: str, timeout_s: float, *, cancel: threading.Event | None = None
+    ) -> ExecResult:
         """Run one program out of this process and wait for its result (never raises).
 
         Call from a worker thread: it blocks for the program's run (and, the first time, the
-        server's start-up, about a second or two).
+        server's start-up, about a second or two). Setting ``cancel`` kills the program
+        within a tenth of a second (its result is then ``infra_error``, "cancelled"); the
+        server stays up for the next run.
         """
         timeout = min(max(float(timeout_s), 0.1), float(MAX_TIMEOUT_S))
         if self._closed:
             return _infra("the sandbox is closed (the add-on was disabled); run again")
         if self.mode == "subprocess":
-            return self._run_subprocess(code, timeout)
+            return self._run_subprocess(code, timeout, cancel)
         try:
             executor = self._fork_server()
             if not self.running:
@@ -314,9 +321,18 @@ class Sandbox:
                 self.started_s = time.perf_counter() - begin
         except (RuntimeError, TimeoutError, OSError) as exc:
             return _infra(f"the background Blender could not start: {exc}")
-        return executor.run(code, timeout_s=timeout)
+        future = executor.submit(code, timeout_s=timeout)
+        while True:
+            try:
+                return future.result(timeout=CANCEL_POLL_S)
+            except FutureTimeout:
+                if cancel is not None and cancel.is_set():
+                    executor.cancel(future)  # kills its process group; answers at once
+                    cancel = None  # ask once, then wait for that answer
 
-    def _run_subprocess(self, code: str, timeout_s: float) -> ExecResult:
+    def _run_subprocess(
+        self, code: str, timeout_s: float, cancel: threading.Event | None = None
+    ) -> ExecResult:
         """The fallback: one background Blender for this program, killed at the limit."""
         begin = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="llm3d-run-") as tmp:
@@ -348,7 +364,7 @@ class Sandbox:
                         return _infra("the sandbox is closed (the add-on was disabled)")
                     self._procs.add(proc)
                 try:
-                    status = _wait_program(proc, run_dir / "started", timeout_s)
+                    status = _wait_program(proc, run_dir / "started", timeout_s, cancel)
                 finally:
                     _kill_tree(proc)
                     with self._lock:
@@ -365,6 +381,8 @@ class Sandbox:
                 )
             if status == "no_start":
                 return _infra(f"the background Blender did not start: {tail[-300:]}", seconds)
+            if status == "cancelled":
+                return _infra("cancelled by the caller before it finished", seconds)
             return _read_oneshot(run_dir, self.config, seconds, tail)
 
     # -- shutting down -------------------------------------------------------------------
@@ -374,8 +392,7 @@ class Sandbox:
 
         A program in flight then comes back as ``infra_error``. Called on unregister and when
         Blender exits (``wait``: returns once the processes are gone; a server still starting
-        is waited for first, about a second), and by Cancel while a program runs
-        (``wait=False``: the main thread never waits; the stop goes on in a thread).
+        is waited for first, about a second); ``wait=False`` stops them from a thread.
         """
         with self._lock:
             self._closed = True
@@ -420,21 +437,27 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_program(
-    proc: subprocess.Popen[bytes], started: Path, timeout_s: float
-) -> Literal["exited", "timeout", "no_start"]:
+    proc: subprocess.Popen[bytes],
+    started: Path,
+    timeout_s: float,
+    cancel: threading.Event | None = None,
+) -> Literal["exited", "timeout", "no_start", "cancelled"]:
     """Wait for the start-up (``started`` appears), then for the program's time limit."""
     start_deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not started.exists():
+    deadline: float | None = None
+    while True:
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
         if proc.poll() is not None:
             return "exited"
-        if time.monotonic() > start_deadline:
+        now = time.monotonic()
+        if deadline is None and started.exists():
+            deadline = now + timeout_s  # the limit counts the program, not the start-up
+        if deadline is None and now > start_deadline:
             return "no_start"
+        if deadline is not None and now > deadline:
+            return "timeout"
         time.sleep(0.02)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        return "timeout"
-    return "exited"
 
 
 def _read_oneshot(run_dir: Path, config: ExecutorConfig, seconds: float, tail: str) -> ExecResult:
@@ -505,7 +528,7 @@ def current_sandbox() -> Sandbox | None:
 
 
 def shutdown() -> None:
-    """Stop the session's sandbox and its processes (unregister, Blender exit, Cancel)."""
+    """Stop the session's sandbox and its processes (unregister, Blender exit)."""
     with _SANDBOX_LOCK:
         sandboxes, _SANDBOX[:] = list(_SANDBOX), []
     for sandbox in sandboxes:

@@ -14,7 +14,7 @@ only asks the model, and :func:`drain` runs the program inside Blender as before
 
 Cancel (:meth:`Job.stop`) sets the job's event: :func:`drain` ends the job at its next call,
 and a message that arrives afterwards is dropped unread. A program running in the sandbox is
-killed at once (the session's background server is stopped; the next run starts a new one).
+killed at once (its process group; the background server stays up for the next run).
 A request cannot be interrupted mid-flight (``urllib`` has no abort); its thread ends when
 the server answers or the timeout passes.
 """
@@ -144,7 +144,7 @@ class Job:
             if self.sandbox is not None and not self.cancel.is_set():
                 self.phase = "running"
                 self.started = time.monotonic()
-                result = self.sandbox.run(code, self.run_timeout_s)
+                result = self.sandbox.run(code, self.run_timeout_s, cancel=self.cancel)
         except EndpointError as e:
             self.queue.put(Message(attempt, error=str(e)))
         except Exception as e:  # a bug must reach the panel, not die silently in a thread
@@ -154,14 +154,13 @@ class Job:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
 
     def stop(self) -> None:
-        """Cancel: drop what comes later, and kill a program running in the sandbox now.
+        """Cancel: drop what comes later; a program running in the sandbox is killed.
 
-        The sandbox is closed without waiting (it may be starting, which can take seconds);
-        its processes are gone within milliseconds, and the next run starts a new one.
+        The worker thread sees the event within :data:`addon.background.CANCEL_POLL_S` and
+        has the server kill the program's process group; the server stays up (warm) for the
+        next run. Nothing here waits.
         """
         self.cancel.set()
-        if self.phase == "running" and self.sandbox is not None:
-            self.sandbox.close(wait=False)
 
 
 def active_job(scene: bpy.types.Scene) -> Job | None:
