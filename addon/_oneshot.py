@@ -25,27 +25,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-PROGRAM_FILENAME = "<program>"
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message (line N)``, N the deepest line of the program (as the fork server)."""
-    line: int | None = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == PROGRAM_FILENAME:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if isinstance(exc, SyntaxError) and exc.filename == PROGRAM_FILENAME:
-        line, message = exc.lineno, exc.msg
-    else:
-        try:
-            message = str(exc)
-        except Exception:  # a hostile __str__ cannot hide the failure
-            message = "<unprintable message>"
-    message = " ".join(message.split())[:400]
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return f"{text} (line {line})" if line is not None else text
+PROGRAM_FILENAME = "<program>"  # worker.blender_child's: its error lines find the program
 
 
 def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +71,9 @@ def _execute(
     try:
         exec(compile(code, PROGRAM_FILENAME, "exec", dont_inherit=True), namespace)
     except BaseException as exc:  # the program's failure, whatever it is, is its result
-        return {"status": "exec_failed", "error": _describe(exc)}
+        from worker.blender_child import describe_exception
+
+        return {"status": "exec_failed", "error": describe_exception(exc)}
     program_s = time.perf_counter() - start
     vertices, faces = scene_arrays()
     np.save(run_dir / "vertices.npy", np.asarray(vertices, dtype=np.float32).reshape(-1, 3))
