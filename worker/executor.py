@@ -32,17 +32,14 @@ import itertools
 import json
 import logging
 import os
-import queue
 import select
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -52,7 +49,7 @@ import numpy.typing as npt
 
 from llm3d.config import REPO_ROOT, ExecutorConfig, load_config
 from worker.exec_protocol import ProtocolError, decode_arrays, recv_frame, send_frame
-from worker.jail import JailPlan, plan_jail, readable_paths, server_environment
+from worker.jail import SPAWNER, Launch, jailed_server_pid, plan_launch
 from worker.types import ExecResult, ExecStatus
 
 __all__ = ["Executor", "ExecutorPool", "face_normals"]
@@ -65,8 +62,6 @@ STARTUP_TIMEOUT_S = 120.0
 ANSWER_GRACE_S = 30.0
 _MAX_ANSWER_BYTES = 300 << 20
 _FRAME_READ_TIMEOUT_S = 60.0
-#: What the fork server calls itself in /proc/<pid>/comm (worker.blender_server.SERVER_NAME).
-SERVER_PROCESS_NAME = b"llm3d-forksrv"
 #: The module run as the fork server (``python -m``).
 SERVER_MODULE = "worker.blender_server"
 
@@ -83,84 +78,6 @@ def face_normals(
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = np.where(length > 0, normals / np.where(length > 0, length, 1.0), 0.0)
     return unit.astype(np.float32)
-
-
-@dataclass(frozen=True)
-class _Launch:
-    """How an Executor starts its servers: jail, interpreter, environment, readable paths."""
-
-    jail: JailPlan
-    runner: list[str]
-    env: dict[str, str]
-    readable: list[str]
-
-
-def _plan_launch(
-    config: ExecutorConfig,
-    runner: Sequence[str] | None,
-    code_paths: Sequence[str] | None,
-    extra_readable: Sequence[str],
-) -> _Launch:
-    runner = list(runner) if runner is not None else [sys.executable, "-m"]
-    paths = [str(p) for p in (code_paths if code_paths is not None else [REPO_ROOT])]
-    readable = readable_paths(paths, repo_root=REPO_ROOT, interpreter=runner, extra=extra_readable)
-    jail = plan_jail(config.jail, readable)
-    env = server_environment(paths, tmpdir=jail.tmpdir)
-    return _Launch(jail, runner, env, readable)
-
-
-class _Spawner:
-    """Starts fork servers from one long-lived thread.
-
-    bubblewrap's ``--die-with-parent`` arms ``PR_SET_PDEATHSIG``, which fires when the
-    *thread* that started it ends: a server started from a request's worker thread would be
-    killed when that thread retires. This thread lives as long as the process, so a jail dies
-    with the process that owns it, and only then.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[
-            tuple[Future[subprocess.Popen[bytes]], list[str], dict[str, Any]]
-        ]
-        self._pid = -1
-
-    def _loop(self) -> None:
-        while True:
-            future, args, kwargs = self._queue.get()
-            try:
-                future.set_result(subprocess.Popen(args, **kwargs))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked copy of this process
-                self._queue = queue.SimpleQueue()
-                threading.Thread(target=self._loop, name="llm3d-spawner", daemon=True).start()
-                self._pid = os.getpid()
-        future: Future[subprocess.Popen[bytes]] = Future()
-        self._queue.put((future, args, kwargs))
-        return future.result()
-
-
-_SPAWNER = _Spawner()
-
-
-def _jailed_server_pid(outer: int) -> int | None:
-    """The fork server's host pid below a bubblewrap process (found by its process name)."""
-    queue = [outer]
-    while queue:
-        pid = queue.pop(0)
-        try:
-            with open(f"/proc/{pid}/comm", "rb") as comm:
-                if comm.read().strip() == SERVER_PROCESS_NAME:
-                    return pid
-            with open(f"/proc/{pid}/task/{pid}/children") as children:
-                queue.extend(int(c) for c in children.read().split())
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
@@ -209,7 +126,7 @@ class _Server:
     """One running fork server process and the thread that reads its answers."""
 
     def __init__(
-        self, config: ExecutorConfig, *, policy: bool, on_exit: Any, launch: _Launch
+        self, config: ExecutorConfig, *, policy: bool, on_exit: Any, launch: Launch
     ) -> None:
         self.config = config
         self.capacity = config.children_per_server or (os.cpu_count() or 1)
@@ -232,7 +149,7 @@ class _Server:
             cmd.append("--jailed")
         if not policy:
             cmd.append("--allow-unsafe")
-        self.proc = _SPAWNER.popen(
+        self.proc = SPAWNER.popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -472,7 +389,7 @@ class Executor:
         self._runner = runner
         self._code_paths = code_paths
         self._extra_readable = tuple(extra_readable)
-        self._launch: _Launch | None = None
+        self._launch: Launch | None = None
         self._server: _Server | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -501,8 +418,8 @@ class Executor:
                 logger.warning("restarting the fork server (restart %d)", self.restarts)
                 self._server.close()
             if self._launch is None:
-                self._launch = _plan_launch(
-                    self.config, self._runner, self._code_paths, self._extra_readable
+                self._launch = plan_launch(
+                    self.config, REPO_ROOT, self._runner, self._code_paths, self._extra_readable
                 )
             server = _Server(
                 self.config, policy=self.policy, on_exit=self._on_server_exit, launch=self._launch
@@ -531,7 +448,7 @@ class Executor:
             return None
         if server.jail.mode == "none":
             return server.proc.pid
-        return _jailed_server_pid(server.proc.pid) or server.proc.pid
+        return jailed_server_pid(server.proc.pid) or server.proc.pid
 
     @property
     def jail(self) -> str:

@@ -25,6 +25,10 @@ of its own namespace and a minimal ``/dev``. Started as root, it keeps only the
 capabilities to change its uid, and the server drops to ``executor.sandbox_uid`` before it
 imports Blender. The environment is an allow-list (:func:`server_environment`): no token,
 key or password ever reaches it.
+
+:func:`plan_launch` gathers all of it for an :class:`~worker.executor.Executor` (jail,
+interpreter, environment, readable paths), and :data:`SPAWNER` starts the servers from one
+long-lived thread (see :class:`Spawner` for why).
 """
 
 from __future__ import annotations
@@ -32,20 +36,32 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from llm3d.config import ExecutorConfig
 
 __all__ = [
     "ENV_ALLOWED",
     "REPO_PACKAGES",
+    "SERVER_PROCESS_NAME",
+    "SPAWNER",
     "JailPlan",
+    "Launch",
+    "Spawner",
     "bwrap_arguments",
+    "jailed_server_pid",
     "plan_jail",
+    "plan_launch",
     "readable_paths",
     "server_environment",
 ]
@@ -298,3 +314,88 @@ def plan_jail(mode: str, readable: Sequence[str]) -> JailPlan:
         return JailPlan([], "none", note, host_tmp)
     note = "bubblewrap: own PID, network, IPC and mount namespaces, read-only binds, private /tmp"
     return JailPlan(prefix, "bwrap", note, "/tmp")
+
+
+# -- launching ---------------------------------------------------------------------------
+
+#: What the fork server calls itself in /proc/<pid>/comm (worker.blender_server.SERVER_NAME).
+SERVER_PROCESS_NAME = b"llm3d-forksrv"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How an Executor starts its servers: jail, interpreter, environment, readable paths."""
+
+    jail: JailPlan
+    runner: list[str]
+    env: dict[str, str]
+    readable: list[str]
+
+
+def plan_launch(
+    config: ExecutorConfig,
+    repo_root: Path,
+    runner: Sequence[str] | None,
+    code_paths: Sequence[str] | None,
+    extra_readable: Sequence[str],
+) -> Launch:
+    runner = list(runner) if runner is not None else [sys.executable, "-m"]
+    paths = [str(p) for p in (code_paths if code_paths is not None else [repo_root])]
+    readable = readable_paths(paths, repo_root=repo_root, interpreter=runner, extra=extra_readable)
+    jail = plan_jail(config.jail, readable)
+    env = server_environment(paths, tmpdir=jail.tmpdir)
+    return Launch(jail, runner, env, readable)
+
+
+class Spawner:
+    """Starts fork servers from one long-lived thread.
+
+    bubblewrap's ``--die-with-parent`` arms ``PR_SET_PDEATHSIG``, which fires when the
+    *thread* that started it ends: a server started from a request's worker thread would be
+    killed when that thread retires. This thread lives as long as the process, so a jail dies
+    with the process that owns it, and only then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[
+            tuple[Future[subprocess.Popen[bytes]], list[str], dict[str, Any]]
+        ]
+        self._pid = -1
+
+    def _loop(self) -> None:
+        while True:
+            future, args, kwargs = self._queue.get()
+            try:
+                future.set_result(subprocess.Popen(args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked copy of this process
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._loop, name="llm3d-spawner", daemon=True).start()
+                self._pid = os.getpid()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._queue.put((future, args, kwargs))
+        return future.result()
+
+
+SPAWNER = Spawner()
+
+
+def jailed_server_pid(outer: int) -> int | None:
+    """The fork server's host pid below a bubblewrap process (found by its process name)."""
+    queue = [outer]
+    while queue:
+        pid = queue.pop(0)
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as comm:
+                if comm.read().strip() == SERVER_PROCESS_NAME:
+                    return pid
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                queue.extend(int(c) for c in children.read().split())
+        except (OSError, ValueError):
+            continue
+    return None
