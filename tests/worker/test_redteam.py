@@ -71,8 +71,8 @@ def test_rt1_child_cannot_change_the_servers_rlimits(jailed_unsafe: Executor) ->
 
 
 def test_rt1_child_cannot_renice_or_pin_the_server(jailed_unsafe: Executor) -> None:
-    """REDTEAM RT-1b: same class: the server (and other programs) reniced to 19 and pinned
-    to one CPU by a program; ``setpriority(PRIO_USER, 0)`` reaches every process of the uid."""
+    """REDTEAM RT-1b: same class: the server (and other programs) reniced to 19, pinned to
+    one CPU and put in SCHED_IDLE by a program (starved: every later program times out); ``setpriority(PRIO_USER, 0)`` reaches every process of the uid."""
     attack = textwrap.dedent(
         """
         import os
@@ -81,6 +81,7 @@ def test_rt1_child_cannot_renice_or_pin_the_server(jailed_unsafe: Executor) -> N
             ("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, pp, 19)),
             ("prio_user", lambda: os.setpriority(os.PRIO_USER, 0, 19)),
             ("affinity", lambda: os.sched_setaffinity(pp, {0})),
+            ("sched_idle", lambda: os.sched_setscheduler(pp, os.SCHED_IDLE, os.sched_param(0))),
         ):
             try:
                 call(); print(name, "changed")
