@@ -32,6 +32,7 @@ import numpy as np
 
 from worker.exec_protocol import encode_arrays, encode_frame
 from worker.landlock import restrict_filesystem
+from worker.privileges import drop_capabilities
 from worker.sandbox import restricted_builtins
 from worker.seccomp import forbid_new_processes
 
@@ -202,6 +203,9 @@ def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
     try:
         _prepare_process(job, runtime)
         notes = _apply_limits(runtime)
+        kept = drop_capabilities(runtime.libc)
+        if kept is not None:
+            notes["capabilities"] = kept
         not_confined = restrict_filesystem(job.workdir, runtime.readable, runtime.libc)
         if not_confined is not None:
             notes["landlock"] = not_confined

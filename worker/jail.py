@@ -20,7 +20,8 @@ What a jailed server sees: its own PID, network, IPC, UTS and cgroup namespaces;
 filesystem of read-only binds of exactly :func:`readable_paths` (the system libraries, the
 Python installation and virtual environment, the directories on the server's
 ``PYTHONPATH``: for this repository only the packages ``worker``, ``bpy_lib`` and ``llm3d``,
-never ``data/``, ``runs/`` or ``configs/``), a private ``/tmp`` (tmpfs), a fresh ``/proc``
+never ``data/``, ``runs/`` or ``configs/``), a private ``/tmp`` (a tmpfs of
+``executor.memory_mb``: files there are memory), a fresh ``/proc``
 of its own namespace and a minimal ``/dev``. Started as root, it keeps only the
 capabilities to change its uid, and the server drops to ``executor.sandbox_uid`` before it
 imports Blender. The environment is an allow-list (:func:`server_environment`): no token,
@@ -216,7 +217,9 @@ def server_environment(
     return env
 
 
-def bwrap_arguments(bwrap: str, readable: Sequence[str], *, as_root: bool) -> list[str]:
+def bwrap_arguments(
+    bwrap: str, readable: Sequence[str], *, as_root: bool, tmp_mb: int = 1024
+) -> list[str]:
     """The bubblewrap command line that jails the server (see the module docstring)."""
     args = [
         bwrap,
@@ -235,6 +238,9 @@ def bwrap_arguments(bwrap: str, readable: Sequence[str], *, as_root: bool) -> li
         "/dev",
         "--perms",
         "1777",
+        # files are RAM here: bound them, or a program fills half the machine's memory
+        "--size",
+        str(tmp_mb << 20),
         "--tmpfs",
         "/tmp",
         "--chdir",
@@ -282,7 +288,7 @@ def _probe(command: tuple[str, ...]) -> str | None:
     return None
 
 
-def plan_jail(mode: str, readable: Sequence[str]) -> JailPlan:
+def plan_jail(mode: str, readable: Sequence[str], *, tmp_mb: int = 1024) -> JailPlan:
     """Choose how to launch the server for ``executor.jail`` = ``mode``.
 
     Raises
@@ -304,7 +310,7 @@ def plan_jail(mode: str, readable: Sequence[str]) -> JailPlan:
         if mode == "bwrap":
             raise RuntimeError(note)
         return JailPlan([], "none", note, host_tmp)
-    prefix = bwrap_arguments(bwrap, readable, as_root=os.geteuid() == 0)
+    prefix = bwrap_arguments(bwrap, readable, as_root=os.geteuid() == 0, tmp_mb=tmp_mb)
     failure = _probe(tuple(prefix))
     if failure is not None:
         note = f"no jail: {failure}"
@@ -342,7 +348,8 @@ def plan_launch(
     runner = list(runner) if runner is not None else [sys.executable, "-m"]
     paths = [str(p) for p in (code_paths if code_paths is not None else [repo_root])]
     readable = readable_paths(paths, repo_root=repo_root, interpreter=runner, extra=extra_readable)
-    jail = plan_jail(config.jail, readable)
+    # what the programs of one server write counts against one program's memory budget
+    jail = plan_jail(config.jail, readable, tmp_mb=config.memory_mb)
     env = server_environment(paths, tmpdir=jail.tmpdir)
     return Launch(jail, runner, env, readable)
 

@@ -8,7 +8,9 @@ never needs and an escaped one would:
   ``clone`` without ``CLONE_THREAD`` (threads stay allowed: Blender uses them); ``clone3``,
   whose flags a filter cannot read, fails with ``ENOSYS`` so that glibc falls back to
   ``clone``. ``RLIMIT_NPROC`` cannot do this: root ignores it, and it counts threads.
-* **other processes**: signals only to itself (``kill``, ``tkill``, ``tgkill``,
+* **other processes**: limits and scheduling only of itself (``prlimit64``, ``sched_set*``,
+  ``migrate_pages``, ``move_pages`` with pid 0 or its own; no ``setpriority``, ``ioprio_set``:
+  the kernel checks those on another pid by uid alone, and the server shares the uid), signals only to itself (``kill``, ``tkill``, ``tgkill``,
   ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo`` with any other pid, every ``pidfd_*``), no
   ``ptrace``, ``process_vm_readv``/``writev``, ``process_madvise``, ``kcmp``, and no leaving
   its process group (``setpgid``, ``setsid``), which the server kills on a timeout.
@@ -31,7 +33,14 @@ import errno
 import os
 import platform
 
-__all__ = ["DENIED", "SELF_ONLY", "SYSCALLS", "filter_program", "forbid_new_processes"]
+__all__ = [
+    "DENIED",
+    "SELF_ONLY",
+    "SELF_OR_ZERO",
+    "SYSCALLS",
+    "filter_program",
+    "forbid_new_processes",
+]
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
@@ -104,9 +113,44 @@ DENIED: tuple[str, ...] = (
     "msgrcv",
     "msgctl",
     "mq_open",
+    # another process's scheduling, and what only an administrator does (also when a child
+    # would still hold root: the capability drop and these refusals each stop it alone)
+    "setpriority",
+    "ioprio_set",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "kexec_load",
+    "kexec_file_load",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "swapon",
+    "swapoff",
+    "sethostname",
+    "setdomainname",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
 )
 #: Allowed only when their first argument is the calling process's own pid.
 SELF_ONLY: tuple[str, ...] = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+#: Allowed only on the calling process: first argument 0 (itself) or its own pid. The kernel
+#: checks these on another pid by uid alone, and the server shares the sandbox's uid.
+SELF_OR_ZERO: tuple[str, ...] = (
+    "prlimit64",
+    "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+    "migrate_pages",
+    "move_pages",
+)
 
 #: arch -> (AUDIT_ARCH, syscall numbers by name)
 SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
@@ -170,6 +214,35 @@ SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
             "msgrcv": 70,
             "msgctl": 71,
             "mq_open": 240,
+            "prlimit64": 302,
+            "sched_setaffinity": 203,
+            "sched_setscheduler": 144,
+            "sched_setparam": 142,
+            "sched_setattr": 314,
+            "migrate_pages": 256,
+            "move_pages": 279,
+            "setpriority": 141,
+            "ioprio_set": 251,
+            "init_module": 175,
+            "finit_module": 313,
+            "delete_module": 176,
+            "reboot": 169,
+            "kexec_load": 246,
+            "kexec_file_load": 320,
+            "settimeofday": 164,
+            "clock_settime": 227,
+            "clock_adjtime": 305,
+            "adjtimex": 159,
+            "iopl": 172,
+            "ioperm": 173,
+            "swapon": 167,
+            "swapoff": 168,
+            "sethostname": 170,
+            "setdomainname": 171,
+            "acct": 163,
+            "quotactl": 179,
+            "syslog": 103,
+            "vhangup": 153,
         },
     ),
     "aarch64": (
@@ -230,6 +303,33 @@ SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
             "msgrcv": 188,
             "msgctl": 187,
             "mq_open": 180,
+            "prlimit64": 261,
+            "sched_setaffinity": 122,
+            "sched_setscheduler": 119,
+            "sched_setparam": 118,
+            "sched_setattr": 274,
+            "migrate_pages": 238,
+            "move_pages": 239,
+            "setpriority": 140,
+            "ioprio_set": 30,
+            "init_module": 105,
+            "finit_module": 273,
+            "delete_module": 106,
+            "reboot": 142,
+            "kexec_load": 104,
+            "kexec_file_load": 294,
+            "settimeofday": 170,
+            "clock_settime": 112,
+            "clock_adjtime": 266,
+            "adjtimex": 171,
+            "swapon": 224,
+            "swapoff": 225,
+            "sethostname": 161,
+            "setdomainname": 162,
+            "acct": 89,
+            "quotactl": 60,
+            "syslog": 116,
+            "vhangup": 58,
         },
     ),
 }
@@ -286,14 +386,20 @@ def filter_program(machine: str, pid: int) -> list[tuple[int, int, int, int]]:
     ]
     code += [(_JEQ_K, "deny", None, numbers[name]) for name in DENIED if name in numbers]
     code += [(_JEQ_K, "self", None, numbers[name]) for name in SELF_ONLY]
+    code += [(_JEQ_K, "self_or_zero", None, numbers[name]) for name in SELF_OR_ZERO]
     code += [
         (_JEQ_K, "clone", "allow", numbers["clone"]),
         "clone",
         (_LD_W_ABS, None, None, _OFF_ARG0_LOW),
         (_JSET_K, "allow", "deny", _CLONE_THREAD),  # a thread: allow; a process: deny
+        "self_or_zero",
+        (_LD_W_ABS, None, None, _OFF_ARG0_LOW),
+        (_JEQ_K, "high", None, 0),
+        (_JEQ_K, "high", "deny", pid),
         "self",
         (_LD_W_ABS, None, None, _OFF_ARG0_LOW),
         (_JEQ_K, None, "deny", pid),
+        "high",
         (_LD_W_ABS, None, None, _OFF_ARG0_HIGH),
         (_JEQ_K, "allow", "deny", 0),  # the whole 64-bit register must be the pid
         "enosys",

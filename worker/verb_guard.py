@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import types
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MAX_FILES_PER_PROGRAM",
     "PATH_PARAMETERS",
     "check_path",
     "guard_verb",
@@ -38,6 +40,10 @@ __all__ = [
 
 #: Parameters of bpy_lib verbs that name files: checked before the verb runs.
 PATH_PARAMETERS = frozenset({"path", "filepath", "filename", "directory"})
+#: Files one program may write through the verbs (each bounded by RLIMIT_FSIZE): a loop of
+#: ``export_scene(path=...)`` would otherwise hold memory (the jail's tmpfs) or disk unbounded.
+MAX_FILES_PER_PROGRAM = 8
+_file_writes = itertools.count()  # per process: each program is a fresh fork of a server
 
 _SCALARS: tuple[type, ...] = (str, int, float, bool, type(None))
 _MAX_DEPTH = 4
@@ -101,6 +107,14 @@ def check_path(fn: str, arg: str, value: object) -> None:
         )
 
 
+def _count_file(fn: str) -> None:
+    if next(_file_writes) >= MAX_FILES_PER_PROGRAM:
+        raise ValueError(
+            f"{fn}: a program may write at most {MAX_FILES_PER_PROGRAM} files; "
+            "call export_scene() without a path (the mesh is read from the scene)"
+        )
+
+
 def _plain_or_repr(value: object) -> Any:
     try:
         return to_plain(value)
@@ -129,6 +143,8 @@ def guard_verb(function: Any) -> Any:
             for param in watched:
                 if param in arguments:
                     check_path(name, param, arguments[param])
+            if any(arguments.get(p) is not None for p in watched):
+                _count_file(name)
         try:
             result = function(*args, **kwargs)
         except Exception as exc:

@@ -112,8 +112,8 @@ def test_rt2_bare_child_started_by_root_holds_no_capability() -> None:
         )
         result = ex.run(probe + CUBE, timeout_s=10)
     assert result.status == ExecStatus.OK, result.error
-    line = next(l for l in result.stdout.splitlines() if l.startswith("caps"))
-    assert all(int(c, 16) == 0 for c in eval(line[5:])), line  # noqa: S307 - our own output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("caps"))
+    assert all(int(c, 16) == 0 for c in eval(line[5:])), line
 
 
 # -- RT-3: the jail's /tmp is an unbounded tmpfs: disk (= RAM) outside every limit ---------
@@ -143,5 +143,5 @@ def test_rt3_files_a_program_writes_count_against_a_bound(jailed_unsafe: Executo
             """
         )
         result = ex.run(attack + CUBE, timeout_s=15)
-    line = next(l for l in result.stdout.splitlines() if l.startswith("written_mib"))
+    line = next(x for x in result.stdout.splitlines() if x.startswith("written_mib"))
     assert int(line.split()[1]) <= 512, result.stdout

@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from worker.seccomp import DENIED, SELF_ONLY, SYSCALLS, filter_program
+from worker.seccomp import DENIED, SELF_ONLY, SELF_OR_ZERO, SYSCALLS, filter_program
 
 _ARCH_TOKENS = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
@@ -41,7 +41,7 @@ def test_every_syscall_number_is_the_one_libseccomp_knows(machine: str) -> None:
     for name, number in numbers.items():
         assert lib.seccomp_syscall_resolve_name_arch(audit_arch, name.encode()) == number, name
     # every rule names a call the table knows, where the architecture has it
-    for name in (*DENIED, *SELF_ONLY, "clone", "clone3"):
+    for name in (*DENIED, *SELF_ONLY, *SELF_OR_ZERO, "clone", "clone3"):
         known = lib.seccomp_syscall_resolve_name_arch(audit_arch, name.encode())
         assert (name in numbers) == (known >= 0), (machine, name)
 

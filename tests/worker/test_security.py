@@ -91,6 +91,10 @@ HOSTILE: dict[str, tuple[str, ExecStatus]] = {
         'box(size=[1, 1, 1])\nv, f = export_scene()\nv.tofile("{canary}/pwned")',
         R,
     ),
+    "export-many-files": (
+        'box(size=[1, 1, 1])\nfor i in range(300):\n    export_scene(f"m{{i}}.obj")',
+        F,
+    ),
     "array-raw-memory": ("box(size=[1, 1, 1])\nv, f = export_scene()\np = v.ctypes.data", R),
     # memory corruption: the red team's numpy use-after-free needs an array; there is none
     "array-resize-use-after-free": (
