@@ -32,6 +32,7 @@ import numpy as np
 
 import bpy_lib
 from bpy_lib import _mesh
+from bpy_lib.export import mesh_from_arrays
 from worker.types import ExecResult, ExecStatus
 
 if TYPE_CHECKING:
@@ -266,14 +267,7 @@ def build_result(result: ExecResult, target: bpy.types.Collection, name: str) ->
     if isinstance(checked, str):
         return RunOutcome(False, checked, seconds=result.seconds)
     vertices, faces = checked
-    mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.update(calc_edges=True)
+    mesh = mesh_from_arrays(name, vertices, faces)
     mesh.validate()
     for obj in list(target.all_objects):
         _remove_object(obj)

@@ -1,6 +1,7 @@
 """Reading the scene as arrays, and mesh file writers in plain numpy (OBJ, PLY, GLB).
 
-:func:`scene_arrays` is the one extraction path: ``export_scene()`` returns it and the
+:func:`scene_arrays` is the one extraction path (and :func:`mesh_from_arrays` its inverse, for
+the renderer and the add-on): ``export_scene()`` returns it and the
 executor calls it after a program ends, so both see the same arrays. It reads loop
 triangles with ``foreach_get`` (no exporters, no ``bpy.ops``). The writers use no Blender
 operators and no optional packages: the bytes depend only on the arrays.
@@ -54,6 +55,33 @@ def scene_arrays() -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     if not verts_all:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
     return np.concatenate(verts_all), np.concatenate(faces_all).astype(np.int32)
+
+
+def mesh_from_arrays(
+    name: str, vertices: NDArray[np.float32], faces: NDArray[np.int32], *, calc_edges: bool = True
+) -> bpy.types.Mesh:
+    """A new mesh datablock of triangles, the inverse of :func:`scene_arrays`.
+
+    Parameters
+    ----------
+    name : str
+    vertices : (N, 3) float32
+    faces : (M, 3) int32
+        Indices into ``vertices``.
+    calc_edges : bool
+        Build the edges too (a mesh an artist edits needs them; a render does not).
+    """
+    vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.int32)
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update(calc_edges=calc_edges)
+    return mesh
 
 
 def write_obj(path: Path, vertices: NDArray[np.float32], faces: NDArray[np.int32]) -> None:

@@ -72,15 +72,9 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def _build_mesh(vertices: npt.NDArray[np.float32], faces: npt.NDArray[np.int32]) -> bpy.types.Mesh:
-    mesh = bpy.data.meshes.new(_PREFIX)
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.update()
-    return mesh
+    from bpy_lib.export import mesh_from_arrays
+
+    return mesh_from_arrays(_PREFIX, vertices, faces, calc_edges=False)
 
 
 def _configure(scene: Any, config: RenderConfig) -> str:
