@@ -26,6 +26,7 @@ FORK_SERVER_MODULES = (
     "worker/__init__.py",
     "worker/executor.py",
     "worker/blender_server.py",
+    "worker/fork_server.py",
     "worker/blender_child.py",
     "worker/exec_protocol.py",
     "worker/outcome.py",
