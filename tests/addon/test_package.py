@@ -32,6 +32,7 @@ FORK_SERVER_MODULES = (
     "worker/outcome.py",
     "worker/types.py",
     "worker/sandbox.py",
+    "worker/sandbox_names.py",
     "worker/verb_guard.py",
     "worker/seccomp.py",
     "worker/landlock.py",

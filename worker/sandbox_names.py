@@ -1,0 +1,205 @@
+"""The name tables of the sandbox policy (:mod:`worker.sandbox`), plain data.
+
+What a program may not name, which attributes it may not use on any object, and the
+builtins it runs with. Kept apart from the checker so that each list reads whole; every
+rule that applies them lives in :mod:`worker.sandbox`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FORBIDDEN_ATTRIBUTES",
+    "FORBIDDEN_ATTRIBUTE_PREFIXES",
+    "FORBIDDEN_NAMES",
+    "SAFE_BUILTIN_NAMES",
+]
+
+#: Names a program may not mention at all (load, store or delete).
+FORBIDDEN_NAMES: frozenset[str] = frozenset(
+    {
+        # code execution and introspection
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "getattr",
+        "setattr",
+        "delattr",
+        "hasattr",
+        "globals",
+        "locals",
+        "vars",
+        "dir",
+        "breakpoint",
+        "input",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+        "type",
+        "object",
+        "super",
+        "classmethod",
+        "staticmethod",
+        "property",
+        "copyright",
+        "credits",
+        "license",
+        # modules a program must not reach even if something handed them over
+        "bpy",
+        "bmesh",
+        "mathutils",
+        "os",
+        "sys",
+        "subprocess",
+        "socket",
+        "ctypes",
+        "importlib",
+        "builtins",
+        "shutil",
+        "signal",
+        "threading",
+        "multiprocessing",
+        "pickle",
+        "marshal",
+        "gc",
+        "inspect",
+        "io",
+        "pathlib",
+        "np",
+        "numpy",
+    }
+)
+
+#: Attribute names a program may not use on any object.
+FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        # class hierarchy walks without dunders
+        "mro",
+        "with_traceback",
+        # numpy arrays (export_scene returns them): files, pickles and raw memory
+        "tofile",
+        "dump",
+        "dumps",
+        "save",
+        "savez",
+        "savetxt",
+        "load",
+        "loads",
+        "ctypes",
+        "data",
+        "base",
+        "strides",  # setting it lets an array read and write outside its buffer
+        "fromfile",
+        "memmap",
+        # Blender machinery, should a bpy object ever be reachable
+        "ops",
+        "app",
+        "handlers",
+        "timers",
+        "texts",
+        "libraries",
+        "utils",
+        "context",
+        "preferences",
+        "register_class",
+        "unregister_class",
+        "register_module",
+        "quit_blender",
+        "addon_utils",
+        "script_paths",
+        # processes, files and modules, should a module ever be reachable
+        "system",
+        "popen",
+        "fork",
+        "forkpty",
+        "kill",
+        "killpg",
+        "spawn",
+        "execv",
+        "execve",
+        "unlink",
+        "rmdir",
+        "rmtree",
+        "chdir",
+        "environ",
+        "modules",
+        "path",
+        "write_text",
+        "write_bytes",
+        "import_module",
+    }
+)
+
+#: Attribute prefixes of frames, code objects, tracebacks, generators and coroutines.
+FORBIDDEN_ATTRIBUTE_PREFIXES: tuple[str, ...] = ("f_", "gi_", "cr_", "ag_", "tb_", "co_")
+
+#: The builtins a program runs with (plus a restricted ``__import__`` the executor adds).
+SAFE_BUILTIN_NAMES: frozenset[str] = frozenset(
+    {
+        "abs",
+        "all",
+        "any",
+        "ascii",
+        "bin",
+        "bool",
+        "bytes",
+        "callable",
+        "chr",
+        "complex",
+        "dict",
+        "divmod",
+        "enumerate",
+        "filter",
+        "float",
+        "frozenset",
+        "hash",
+        "hex",
+        "int",
+        "isinstance",
+        "issubclass",
+        "iter",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "next",
+        "oct",
+        "ord",
+        "pow",
+        "print",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "True",
+        "False",
+        "None",
+        "NotImplemented",
+        "Ellipsis",
+        # exceptions a modeling program may raise or catch
+        "Exception",
+        "ArithmeticError",
+        "AssertionError",
+        "AttributeError",
+        "IndexError",
+        "KeyError",
+        "LookupError",
+        "NameError",
+        "NotImplementedError",
+        "OverflowError",
+        "RuntimeError",
+        "StopIteration",
+        "TypeError",
+        "ValueError",
+        "ZeroDivisionError",
+    }
+)
