@@ -34,7 +34,7 @@ from worker.exec_protocol import encode_arrays, encode_frame
 from worker.landlock import restrict_filesystem
 from worker.privileges import drop_capabilities
 from worker.sandbox import restricted_builtins
-from worker.seccomp import forbid_new_processes
+from worker.seccomp import PreparedFilter, forbid_new_processes
 
 __all__ = ["ChildJob", "ChildRuntime", "describe_exception", "name_process", "run_child"]
 
@@ -60,6 +60,8 @@ class ChildRuntime:
     max_vertices: int
     readable: tuple[str, ...] = ()  # paths a child may read (worker.landlock)
     libc: ctypes.CDLL | None = None
+    seccomp: PreparedFilter | None = None  # built once, installed by each child
+    holds_capabilities: bool = True  # False once the server is known to hold none
 
 
 @dataclass
@@ -203,13 +205,14 @@ def run_child(job: ChildJob, runtime: ChildRuntime) -> NoReturn:
     try:
         _prepare_process(job, runtime)
         notes = _apply_limits(runtime)
-        kept = drop_capabilities(runtime.libc)
-        if kept is not None:
-            notes["capabilities"] = kept
+        if runtime.holds_capabilities:
+            kept = drop_capabilities(runtime.libc)
+            if kept is not None:
+                notes["capabilities"] = kept
         not_confined = restrict_filesystem(job.workdir, runtime.readable, runtime.libc)
         if not_confined is not None:
             notes["landlock"] = not_confined
-        refused = forbid_new_processes(runtime.libc)
+        refused = forbid_new_processes(runtime.libc, runtime.seccomp)
         if refused is not None:
             notes["seccomp"] = refused
         header, blobs = _run_program(job, runtime)

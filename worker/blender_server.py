@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import json
 import logging
@@ -29,7 +30,8 @@ from llm3d.config import ExecutorConfig
 from worker.blender_child import ChildRuntime, name_process
 from worker.exec_protocol import encode_frame
 from worker.fork_server import ForkServer
-from worker.privileges import drop_privileges, others_can_read
+from worker.privileges import capabilities, drop_privileges, others_can_read
+from worker.seccomp import prepare_filter
 from worker.verb_guard import guarded_facade
 
 logger = logging.getLogger("llm3d.blender_server")
@@ -91,6 +93,7 @@ def build_runtime(
         max_vertices=config.max_vertices,
         readable=tuple(readable),
         libc=libc,
+        seccomp=prepare_filter(),
     )
     info = {"blender": bpy.app.version_string}
     if jailed:
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 user = drop_privileges(config.sandbox_uid, config.sandbox_gid)
         diagnostics["user"] = user
         diagnostics["jail"] = "bubblewrap" if args.jailed else "none"
+        held = {k: v for k, v in capabilities().items() if k != "CapBnd" and v}
+        # children drop every capability themselves only where there is one to drop
+        runtime = dataclasses.replace(runtime, holds_capabilities=os.geteuid() == 0 or bool(held))
     except Exception as exc:
         logger.exception("the fork server could not start")
         with contextlib.suppress(OSError):

@@ -38,8 +38,10 @@ __all__ = [
     "SELF_ONLY",
     "SELF_OR_ZERO",
     "SYSCALLS",
+    "PreparedFilter",
     "filter_program",
     "forbid_new_processes",
+    "prepare_filter",
 ]
 
 _PR_SET_NO_NEW_PRIVS = 38
@@ -412,24 +414,57 @@ def filter_program(machine: str, pid: int) -> list[tuple[int, int, int, int]]:
     return _assemble(code)
 
 
-def forbid_new_processes(libc: ctypes.CDLL | None) -> str | None:
+#: Stands for the child's pid in a prepared filter (above any pid the kernel hands out).
+_PID_SLOT = 0x7FFFFFF0
+
+
+class PreparedFilter:
+    """The filter built once (in the fork server) and installed by each child with its pid.
+
+    Building the BPF and its ctypes arrays costs about a millisecond; a child only writes
+    its pid into the prepared instructions and loads them.
+    """
+
+    def __init__(self, machine: str) -> None:
+        program = filter_program(machine, _PID_SLOT)
+        self.slots = [
+            i for i, (op, _, _, k) in enumerate(program) if op == _JEQ_K and k == _PID_SLOT
+        ]
+        self.filters = (_SockFilter * len(program))(*(_SockFilter(*ins) for ins in program))
+        self.fprog = _SockFprog(
+            len(program), ctypes.cast(self.filters, ctypes.POINTER(_SockFilter))
+        )
+
+    def install(self, libc: ctypes.CDLL, pid: int) -> str | None:
+        for slot in self.slots:
+            self.filters[slot].k = pid
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return f"not applied: PR_SET_NO_NEW_PRIVS failed ({_errno_text()})"
+        if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self.fprog), 0, 0) != 0:
+            return f"not applied: PR_SET_SECCOMP failed ({_errno_text()})"
+        return None
+
+
+def prepare_filter() -> PreparedFilter | None:
+    """The filter for this machine, or None where there is none (see the module docstring)."""
+    machine = platform.machine()
+    return PreparedFilter(machine) if machine in SYSCALLS else None
+
+
+def forbid_new_processes(
+    libc: ctypes.CDLL | None, prepared: PreparedFilter | None = None
+) -> str | None:
     """Install the filter on the calling process (irreversible; inherited by threads).
 
-    Returns None on success, else a one-line reason the filter is not in place.
+    ``prepared`` comes from :func:`prepare_filter` (built before forking); without it the
+    filter is built here. Returns None on success, else a one-line reason it is not in place.
     """
     machine = platform.machine()
     if libc is None:
         return "not applied: libc unavailable"
     if machine not in SYSCALLS:
         return f"not applied: no filter for {machine}"
-    prog = filter_program(machine, os.getpid())
-    filters = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
-    fprog = _SockFprog(len(prog), ctypes.cast(filters, ctypes.POINTER(_SockFilter)))
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        return f"not applied: PR_SET_NO_NEW_PRIVS failed ({_errno_text()})"
-    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        return f"not applied: PR_SET_SECCOMP failed ({_errno_text()})"
-    return None
+    return (prepared or PreparedFilter(machine)).install(libc, os.getpid())
 
 
 def _errno_text() -> str:

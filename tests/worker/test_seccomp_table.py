@@ -18,7 +18,14 @@ import textwrap
 
 import pytest
 
-from worker.seccomp import DENIED, SELF_ONLY, SELF_OR_ZERO, SYSCALLS, filter_program
+from worker.seccomp import (
+    DENIED,
+    SELF_ONLY,
+    SELF_OR_ZERO,
+    SYSCALLS,
+    PreparedFilter,
+    filter_program,
+)
 
 _ARCH_TOKENS = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
@@ -85,3 +92,13 @@ def test_the_kernel_refuses_each_class_after_the_filter() -> None:
     outcome = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
     assert outcome.pop("kill-self") == "allowed"
     assert all(v.startswith("refused 1") for v in outcome.values()), outcome
+
+
+@pytest.mark.parametrize("machine", sorted(SYSCALLS))
+def test_a_prepared_filter_is_the_same_program_once_the_pid_is_written(machine: str) -> None:
+    prepared = PreparedFilter(machine)
+    for slot in prepared.slots:
+        prepared.filters[slot].k = 4242
+    loaded = [(f.code, f.jt, f.jf, f.k) for f in prepared.filters]
+    assert loaded == filter_program(machine, 4242)
+    assert len(prepared.slots) == 2  # "self" and "self or zero" each compare the pid once
