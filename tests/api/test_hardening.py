@@ -150,7 +150,9 @@ def test_a_killed_api_worker_is_replaced_on_the_same_port(farm: Farm) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_for(lambda: _children(farm.api.pid) not in ([], [worker]), 30, "a new worker")
+    # uvicorn's supervisor pings each worker; a kill that lands during a ping is only seen
+    # when that ping times out (timeout_worker_healthcheck, 30 s), so allow that much more
+    wait_for(lambda: _children(farm.api.pid) not in ([], [worker]), 60, "a new worker")
     wait_for(answers, 90, "the service to answer again")
     back_s = time.monotonic() - killed
     print(f"a SIGKILLed API worker: the service answered again after {back_s:.1f}s")
