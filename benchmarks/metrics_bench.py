@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 from tests.helpers import meshes  # noqa: E402
 from tests.helpers.reference_metrics import reference_metrics  # noqa: E402
 from worker.metrics import METRIC_NAMES, compute_metrics, prepare_ground_truth  # noqa: E402
-from worker.sampling import sample_surface  # noqa: E402
+from worker.sampling import SampleStream, sample_surface, stream_seed  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "metrics_bench.json"
 WORST = {"tiny_inside_sphere", "sphere_inside_huge"}
@@ -87,7 +87,8 @@ def max_relative_difference(a: dict[str, float], b: dict[str, float]) -> float:
 def estimated_baseline(pred: meshes.Mesh, gt: Any, fraction: float) -> float:
     """Seconds the plain implementation would take, from a fraction of its queries."""
     v, f = np.asarray(pred[0], dtype=np.float64), pred[1]
-    sample = sample_surface(gt.transform.apply(v), f, gt.points, gt.seed)
+    stream = stream_seed(gt.seed, SampleStream.PREDICTION)
+    sample = sample_surface(gt.transform.apply(v), f, gt.points, stream)
     total = 0.0
     for data, queries in ((gt.sample.points, sample.points), (sample.points, gt.sample.points)):
         start = time.perf_counter()

@@ -3,7 +3,10 @@
 Everything is measured in the **ground-truth frame**: both meshes are translated by the
 centre of the ground truth's axis-aligned box and scaled by 1 / (its longest side); the
 prediction gets the ground truth's transform, so a wrong size or place is an error.
-Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`).
+Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`), the
+ground truth and the prediction each from its **own** stream derived from the seed
+(:func:`worker.sampling.stream_seed`), as the CAD papers do: an exact copy scores the
+sampling floor, not 0, and a copy of the ground truth's tessellation gets no advantage.
 
 The names of the metrics, everywhere::
 
@@ -33,11 +36,13 @@ from worker.meshio import load_mesh
 from worker.nearest import NearestIndex
 from worker.sampling import (
     Normalisation,
+    SampleStream,
     SurfaceSample,
     as_mesh_arrays,
     box_normalisation,
     is_finite_mesh,
     sample_surface,
+    stream_seed,
 )
 
 __all__ = [
@@ -124,14 +129,17 @@ class GroundTruth:
     transform : Normalisation
         The GT frame: applied to the ground truth and to every prediction.
     sample : SurfaceSample
-        ``points`` surface samples in the GT frame, with face normals.
+        ``points`` surface samples in the GT frame, with face normals (the
+        ``GROUND_TRUTH`` stream of ``seed``).
     index : NearestIndex
         Exact nearest-neighbour search over ``sample.points``.
     unit_sample : SurfaceSample
-        ``unit_cube_points`` samples in the GT's own unit cube (for ``chamfer_unit_x1000``).
+        ``unit_cube_points`` samples in the GT's own unit cube (for ``chamfer_unit_x1000``;
+        the ``GROUND_TRUTH_UNIT`` stream of ``seed``).
     unit_index : NearestIndex
     points, seed : int
-        The sample size and seed it was built with (predictions use the same by default).
+        The sample size and seed it was built with (predictions use the same by default,
+        and are sampled from the seed's ``PREDICTION`` streams).
     """
 
     transform: Normalisation
@@ -184,7 +192,8 @@ def prepare_ground_truth(
     points : int
         Surface samples (``metrics.train_points`` or ``metrics.eval_points``).
     seed : int
-        Sampling seed.
+        Sampling seed; the ground truth is sampled from its ``GROUND_TRUTH`` and
+        ``GROUND_TRUTH_UNIT`` streams (:func:`worker.sampling.stream_seed`).
     unit_cube_points : int
         Samples of the unit-cube Chamfer (8 192 by DESIGN §3).
 
@@ -199,13 +208,21 @@ def prepare_ground_truth(
         raise MeshError("the ground truth has non-finite (NaN or inf) vertices; fix the mesh")
     transform = box_normalisation(v)
     normalised = transform.apply(v)
-    sample = sample_surface(normalised, f, points, seed, by_face=True)
+    sample = sample_surface(
+        normalised, f, points, stream_seed(seed, SampleStream.GROUND_TRUTH), by_face=True
+    )
     if not np.any(sample.normals):
         raise MeshError(
             "the ground truth has no surface area (no face with positive area); "
             "a ground truth must be a triangle mesh with real faces"
         )
-    unit_sample = sample_surface(normalised, f, unit_cube_points, seed, by_face=True)
+    unit_sample = sample_surface(
+        normalised,
+        f,
+        unit_cube_points,
+        stream_seed(seed, SampleStream.GROUND_TRUTH_UNIT),
+        by_face=True,
+    )
     return GroundTruth(
         transform=transform,
         sample=sample,
@@ -361,7 +378,10 @@ def compute_metrics(
     points : int, optional
         Samples on the prediction; default ``gt.points``.
     seed : int, optional
-        Sampling seed; default ``gt.seed`` (a mesh compared with itself scores exactly 0).
+        Sampling seed; default ``gt.seed``. The prediction is sampled from the seed's
+        ``PREDICTION`` (and ``PREDICTION_UNIT``) stream, independent of the ground truth's
+        sample: a mesh compared with itself scores the sampling floor (small, not 0), and
+        the same seed always gives the same numbers.
     thresholds : sequence of float, optional
         F-score distances; default 0.01, 0.02, 0.05 (0.05 is always included).
     unit_chamfer : bool
@@ -394,7 +414,13 @@ def compute_metrics(
     sample_seed = gt.seed if seed is None else seed
     bound = max(taus)
 
-    pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed, by_face=True)
+    pred = sample_surface(
+        gt.transform.apply(v),
+        f,
+        n_points,
+        stream_seed(sample_seed, SampleStream.PREDICTION),
+        by_face=True,
+    )
     d2_pg, idx_pg = _nearest_from(gt.index, pred, bound)
     pred_index = NearestIndex(pred.points, deduplicate=pred.on_vertices)
     d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
@@ -428,7 +454,13 @@ def _unit_chamfer_x1000(
         # A single point has no box: it stays a point at the origin of the unit cube.
         x, y, z = (float(c) for c in vertices[0])
         own = Normalisation(centre=(x, y, z), scale=1.0)
-    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), seed, by_face=True)
+    sample = sample_surface(
+        own.apply(vertices),
+        faces,
+        len(gt.unit_sample),
+        stream_seed(seed, SampleStream.PREDICTION_UNIT),
+        by_face=True,
+    )
     d2_pg, _ = _nearest_from(gt.unit_index, sample, 0.05)
     d2_gp, _ = NearestIndex(sample.points, deduplicate=sample.on_vertices).nearest(
         gt.unit_sample.points, bound=0.05

@@ -8,6 +8,7 @@ coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -16,15 +17,46 @@ from llm3d.exceptions import MeshError
 
 __all__ = [
     "Normalisation",
+    "SampleStream",
     "SurfaceSample",
     "as_mesh_arrays",
     "box_normalisation",
     "is_finite_mesh",
     "sample_surface",
+    "stream_seed",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
+Seed = int | np.random.SeedSequence
+
+
+class SampleStream(IntEnum):
+    """The independent random streams that one metrics seed gives (DESIGN §3).
+
+    The ground truth and the prediction are each sampled from their **own** stream, as
+    the CAD papers do: two meshes that share a triangulation (an exact copy, a copy moved
+    or resized) must not be sampled at corresponding points, else the sampling floor
+    vanishes and a copy of the ground truth's tessellation scores better than the shape
+    deserves. The unit-cube Chamfer samples each mesh once more, from two further streams.
+    """
+
+    GROUND_TRUTH = 0
+    PREDICTION = 1
+    GROUND_TRUTH_UNIT = 2
+    PREDICTION_UNIT = 3
+
+
+def stream_seed(seed: int, stream: SampleStream) -> np.random.SeedSequence:
+    """The seed of one sampling stream: ``numpy.random.SeedSequence(seed).spawn(4)[stream]``.
+
+    Built directly from its spawn key (the same sequence, without spawning the others);
+    the streams of one seed are statistically independent, and the same seed always
+    gives the same streams.
+    """
+    if seed < 0:
+        raise ValueError(f"a sampling seed must be a non-negative integer, got {seed}")
+    return np.random.SeedSequence(int(seed), spawn_key=(int(stream),))
 
 
 @dataclass(frozen=True)
@@ -146,7 +178,7 @@ def sample_surface(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
     count: int,
-    seed: int,
+    seed: Seed,
     *,
     by_face: bool = False,
 ) -> SurfaceSample:
@@ -164,8 +196,9 @@ def sample_surface(
     faces : (m, 3) int
     count : int
         Number of points, ≥ 1.
-    seed : int
-        Seed of ``numpy.random.default_rng``: the same inputs give the same sample.
+    seed : int or numpy.random.SeedSequence
+        Seed of ``numpy.random.default_rng``: the same inputs give the same sample. The
+        metrics pass a :func:`stream_seed`, one stream per mesh.
     by_face : bool
         List the points face by face instead of in drawing order: the same set of points,
         but neighbours follow each other, which makes nearest-neighbour searches over them
