@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -356,6 +357,23 @@ def _nearest_from(
     return d2[inverse], found[inverse]
 
 
+class _StageClock:
+    """Adds the seconds since the previous lap to ``timings[stage]`` (a no-op without it)."""
+
+    __slots__ = ("_last", "_timings")
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self._timings = timings
+        self._last = time.perf_counter() if timings is not None else 0.0
+
+    def lap(self, stage: str) -> None:
+        if self._timings is None:
+            return
+        now = time.perf_counter()
+        self._timings[stage] = self._timings.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
 def compute_metrics(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
@@ -365,6 +383,7 @@ def compute_metrics(
     seed: int | None = None,
     thresholds: Sequence[float] | None = None,
     unit_chamfer: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Compare a predicted mesh with a prepared ground truth (DESIGN §3).
 
@@ -387,6 +406,11 @@ def compute_metrics(
     unit_chamfer : bool
         Also compute ``chamfer_unit_x1000`` (an evaluation metric: see
         :func:`wants_unit_chamfer`); when False the key is left out.
+    timings : dict, optional
+        When given, seconds spent per stage are added to it (the benchmarks' profile):
+        ``sampling`` (the prediction), ``nearest_pred_to_gt``, ``index_pred`` (the
+        prediction's k-d tree), ``nearest_gt_to_pred``, ``scores`` (Chamfer, F, Hausdorff),
+        ``normal_consistency``, ``unit_chamfer`` (its own sample, tree and searches).
 
     Returns
     -------
@@ -414,6 +438,7 @@ def compute_metrics(
     sample_seed = gt.seed if seed is None else seed
     bound = max(taus)
 
+    clock = _StageClock(timings)
     pred = sample_surface(
         gt.transform.apply(v),
         f,
@@ -421,9 +446,13 @@ def compute_metrics(
         stream_seed(sample_seed, SampleStream.PREDICTION),
         by_face=True,
     )
+    clock.lap("sampling")
     d2_pg, idx_pg = _nearest_from(gt.index, pred, bound)
+    clock.lap("nearest_pred_to_gt")
     pred_index = NearestIndex(pred.points, deduplicate=pred.on_vertices)
+    clock.lap("index_pred")
     d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
+    clock.lap("nearest_gt_to_pred")
     d_pg = np.sqrt(d2_pg)
     d_gp = np.sqrt(d2_gp)
 
@@ -436,11 +465,14 @@ def compute_metrics(
             out[f"precision_{_tau_name(tau)}"] = precision
             out[f"recall_{_tau_name(tau)}"] = recall
     out["hausdorff_90"] = max(float(np.percentile(d_pg, 90)), float(np.percentile(d_gp, 90)))
+    clock.lap("scores")
     nc_pg = np.abs(np.einsum("ij,ij->i", pred.normals, gt.sample.normals[idx_pg]))
     nc_gp = np.abs(np.einsum("ij,ij->i", gt.sample.normals, pred.normals[idx_gp]))
     out["normal_consistency"] = 0.5 * (float(nc_pg.mean()) + float(nc_gp.mean()))
+    clock.lap("normal_consistency")
     if unit_chamfer:
         out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt, sample_seed)
+        clock.lap("unit_chamfer")
     return {name: out[name] for name in metric_names(taus, unit_chamfer=unit_chamfer)}
 
 
