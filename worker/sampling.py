@@ -163,15 +163,25 @@ def box_normalisation(vertices: npt.ArrayLike) -> Normalisation:
 
 def face_areas_normals(vertices: FloatArray, faces: IndexArray) -> tuple[FloatArray, FloatArray]:
     """Triangle areas ``(m,)`` and unit normals ``(m, 3)`` (zero for zero-area faces)."""
+    areas, normals, _ = _face_geometry(vertices, faces)
+    return areas, normals
+
+
+def _face_geometry(
+    vertices: FloatArray, faces: IndexArray
+) -> tuple[FloatArray, FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+    """Areas, unit normals, and each face's first corner and two edges from it."""
     tri = vertices[faces]
+    origin = tri[:, 0]
     with np.errstate(over="ignore", invalid="ignore"):
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        edge1, edge2 = tri[:, 1] - origin, tri[:, 2] - origin
+        cross = np.cross(edge1, edge2)
         norm = np.linalg.norm(cross, axis=1)
     norm = np.where(np.isfinite(norm), norm, 0.0)
     normals = np.zeros_like(cross)
     good = norm > 0
     normals[good] = cross[good] / norm[good, None]
-    return norm / 2.0, normals
+    return norm / 2.0, normals, (origin, edge1, edge2)
 
 
 def sample_surface(
@@ -217,7 +227,10 @@ def sample_surface(
     if len(v) == 0:
         empty = np.zeros((0, 3), dtype=np.float64)
         return SurfaceSample(empty, empty.copy())
-    areas, normals = face_areas_normals(v, f) if len(f) else (np.zeros(0), np.zeros((0, 3)))
+    if len(f):
+        areas, normals, (origin, edge1, edge2) = _face_geometry(v, f)
+    else:
+        areas, normals = np.zeros(0), np.zeros((0, 3))
     total = float(areas.sum())
     if not total > 0.0 or not np.isfinite(total):
         used = np.unique(f) if len(f) else np.arange(len(v))
@@ -229,13 +242,15 @@ def sample_surface(
     face_index = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
     face_index = np.minimum(face_index, len(f) - 1)
     uv = rng.random((count, 2))
-    flip = uv.sum(axis=1) > 1.0
-    uv[flip] = 1.0 - uv[flip]
+    flip = uv[:, 0] + uv[:, 1] > 1.0
+    uv = np.where(flip[:, None], 1.0 - uv, uv)
     if by_face:  # the same points, in an order that keeps neighbours together (cache locality)
         order = _face_order(face_index, len(f))
         face_index, uv = face_index[order], uv[order]
-    tri = v[f[face_index]]
-    points = tri[:, 0] + uv[:, :1] * (tri[:, 1] - tri[:, 0]) + uv[:, 1:] * (tri[:, 2] - tri[:, 0])
+    # corner + u·edge1 + w·edge2 with each face's edges computed once (bit for bit what
+    # the per-point differences of its corners give)
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = origin[face_index] + uv[:, :1] * edge1[face_index] + uv[:, 1:] * edge2[face_index]
     return SurfaceSample(points, normals[face_index])
 
 
