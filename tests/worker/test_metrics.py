@@ -645,3 +645,39 @@ def test_stage_timings_are_reported_and_change_nothing(cube_gt) -> None:  # type
         "unit_chamfer",
     }
     assert all(seconds >= 0.0 for seconds in timings.values())
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 2.0])
+def test_one_pass_and_two_passes_give_the_same_exact_answers(
+    share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.nearest
+
+    monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", share)  # 2.0: never one pass
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(3000, 3))
+    near = data[rng.integers(0, 3000, 1500)] + rng.normal(scale=0.01, size=(1500, 3))
+    queries = np.vstack([near, rng.normal(size=(3000, 3)) * 4])  # 4 500 queries, most far
+    d2, index = NearestIndex(data).nearest(queries, bound=0.05)
+    brute = ((queries[:, None, :] - data[None]) ** 2).sum(-1)
+    assert np.array_equal(index, brute.argmin(1))
+    assert np.allclose(d2, brute.min(1), rtol=1e-12)
+
+
+def test_metrics_do_not_depend_on_the_one_pass_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.nearest
+
+    sphere = meshes.sphere(0.5, 3)
+    gt = prepare_ground_truth(*meshes.parts_object(seed=0), points=4000)
+    sphere_gt = prepare_ground_truth(*sphere, points=4000)
+    cases = [
+        (meshes.parts_object(seed=1), gt),  # a wrong object: one pass
+        ((sphere[0] * 0.01, sphere[1]), sphere_gt),  # tiny inside: the direction tree
+        (meshes.parts_object(seed=0), gt),  # a copy: nothing far
+    ]
+    for pred, truth in cases:
+        monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", 2.0)
+        two = compute_metrics(*pred, truth)
+        monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", 0.0)
+        assert compute_metrics(*pred, truth) == two
+        assert two == pytest.approx(reference_metrics(*pred, truth), rel=1e-9)
