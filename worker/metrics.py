@@ -3,7 +3,10 @@
 Everything is measured in the **ground-truth frame**: both meshes are translated by the
 centre of the ground truth's axis-aligned box and scaled by 1 / (its longest side); the
 prediction gets the ground truth's transform, so a wrong size or place is an error.
-Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`).
+Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`), the
+ground truth and the prediction each from its **own** stream derived from the seed
+(:func:`worker.sampling.stream_seed`), as the CAD papers do: an exact copy scores the
+sampling floor, not 0, and a copy of the ground truth's tessellation gets no advantage.
 
 The names of the metrics, everywhere::
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -33,11 +37,13 @@ from worker.meshio import load_mesh
 from worker.nearest import NearestIndex
 from worker.sampling import (
     Normalisation,
+    SampleStream,
     SurfaceSample,
     as_mesh_arrays,
     box_normalisation,
     is_finite_mesh,
     sample_surface,
+    stream_seed,
 )
 
 __all__ = [
@@ -124,14 +130,17 @@ class GroundTruth:
     transform : Normalisation
         The GT frame: applied to the ground truth and to every prediction.
     sample : SurfaceSample
-        ``points`` surface samples in the GT frame, with face normals.
+        ``points`` surface samples in the GT frame, with face normals (the
+        ``GROUND_TRUTH`` stream of ``seed``).
     index : NearestIndex
         Exact nearest-neighbour search over ``sample.points``.
     unit_sample : SurfaceSample
-        ``unit_cube_points`` samples in the GT's own unit cube (for ``chamfer_unit_x1000``).
+        ``unit_cube_points`` samples in the GT's own unit cube (for ``chamfer_unit_x1000``;
+        the ``GROUND_TRUTH_UNIT`` stream of ``seed``).
     unit_index : NearestIndex
     points, seed : int
-        The sample size and seed it was built with (predictions use the same by default).
+        The sample size and seed it was built with (predictions use the same by default,
+        and are sampled from the seed's ``PREDICTION`` streams).
     """
 
     transform: Normalisation
@@ -184,7 +193,8 @@ def prepare_ground_truth(
     points : int
         Surface samples (``metrics.train_points`` or ``metrics.eval_points``).
     seed : int
-        Sampling seed.
+        Sampling seed; the ground truth is sampled from its ``GROUND_TRUTH`` and
+        ``GROUND_TRUTH_UNIT`` streams (:func:`worker.sampling.stream_seed`).
     unit_cube_points : int
         Samples of the unit-cube Chamfer (8 192 by DESIGN §3).
 
@@ -199,13 +209,21 @@ def prepare_ground_truth(
         raise MeshError("the ground truth has non-finite (NaN or inf) vertices; fix the mesh")
     transform = box_normalisation(v)
     normalised = transform.apply(v)
-    sample = sample_surface(normalised, f, points, seed, by_face=True)
+    sample = sample_surface(
+        normalised, f, points, stream_seed(seed, SampleStream.GROUND_TRUTH), by_face=True
+    )
     if not np.any(sample.normals):
         raise MeshError(
             "the ground truth has no surface area (no face with positive area); "
             "a ground truth must be a triangle mesh with real faces"
         )
-    unit_sample = sample_surface(normalised, f, unit_cube_points, seed, by_face=True)
+    unit_sample = sample_surface(
+        normalised,
+        f,
+        unit_cube_points,
+        stream_seed(seed, SampleStream.GROUND_TRUTH_UNIT),
+        by_face=True,
+    )
     return GroundTruth(
         transform=transform,
         sample=sample,
@@ -339,6 +357,23 @@ def _nearest_from(
     return d2[inverse], found[inverse]
 
 
+class _StageClock:
+    """Adds the seconds since the previous lap to ``timings[stage]`` (a no-op without it)."""
+
+    __slots__ = ("_last", "_timings")
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self._timings = timings
+        self._last = time.perf_counter() if timings is not None else 0.0
+
+    def lap(self, stage: str) -> None:
+        if self._timings is None:
+            return
+        now = time.perf_counter()
+        self._timings[stage] = self._timings.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
 def compute_metrics(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
@@ -348,6 +383,7 @@ def compute_metrics(
     seed: int | None = None,
     thresholds: Sequence[float] | None = None,
     unit_chamfer: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Compare a predicted mesh with a prepared ground truth (DESIGN §3).
 
@@ -361,12 +397,20 @@ def compute_metrics(
     points : int, optional
         Samples on the prediction; default ``gt.points``.
     seed : int, optional
-        Sampling seed; default ``gt.seed`` (a mesh compared with itself scores exactly 0).
+        Sampling seed; default ``gt.seed``. The prediction is sampled from the seed's
+        ``PREDICTION`` (and ``PREDICTION_UNIT``) stream, independent of the ground truth's
+        sample: a mesh compared with itself scores the sampling floor (small, not 0), and
+        the same seed always gives the same numbers.
     thresholds : sequence of float, optional
         F-score distances; default 0.01, 0.02, 0.05 (0.05 is always included).
     unit_chamfer : bool
         Also compute ``chamfer_unit_x1000`` (an evaluation metric: see
         :func:`wants_unit_chamfer`); when False the key is left out.
+    timings : dict, optional
+        When given, seconds spent per stage are added to it (the benchmarks' profile):
+        ``sampling`` (the prediction), ``nearest_pred_to_gt``, ``index_pred`` (the
+        prediction's k-d tree), ``nearest_gt_to_pred``, ``scores`` (Chamfer, F, Hausdorff),
+        ``normal_consistency``, ``unit_chamfer`` (its own sample, tree and searches).
 
     Returns
     -------
@@ -394,10 +438,21 @@ def compute_metrics(
     sample_seed = gt.seed if seed is None else seed
     bound = max(taus)
 
-    pred = sample_surface(gt.transform.apply(v), f, n_points, sample_seed, by_face=True)
+    clock = _StageClock(timings)
+    pred = sample_surface(
+        gt.transform.apply(v),
+        f,
+        n_points,
+        stream_seed(sample_seed, SampleStream.PREDICTION),
+        by_face=True,
+    )
+    clock.lap("sampling")
     d2_pg, idx_pg = _nearest_from(gt.index, pred, bound)
+    clock.lap("nearest_pred_to_gt")
     pred_index = NearestIndex(pred.points, deduplicate=pred.on_vertices)
+    clock.lap("index_pred")
     d2_gp, idx_gp = pred_index.nearest(gt.sample.points, bound=bound)
+    clock.lap("nearest_gt_to_pred")
     d_pg = np.sqrt(d2_pg)
     d_gp = np.sqrt(d2_gp)
 
@@ -410,11 +465,14 @@ def compute_metrics(
             out[f"precision_{_tau_name(tau)}"] = precision
             out[f"recall_{_tau_name(tau)}"] = recall
     out["hausdorff_90"] = max(float(np.percentile(d_pg, 90)), float(np.percentile(d_gp, 90)))
+    clock.lap("scores")
     nc_pg = np.abs(np.einsum("ij,ij->i", pred.normals, gt.sample.normals[idx_pg]))
     nc_gp = np.abs(np.einsum("ij,ij->i", gt.sample.normals, pred.normals[idx_gp]))
     out["normal_consistency"] = 0.5 * (float(nc_pg.mean()) + float(nc_gp.mean()))
+    clock.lap("normal_consistency")
     if unit_chamfer:
         out["chamfer_unit_x1000"] = _unit_chamfer_x1000(v, f, gt, sample_seed)
+        clock.lap("unit_chamfer")
     return {name: out[name] for name in metric_names(taus, unit_chamfer=unit_chamfer)}
 
 
@@ -428,7 +486,13 @@ def _unit_chamfer_x1000(
         # A single point has no box: it stays a point at the origin of the unit cube.
         x, y, z = (float(c) for c in vertices[0])
         own = Normalisation(centre=(x, y, z), scale=1.0)
-    sample = sample_surface(own.apply(vertices), faces, len(gt.unit_sample), seed, by_face=True)
+    sample = sample_surface(
+        own.apply(vertices),
+        faces,
+        len(gt.unit_sample),
+        stream_seed(seed, SampleStream.PREDICTION_UNIT),
+        by_face=True,
+    )
     d2_pg, _ = _nearest_from(gt.unit_index, sample, 0.05)
     d2_gp, _ = NearestIndex(sample.points, deduplicate=sample.on_vertices).nearest(
         gt.unit_sample.points, bound=0.05

@@ -13,6 +13,11 @@ scan of all points (a tiny prediction at the centre of a spherical ground truth 
    answers a sample of them faster; the direction tree stays fast where boxes cannot
    prune (a tiny prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
 
+When most queries are far (a wrong object, what RL sends most early on) and none of them
+form a shape the direction tree is for, the bounded pass is skipped: a probe of every
+16th query decides, and one unbounded k-d tree pass answers all (the bounded pass would
+cost almost as much as answering them and the far pass would answer them again).
+
 Distances are recomputed in float64 from the coordinates of the pair found, so every
 result is the exact squared Euclidean distance to the nearest point.
 """
@@ -80,6 +85,45 @@ class NearestIndex:
         """
         return len(self._searched) * (4 + 8)
 
+    def _bounded_then_far(self, q: FloatArray, bound: float) -> IntArray:
+        """Nearest neighbours by the two passes, or in one when most queries are far.
+
+        A bounded query of a far point costs nearly as much as answering it, and the far
+        pass then answers it again: for a wrong object (most points far, none of the
+        shapes the direction tree is for) one unbounded k-d tree pass is cheaper. Every
+        ``ONE_PASS_PROBE_STRIDE``-th query is asked bounded first; when at least
+        ``ONE_PASS_FAR_SHARE`` of them are far and the k-d tree answers far ones quickly
+        (the same test as :func:`_far_nearest`'s), every query is answered unbounded;
+        otherwise the probe's answers are kept and the others asked bounded. Exact either
+        way: only the time differs.
+        """
+        n = len(self._searched)
+        tree = self._tree
+        assert tree is not None
+        index: IntArray
+        if len(q) < ONE_PASS_MIN_QUERIES:
+            _, found = tree.query(q, k=1, distance_upper_bound=bound)
+            index = np.asarray(found, dtype=np.int64)
+        else:
+            probe = np.ascontiguousarray(q[::ONE_PASS_PROBE_STRIDE])
+            _, probe_found = tree.query(probe, k=1, distance_upper_bound=bound)
+            far_probe = probe_found >= n
+            if far_probe.mean() >= ONE_PASS_FAR_SHARE and _kd_is_fast_for(
+                tree, self._searched, probe[far_probe]
+            ):
+                _, found = tree.query(q, k=1)
+                return np.asarray(found, dtype=np.int64)
+            index = np.empty(len(q), dtype=np.int64)
+            index[::ONE_PASS_PROBE_STRIDE] = probe_found
+            rest = np.ones(len(q), dtype=bool)
+            rest[::ONE_PASS_PROBE_STRIDE] = False
+            _, found = tree.query(np.ascontiguousarray(q[rest]), k=1, distance_upper_bound=bound)
+            index[rest] = found
+        far = index >= n
+        if far.any():
+            index[far] = _far_nearest(tree, self._searched, q[far])
+        return index
+
     def nearest(
         self, queries: npt.ArrayLike, *, bound: float | None = None
     ) -> tuple[FloatArray, IntArray]:
@@ -104,16 +148,11 @@ class NearestIndex:
             return np.full(len(q), np.inf), np.full(len(q), -1, dtype=np.int64)
         if len(q) == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
-        n = len(self._searched)
         if bound is None:
             _, found = self._tree.query(q, k=1)
             index = found.astype(np.int64)
         else:
-            _, found = self._tree.query(q, k=1, distance_upper_bound=float(bound))
-            index = found.astype(np.int64)
-            far = index >= n
-            if far.any():
-                index[far] = _far_nearest(self._tree, self._searched, q[far])
+            index = self._bounded_then_far(q, float(bound))
         if self._first is not None:
             index = self._first[index]
         diff = q - self.points[index]
@@ -121,6 +160,13 @@ class NearestIndex:
             d2 = np.einsum("ij,ij->i", diff, diff)
         return d2, index
 
+
+#: Queries of at least this many go through the one-pass test of
+#: :meth:`NearestIndex._bounded_then_far`: every ``ONE_PASS_PROBE_STRIDE``-th is probed,
+#: and when ``ONE_PASS_FAR_SHARE`` of those are far, all are answered in one pass.
+ONE_PASS_MIN_QUERIES = 2048
+ONE_PASS_PROBE_STRIDE = 16
+ONE_PASS_FAR_SHARE = 0.25
 
 #: Fewer far queries than this go straight to the k-d tree.
 MIN_FAR_FOR_CHOICE = 256
@@ -149,6 +195,21 @@ def _direction_tree_geometry(points: FloatArray, queries: FloatArray) -> bool:
     gap = float(np.linalg.norm(np.maximum(0.0, np.maximum(d_lo - q_hi, q_lo - d_hi))))
     small, large = sorted((query_extent, data_extent))
     return small * SIZE_RATIO <= large or gap >= SEPARATION * query_extent
+
+
+def _kd_is_fast_for(tree: KDTree, points: FloatArray, far_queries: FloatArray) -> bool:
+    """Whether the k-d tree answers these far queries quickly: not a shape the direction
+    tree is for, and a probe of them answered within ``FAST_KD_PROBE_S``."""
+    if len(far_queries) == 0:
+        return True
+    if _direction_tree_geometry(points, far_queries):
+        return False
+    probe = np.ascontiguousarray(
+        far_queries[:: max(1, len(far_queries) // PROBE_SIZE)][:PROBE_SIZE]
+    )
+    start = time.perf_counter()
+    tree.query(probe, k=1)
+    return time.perf_counter() - start <= FAST_KD_PROBE_S * len(probe) / PROBE_SIZE
 
 
 def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntArray:

@@ -50,7 +50,10 @@ __all__ = [
 ]
 
 #: Bump whenever the gate table, the format checks or the metrics change meaning.
-REWARD_VERSION = "gated-v1"
+#: gated-v2: the prediction is sampled from its own random stream, independent of the
+#: ground truth's (DESIGN §3): every metric value, and so F@0.05 and the reward of most
+#: predictions, moved; results cached under gated-v1 must not be served for gated-v2.
+REWARD_VERSION = "gated-v2"
 GATED_WEIGHT = 0.9
 FORMAT_WEIGHT = 0.1
 F_SCORE_KEY = "f_score_0.05"

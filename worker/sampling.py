@@ -8,6 +8,7 @@ coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -16,15 +17,46 @@ from llm3d.exceptions import MeshError
 
 __all__ = [
     "Normalisation",
+    "SampleStream",
     "SurfaceSample",
     "as_mesh_arrays",
     "box_normalisation",
     "is_finite_mesh",
     "sample_surface",
+    "stream_seed",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
+Seed = int | np.random.SeedSequence
+
+
+class SampleStream(IntEnum):
+    """The independent random streams that one metrics seed gives (DESIGN §3).
+
+    The ground truth and the prediction are each sampled from their **own** stream, as
+    the CAD papers do: two meshes that share a triangulation (an exact copy, a copy moved
+    or resized) must not be sampled at corresponding points, else the sampling floor
+    vanishes and a copy of the ground truth's tessellation scores better than the shape
+    deserves. The unit-cube Chamfer samples each mesh once more, from two further streams.
+    """
+
+    GROUND_TRUTH = 0
+    PREDICTION = 1
+    GROUND_TRUTH_UNIT = 2
+    PREDICTION_UNIT = 3
+
+
+def stream_seed(seed: int, stream: SampleStream) -> np.random.SeedSequence:
+    """The seed of one sampling stream: ``numpy.random.SeedSequence(seed).spawn(4)[stream]``.
+
+    Built directly from its spawn key (the same sequence, without spawning the others);
+    the streams of one seed are statistically independent, and the same seed always
+    gives the same streams.
+    """
+    if seed < 0:
+        raise ValueError(f"a sampling seed must be a non-negative integer, got {seed}")
+    return np.random.SeedSequence(int(seed), spawn_key=(int(stream),))
 
 
 @dataclass(frozen=True)
@@ -131,22 +163,32 @@ def box_normalisation(vertices: npt.ArrayLike) -> Normalisation:
 
 def face_areas_normals(vertices: FloatArray, faces: IndexArray) -> tuple[FloatArray, FloatArray]:
     """Triangle areas ``(m,)`` and unit normals ``(m, 3)`` (zero for zero-area faces)."""
+    areas, normals, _ = _face_geometry(vertices, faces)
+    return areas, normals
+
+
+def _face_geometry(
+    vertices: FloatArray, faces: IndexArray
+) -> tuple[FloatArray, FloatArray, tuple[FloatArray, FloatArray, FloatArray]]:
+    """Areas, unit normals, and each face's first corner and two edges from it."""
     tri = vertices[faces]
+    origin = tri[:, 0]
     with np.errstate(over="ignore", invalid="ignore"):
-        cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        edge1, edge2 = tri[:, 1] - origin, tri[:, 2] - origin
+        cross = np.cross(edge1, edge2)
         norm = np.linalg.norm(cross, axis=1)
     norm = np.where(np.isfinite(norm), norm, 0.0)
     normals = np.zeros_like(cross)
     good = norm > 0
     normals[good] = cross[good] / norm[good, None]
-    return norm / 2.0, normals
+    return norm / 2.0, normals, (origin, edge1, edge2)
 
 
 def sample_surface(
     vertices: npt.ArrayLike,
     faces: npt.ArrayLike,
     count: int,
-    seed: int,
+    seed: Seed,
     *,
     by_face: bool = False,
 ) -> SurfaceSample:
@@ -164,8 +206,9 @@ def sample_surface(
     faces : (m, 3) int
     count : int
         Number of points, ≥ 1.
-    seed : int
-        Seed of ``numpy.random.default_rng``: the same inputs give the same sample.
+    seed : int or numpy.random.SeedSequence
+        Seed of ``numpy.random.default_rng``: the same inputs give the same sample. The
+        metrics pass a :func:`stream_seed`, one stream per mesh.
     by_face : bool
         List the points face by face instead of in drawing order: the same set of points,
         but neighbours follow each other, which makes nearest-neighbour searches over them
@@ -184,7 +227,10 @@ def sample_surface(
     if len(v) == 0:
         empty = np.zeros((0, 3), dtype=np.float64)
         return SurfaceSample(empty, empty.copy())
-    areas, normals = face_areas_normals(v, f) if len(f) else (np.zeros(0), np.zeros((0, 3)))
+    if len(f):
+        areas, normals, (origin, edge1, edge2) = _face_geometry(v, f)
+    else:
+        areas, normals = np.zeros(0), np.zeros((0, 3))
     total = float(areas.sum())
     if not total > 0.0 or not np.isfinite(total):
         used = np.unique(f) if len(f) else np.arange(len(v))
@@ -196,13 +242,15 @@ def sample_surface(
     face_index = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
     face_index = np.minimum(face_index, len(f) - 1)
     uv = rng.random((count, 2))
-    flip = uv.sum(axis=1) > 1.0
-    uv[flip] = 1.0 - uv[flip]
+    flip = uv[:, 0] + uv[:, 1] > 1.0
+    uv = np.where(flip[:, None], 1.0 - uv, uv)
     if by_face:  # the same points, in an order that keeps neighbours together (cache locality)
         order = _face_order(face_index, len(f))
         face_index, uv = face_index[order], uv[order]
-    tri = v[f[face_index]]
-    points = tri[:, 0] + uv[:, :1] * (tri[:, 1] - tri[:, 0]) + uv[:, 1:] * (tri[:, 2] - tri[:, 0])
+    # corner + u·edge1 + w·edge2 with each face's edges computed once (bit for bit what
+    # the per-point differences of its corners give)
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = origin[face_index] + uv[:, :1] * edge1[face_index] + uv[:, 1:] * edge2[face_index]
     return SurfaceSample(points, normals[face_index])
 
 

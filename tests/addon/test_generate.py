@@ -315,8 +315,9 @@ def test_score_compares_with_the_reference(
     # without the knob the result is the reference exactly
     assert run_program(body_only, settings.collection).ok
     assert bpy.ops.mesh.llm3d_score() == {"FINISHED"}
-    assert settings.f_score == pytest.approx(1.0)
-    assert settings.chamfer == pytest.approx(0.0, abs=1e-12)
+    # independent samples of the two (DESIGN §3): the sampling floor, not 0
+    assert settings.f_score >= 0.95
+    assert 0.0 < settings.chamfer < 1e-3
 
 
 def test_a_bug_while_delivering_ends_the_job_with_its_message(

@@ -193,6 +193,7 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
     assert sandbox["pythonpath"][0].startswith(f"PYTHONPATH={installed / 'vendor'}")
     if sandbox["jail"] == "bwrap":
         assert sandbox["layers"].startswith("Sandbox: bubblewrap jail"), sandbox["layers"]
-    assert out["self_score"] == [1.0, 0.0]
+    # independent samples of the two (DESIGN §3): the sampling floor at 2 000 points
+    assert out["self_score"][0] >= 0.9 and 0.0 < out["self_score"][1] < 1e-3
     assert out["cycle"] == [True, True, True, True]
     assert out["sandbox_closed"]  # disabling the add-on stopped the background Blender

@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from datagen.chat import ChatRow
@@ -113,8 +112,9 @@ def test_ground_truths_register_and_match_their_code(
     with Executor(exec_config) as ex:
         result = ex.run(str(row["code"]))
     metrics = compute_metrics(result.vertices, result.faces, gt)
-    assert metrics["f_score_0.05"] == pytest.approx(1.0)  # the gold code scores ~1
-    assert np.isclose(metrics["chamfer_l2"], 0.0, atol=1e-8)
+    # the gold code scores ~1: the sampling floor of independent samples (DESIGN §3)
+    assert metrics["f_score_0.05"] >= 0.9
+    assert 0.0 < metrics["chamfer_l2"] < 1e-3
 
 
 def test_card_counts_and_contact_sheet(dataset: tuple[Path, dict[str, object]]) -> None:

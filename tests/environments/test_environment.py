@@ -98,9 +98,10 @@ def test_loads_with_verifiers_and_scores_real_completions(
     mug, table, stool = states["eval-mug"], states["eval-table"], states["eval-stool"]
     assert mug["llm3d"]["status"] == "ok"
     assert mug["reward"] == pytest.approx(1.0, abs=1e-6)
-    assert mug["metrics"]["f_score_0.05"] == pytest.approx(1.0)
+    # the reference itself, sampled independently at 2 000 points: the sampling floor
+    assert mug["metrics"]["f_score_0.05"] >= 0.95
     assert mug["metrics"]["execution"] == 1.0
-    assert mug["metrics"]["chamfer_l2"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < mug["metrics"]["chamfer_l2"] < 1e-3
     assert table["llm3d"]["status"] == "exec_failed"
     assert "size" in table["llm3d"]["error"]
     assert table["reward"] == pytest.approx(0.9 * 0.05 + 0.1 * 1.0)

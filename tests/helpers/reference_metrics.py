@@ -1,8 +1,8 @@
 """A plain, obviously-correct implementation of DESIGN §3 on scipy's cKDTree.
 
 It scores the *same samples* as :func:`worker.metrics.compute_metrics` (the ground truth's
-cached sample and the prediction sampled with the same seed), so the two must agree to
-rounding. Used by the tests and by ``benchmarks/metrics_bench.py`` as the baseline.
+cached sample and the prediction sampled from the seed's prediction streams), so the two
+must agree to rounding. Used by the tests and by ``benchmarks/metrics_bench.py`` as the baseline.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from worker.metrics import GroundTruth
-from worker.sampling import Normalisation, SurfaceSample, box_normalisation, sample_surface
+from worker.sampling import (
+    Normalisation,
+    SampleStream,
+    SurfaceSample,
+    box_normalisation,
+    sample_surface,
+    stream_seed,
+)
 
 
 def _directional(a: SurfaceSample, b: SurfaceSample) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +40,8 @@ def reference_metrics(
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     seed = gt.seed if seed is None else seed
-    pred = sample_surface(gt.transform.apply(v), f, points or gt.points, seed)
+    pred_stream = stream_seed(seed, SampleStream.PREDICTION)
+    pred = sample_surface(gt.transform.apply(v), f, points or gt.points, pred_stream)
     d_pg, n_pg = _directional(pred, gt.sample)
     d_gp, n_gp = _directional(gt.sample, pred)
     out = {"chamfer_l2": 0.5 * (np.mean(d_pg**2) + np.mean(d_gp**2))}
@@ -48,7 +56,8 @@ def reference_metrics(
         own = box_normalisation(v)
     except ValueError:
         own = Normalisation(centre=tuple(v[0]), scale=1.0)  # type: ignore[arg-type]
-    unit = sample_surface(own.apply(v), f, len(gt.unit_sample), seed)
+    unit_stream = stream_seed(seed, SampleStream.PREDICTION_UNIT)
+    unit = sample_surface(own.apply(v), f, len(gt.unit_sample), unit_stream)
     u_pg, _ = _directional(unit, gt.unit_sample)
     u_gp, _ = _directional(gt.unit_sample, unit)
     out["chamfer_unit_x1000"] = 1000.0 * (np.mean(u_pg**2) + np.mean(u_gp**2))

@@ -84,7 +84,8 @@ def test_score_a_program_against_itself_gives_the_full_reward(tmp_path: Path) ->
     out = json.loads(result.stdout)
     assert out["status"] == "ok"
     assert out["components"]["format"] == 1.0
-    assert out["metrics"]["f_score_0.05"] == 1.0 and out["metrics"]["chamfer_l2"] == 0.0
+    # independent samples of the two (DESIGN §3): the sampling floor, not 0, at 2 000 points
+    assert out["metrics"]["f_score_0.05"] >= 0.9 and 0.0 < out["metrics"]["chamfer_l2"] < 1e-3
     assert out["reward"] == pytest.approx(1.0)
     assert out["reward_version"]
     # the same program against a mesh of another shape: the full path, a lower reward
