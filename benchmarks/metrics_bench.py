@@ -58,6 +58,7 @@ from tests.helpers import meshes  # noqa: E402
 from tests.helpers.reference_metrics import reference_metrics  # noqa: E402
 from worker.metrics import (  # noqa: E402
     METRIC_NAMES,
+    METRIC_STAGES,
     compute_metrics,
     prepare_ground_truth,
     wants_unit_chamfer,
@@ -67,15 +68,7 @@ from worker.sampling import SampleStream, sample_surface, stream_seed  # noqa: E
 RESULTS = ROOT / "benchmarks" / "results" / "metrics_bench.json"
 WORST = {"tiny_inside_sphere", "sphere_inside_huge"}
 CUBE_PROGRAM = "from bpy_lib import *\nbox(size=[1, 1, 1])\nexport_scene()\n"
-STAGES = (
-    "sampling",
-    "nearest_pred_to_gt",
-    "index_pred",
-    "nearest_gt_to_pred",
-    "scores",
-    "normal_consistency",
-    "unit_chamfer",
-)
+STAGES = METRIC_STAGES
 TARGET_P50_S = {10_000: 0.015, 100_000: 0.150}
 TARGET_P99_S = {10_000: 0.040}
 

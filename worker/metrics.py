@@ -48,6 +48,7 @@ from worker.sampling import (
 
 __all__ = [
     "METRIC_NAMES",
+    "METRIC_STAGES",
     "PRIMARY_THRESHOLD",
     "GroundTruth",
     "GroundTruthCache",
@@ -355,6 +356,18 @@ def _nearest_from(
     d2, found = index.nearest(distinct, bound=bound)
     inverse = inverse.reshape(-1)
     return d2[inverse], found[inverse]
+
+
+#: The stages :func:`compute_metrics` times into ``timings=`` (in the order they run).
+METRIC_STAGES: tuple[str, ...] = (
+    "sampling",
+    "nearest_pred_to_gt",
+    "index_pred",
+    "nearest_gt_to_pred",
+    "scores",
+    "normal_consistency",
+    "unit_chamfer",
+)
 
 
 class _StageClock:
