@@ -91,7 +91,23 @@ def classify_child(
     if len(frames) != 1:
         return _result(rid, ExecStatus.EXEC_FAILED, describe_wait_status(wait_status, config)), []
     header, payload = frames[0]
-    diagnostics = {str(k): str(v) for k, v in dict(header.get("diagnostics") or {}).items()}
+    try:
+        return _from_frame(rid, header, payload, config)
+    except (ProtocolError, KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # the frame came from the process that ran untrusted code: a program that escaped
+        # the language layer can write any JSON there, and it must cost only its own result
+        message = f"the program's result frame is malformed ({type(exc).__name__})"
+        return _result(rid, ExecStatus.EXEC_FAILED, message), []
+
+
+def _from_frame(
+    rid: str, header: dict[str, Any], payload: bytearray, config: ExecutorConfig
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The answer for a child's one result frame; raises on any field of the wrong shape."""
+    notes = header.get("diagnostics") or {}
+    if not isinstance(notes, dict):
+        raise TypeError("diagnostics is not an object")
+    diagnostics = {str(k): str(v)[:1000] for k, v in notes.items()}
     for key in ("program_s", "extract_s"):
         if isinstance(header.get(key), int | float):
             diagnostics[key] = f"{header[key]:.6f}"

@@ -262,3 +262,47 @@ def test_the_layers_report_themselves(layer: Executor) -> None:
     # every layer of the child is in place on this kernel: nothing to report
     for key in ("landlock", "seccomp", "rlimit.RLIMIT_AS"):
         assert key not in result.diagnostics, result.diagnostics
+
+
+FORGED_HEADERS = {
+    "count-of-the-wrong-type": {"outcome": "ok", "n_vertices": "many"},
+    "diagnostics-not-an-object": {"outcome": "ok", "diagnostics": "x"},
+    "diagnostics-a-list": {"outcome": "ok", "diagnostics": [1, 2, 3]},
+    "arrays-not-specs": {"outcome": "ok", "arrays": "junk"},
+    "faces-out-of-range": None,  # a well-formed frame whose faces index past the vertices
+}
+
+
+@pytest.mark.parametrize("name", list(FORGED_HEADERS))
+def test_a_forged_result_frame_costs_only_its_own_result(layer: Executor, name: str) -> None:
+    """The result pipe is written by the process that ran the program: one that escaped the
+    language layer can write any frame there. It must be that program's ``exec_failed``,
+    never a crash of the fork server (``infra_error`` for every program in flight)."""
+    header = FORGED_HEADERS[name]
+    if header is None:
+        frame = (
+            "v = np.zeros((3, 3), np.float32)\nf = np.array([[0, 1, 7]], np.int32)\n"
+            "specs, blobs = encode_arrays({'vertices': v, 'faces': f})\n"
+            "pieces = encode_frame({'outcome': 'ok', 'arrays': specs}, *blobs)\n"
+        )
+    else:
+        frame = f"pieces = encode_frame({header!r})\n"
+    server = layer.server_pid
+    result = run(
+        layer,
+        "import numpy as np\n"
+        "from worker.exec_protocol import encode_arrays, encode_frame\n"
+        "def link(fd):\n"
+        "    try:\n"
+        "        return os.readlink(f'/proc/self/fd/{fd}')\n"
+        "    except OSError:\n"
+        "        return ''\n"
+        "pipes = [int(fd) for fd in os.listdir('/proc/self/fd') if int(fd) > 2]\n"
+        "target = max(fd for fd in pipes if link(fd).startswith('pipe:'))\n"
+        + frame
+        + "for piece in pieces:\n    os.write(target, piece)\nos._exit(0)\n",
+    )
+    assert result.status is ExecStatus.EXEC_FAILED, (result.status, result.error)
+    assert result.error is not None and "malformed" in result.error
+    assert layer.server_pid == server and layer.restarts == 0
+    assert layer.run(CUBE).ok
