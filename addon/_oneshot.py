@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-PROGRAM_FILENAME = "<program>"  # worker.blender_child's: its error lines find the program
+PROGRAM_FILENAME = "<program>"  # worker.execution.blender_child's: its error lines find the program
 
 
 def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -34,8 +34,8 @@ def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     import bpy_lib
     from bpy_lib.export import scene_arrays
-    from worker.sandbox import check_policy, restricted_builtins
-    from worker.verb_guard import guarded_facade
+    from worker.sandbox.policy import check_policy, restricted_builtins
+    from worker.sandbox.verb_guard import guarded_facade
 
     (run_dir / "started").write_text("")
     code = (run_dir / "program.py").read_text(encoding="utf-8", errors="replace")
@@ -71,7 +71,7 @@ def _execute(
     try:
         exec(compile(code, PROGRAM_FILENAME, "exec", dont_inherit=True), namespace)
     except BaseException as exc:  # the program's failure, whatever it is, is its result
-        from worker.blender_child import describe_exception
+        from worker.execution.blender_child import describe_exception
 
         return {"status": "exec_failed", "error": describe_exception(exc)}
     program_s = time.perf_counter() - start

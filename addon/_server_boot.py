@@ -4,7 +4,7 @@ Inside the Blender application ``sys.executable`` is Blender's bundled Python, w
 ``import bpy``; the add-on's sandbox (:mod:`addon.background`) therefore starts the fork server
 as Blender itself in background mode with this file as its ``--python`` script::
 
-    blender -b --factory-startup --python _server_boot.py -- worker.blender_server --fd 5 ...
+    blender -b --factory-startup --python _server_boot.py -- worker.execution.blender_server --fd 5 ...
 
 Blender's own arguments end at the first ``--``. What follows is the module to run and its
 arguments (a name ending in ``.py`` is run as a script). The module then sees exactly its

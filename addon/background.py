@@ -5,7 +5,7 @@ Untrusted programs never run inside the artist's Blender. :class:`Sandbox` runs 
 vertices and triangles), which :mod:`addon.runner` builds into the scene on the main thread.
 
 On Linux it is the reward farm's own sandbox (DESIGN §2): one fork server
-(:class:`worker.executor.Executor`) per Blender session, started lazily at the first run,
+(:class:`worker.execution.executor.Executor`) per Blender session, started lazily at the first run,
 jailed by bubblewrap where it works here (own PID, network, IPC and mount namespaces,
 read-only binds of Blender/Python and the add-on's code only, a private ``/tmp``, an
 allow-listed environment), dropping root, and forking one child per program with seccomp,
@@ -49,9 +49,10 @@ from typing import Any, Literal
 import numpy as np
 
 from llm3d.config import ExecutorConfig
-from worker.executor import Executor
-from worker.jail import server_environment
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.execution.executor import Executor
+from worker.sandbox.jail import server_environment
+from worker.types import ExecResult
 
 from ._bundle import VENDOR
 

@@ -33,7 +33,8 @@ import numpy as np
 import bpy_lib
 from bpy_lib import _mesh
 from bpy_lib.export import mesh_from_arrays
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.types import ExecResult
 
 if TYPE_CHECKING:
     from .background import Sandbox

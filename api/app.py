@@ -31,7 +31,7 @@ from api.service import RequestConflictError, RewardService
 from api.telemetry import Telemetry
 from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
-from worker.backends import Backend, make_backend
+from worker.farm.backends import Backend, make_backend
 
 __all__ = ["SERVE_ENV", "create_app", "create_served_app"]
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import redis
 import redis.asyncio as aioredis
 
-from llm3d.schemas import ItemStatus, RewardResult
+from llm3d.schemas import ExecStatus, RewardResult
 
 __all__ = ["MemoryCache", "RedisCache", "ResultCache", "cacheable"]
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def cacheable(result: RewardResult) -> bool:
     """Whether a result may be reused: anything the program caused, not an infra fault."""
-    return result.status is not ItemStatus.INFRA_ERROR
+    return result.status is not ExecStatus.INFRA_ERROR
 
 
 class ResultCache(Protocol):

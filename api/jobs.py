@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from api.service import RewardService
 from llm3d.exceptions import BackendUnavailableError
 from llm3d.schemas import JobState, JobStatus, RewardRequest
-from worker.backends import redis_unavailable
 
 __all__ = ["JobManager", "JobStore", "MemoryJobStore", "RedisJobStore"]
 
@@ -78,13 +77,13 @@ class RedisJobStore:
         try:
             await self._redis.set(self.prefix + job.job_id, job.model_dump_json(), ex=self.ttl_s)
         except (redis.RedisError, OSError) as exc:
-            raise redis_unavailable(self.url, exc) from exc
+            raise BackendUnavailableError.redis(self.url, exc) from exc
 
     async def get(self, job_id: str) -> JobStatus | None:
         try:
             raw = await self._redis.get(self.prefix + job_id)
         except (redis.RedisError, OSError) as exc:
-            raise redis_unavailable(self.url, exc) from exc
+            raise BackendUnavailableError.redis(self.url, exc) from exc
         return JobStatus.model_validate_json(raw) if raw is not None else None
 
     async def close(self) -> None:

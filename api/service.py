@@ -29,7 +29,7 @@ from api.telemetry import Telemetry
 from llm3d.config import Config
 from llm3d.exceptions import LLM3DError, UnknownTaskError
 from llm3d.schemas import RewardRequest, RewardResponse, RewardResult
-from worker.backends import Backend
+from worker.farm.backends import Backend
 from worker.scoring import (
     ReferencePayload,
     ScoreJob,

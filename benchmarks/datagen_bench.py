@@ -35,8 +35,8 @@ from datagen.families import FAMILIES, Ranges, generate_part  # noqa: E402
 from datagen.part_fitter import fit_mesh  # noqa: E402
 from datagen.part_generator import generate_parts  # noqa: E402
 from llm3d.config import load_config  # noqa: E402
-from worker.executor import Executor  # noqa: E402
-from worker.types import ExecStatus  # noqa: E402
+from llm3d.schemas import ExecStatus  # noqa: E402
+from worker.execution.executor import Executor  # noqa: E402
 
 
 def bench_parts(n: int, console: Console) -> dict[str, object]:

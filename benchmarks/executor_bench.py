@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llm3d.config import ExecutorConfig  # noqa: E402
-from worker.executor import Executor, ExecutorPool  # noqa: E402
-from worker.types import ExecStatus  # noqa: E402
+from llm3d.schemas import ExecStatus  # noqa: E402
+from worker.execution.executor import Executor, ExecutorPool  # noqa: E402
 
 CUBE = "from bpy_lib import *\nbox(size=[1, 1, 1])\nexport_scene()\n"
 RESULTS = ROOT / "benchmarks" / "results" / "executor_bench.json"

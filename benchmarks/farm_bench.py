@@ -6,7 +6,7 @@ against the naive baseline (a fresh Blender process per item), in the same run.
 
 Two workloads (``--mix``), every item a distinct program, so no cache:
 
-- ``copies``: exact and perturbed copies of the ground truths of ``worker.samples.OBJECTS``
+- ``copies``: exact and perturbed copies of the ground truths of ``worker.demo_programs.OBJECTS``
   (4 ground truths) — the easy case, a trained policy's;
 - ``realistic``: what RL sends early on (issue 17), over the first ``--ground-truths``
   ``bpy_lib`` examples (≥ 8): 50 % another example's program (the wrong object), 30 %
@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO))
 
 from bpy_lib import examples  # noqa: E402
 from llm3d.client import RewardClient  # noqa: E402
-from worker.samples import BROKEN, HOSTILE, OBJECTS, perturb  # noqa: E402
+from worker.demo_programs import BROKEN, HOSTILE, OBJECTS, perturb  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "farm_bench.json"
 LLM3D = str(Path(sys.executable).with_name("llm3d"))
@@ -76,7 +76,8 @@ import bpy_lib
 from llm3d.config import load_config
 from worker.metrics import prepare_ground_truth
 from worker.reward import compute_reward
-from worker.types import ExecResult, ExecStatus
+from worker.types import ExecResult
+from llm3d.schemas import ExecStatus
 code = open(sys.argv[1]).read()
 gt_data = np.load(sys.argv[2])
 config = load_config()
@@ -274,7 +275,7 @@ def bench_backend(
 def bench_naive(n: int, parallel: int, mix: str = "copies", count: int = 8) -> dict[str, Any]:
     """A fresh ``import bpy`` process per item (the program, export and reward in it)."""
     from llm3d.config import load_config
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     with tempfile.TemporaryDirectory(prefix="farm-bench-naive-") as tmp_name:
         tmp = Path(tmp_name)

@@ -17,7 +17,7 @@ Chamfer). ``chamfer_unit_x1000`` is computed as the service does by default
 (``metrics.unit_chamfer: auto``): at evaluation points (100 000), not for training rewards.
 
 Then the **realistic RL workload** (``--matrix``, needs Blender): every ``bpy_lib`` example
-is run once through :class:`worker.executor.Executor` (stages: program, export = the mesh
+is run once through :class:`worker.execution.executor.Executor` (stages: program, export = the mesh
 read in the child, fork + transfer = the rest of the wall time) and every example is scored
 against every example at training points (the diagonal is an exact copy, everything else a
 wrong object, as early RL sends): p50 / p99 / max per prediction and the stage profile.
@@ -56,6 +56,7 @@ from scipy.spatial import cKDTree  # noqa: E402
 from llm3d.config import MetricsConfig  # noqa: E402
 from tests.helpers import meshes  # noqa: E402
 from tests.helpers.reference_metrics import reference_metrics  # noqa: E402
+from worker.geometry.sampling import SampleStream, sample_surface, stream_seed  # noqa: E402
 from worker.metrics import (  # noqa: E402
     METRIC_NAMES,
     METRIC_STAGES,
@@ -63,7 +64,6 @@ from worker.metrics import (  # noqa: E402
     prepare_ground_truth,
     wants_unit_chamfer,
 )
-from worker.sampling import SampleStream, sample_surface, stream_seed  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "metrics_bench.json"
 WORST = {"tiny_inside_sphere", "sphere_inside_huge"}
@@ -215,7 +215,7 @@ def bench_matrix(points: int, console: Console) -> dict[str, Any]:
     """
     from bpy_lib import examples
     from llm3d.config import ExecutorConfig
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     programs = {p.stem: p.read_text() for p in examples.paths()}
     made: dict[str, meshes.Mesh] = {}
@@ -242,7 +242,7 @@ def bench_matrix(points: int, console: Console) -> dict[str, Any]:
             if result.ok:
                 made[name] = (result.vertices, result.faces)
     console.log(f"matrix: {len(made)} examples × {len(made)} at {points} points")
-    from worker.nearest_far import warm_up
+    from worker.geometry.nearest_far import warm_up
 
     warm_up()  # load the direction tree's kernels now, as a service does at start
     unit = wants_unit_chamfer(MetricsConfig(), points)

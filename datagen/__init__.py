@@ -17,5 +17,5 @@ Stages, one module each:
 
 Blender-only modules: :mod:`datagen.render_stage` (``bpy`` through :mod:`worker.render`)
 and :mod:`datagen.infinigen_sidecar` (runs inside the Infinigen environment). Everything
-else imports without Blender and runs programs through :class:`worker.executor.ExecutorPool`.
+else imports without Blender and runs programs through :class:`worker.execution.executor.ExecutorPool`.
 """

@@ -4,7 +4,7 @@ Plan: ``round(weight × data.objects_per_category)`` objects of each category of
 ``configs/categories.yaml`` (:func:`datagen.object_assembler.make_object`, seeded), cut
 into splits **per category** by ``data.splits`` (so every split has the same category
 mix, and no object is in two splits). Each object's program runs through
-:class:`worker.executor.ExecutorPool` (in parallel); a program that fails, or whose mesh
+:class:`worker.execution.executor.ExecutorPool` (in parallel); a program that fails, or whose mesh
 leaves bpy_lib's frame ([-1, 1]³ plus 5 %), is left out and counted. The mesh is written
 to ``meshes/<id>.ply`` and rendered (``render`` section: views, resolution, engine) by
 :mod:`datagen.render_stage` into ``images/<id>/``; ``objects/<id>.json`` is written last,
@@ -40,7 +40,8 @@ from datagen.object_assembler import (
 )
 from datagen.progress import progress_bar
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.types import ExecResult
 
 __all__ = ["BuildSummary", "assign_splits", "build_dataset", "plan_objects", "split_rows"]
 
@@ -184,7 +185,7 @@ def build_dataset(
     """
     from datagen.card import write_card
     from datagen.render_stage import bpy_lib_reference
-    from worker.executor import ExecutorPool
+    from worker.execution.executor import ExecutorPool
 
     data = data or DataConfig()
     executor = executor or ExecutorConfig()

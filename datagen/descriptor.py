@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from worker.sampling import box_normalisation, sample_surface
+from worker.geometry.sampling import box_normalisation, sample_surface
 
 __all__ = ["DESCRIPTOR_SIZE", "DescriptorIndex", "shape_descriptor"]
 

@@ -31,9 +31,10 @@ import numpy.typing as npt
 from datagen.families import _n, _v
 from datagen.fit_candidates import PHASE_OFFSET, Candidate, starts
 from datagen.shapes import euler_xyz, rotation_xyz
+from llm3d.schemas import ExecStatus
+from worker.geometry.sampling import sample_surface
 from worker.metrics import compute_metrics, prepare_ground_truth
-from worker.sampling import sample_surface
-from worker.types import ExecResult, ExecStatus
+from worker.types import ExecResult
 
 __all__ = [
     "FAMILY_RANK",

@@ -2,7 +2,7 @@
 
 Sample ``i`` of a run seeded with ``s`` is :func:`datagen.families.generate_part` ``(s, i)``:
 the same program on every machine. Programs run in parallel through
-:class:`worker.executor.ExecutorPool` (the sandboxed fork servers), ``data.in_flight`` ahead
+:class:`worker.execution.executor.ExecutorPool` (the sandboxed fork servers), ``data.in_flight`` ahead
 of the writer; results are taken in index order, so the output does not depend on timing.
 A sample is kept when it ran (``ok``), is not degenerate (enough faces, not too many, a
 real extent in every direction) and its :func:`~datagen.descriptor.shape_descriptor` is not
@@ -41,7 +41,8 @@ from datagen.families import PartProgram, Ranges, generate_part
 from datagen.progress import progress_bar
 from llm3d.config import DataConfig, ExecutorConfig
 from llm3d.exceptions import MeshError
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.types import ExecResult
 
 __all__ = ["PartRunSummary", "check_geometry", "generate_parts", "iter_parts", "read_state"]
 
@@ -213,7 +214,7 @@ def generate_parts(
     ValueError
         When ``out_dir`` was started with another seed or other family weights.
     """
-    from worker.executor import ExecutorPool
+    from worker.execution.executor import ExecutorPool
 
     data = data or DataConfig()
     executor = executor or ExecutorConfig()

@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The shared libraries the bpy wheel loads (the same list as .github/workflows/ci.yml and
-# worker/modal_app.py BPY_APT_PACKAGES; tests/docker keeps the three equal).
+# worker/farm/modal_app.py BPY_APT_PACKAGES; tests/docker keeps the three equal).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \

@@ -163,7 +163,7 @@ def check_sandbox(config: Config) -> Check:
     import os
 
     from llm3d.config import REPO_ROOT
-    from worker.jail import plan_jail, readable_paths
+    from worker.sandbox.jail import plan_jail, readable_paths
 
     readable = readable_paths([str(REPO_ROOT)], repo_root=REPO_ROOT, interpreter=[sys.executable])
     try:

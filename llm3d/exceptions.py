@@ -35,6 +35,15 @@ class MeshError(LLM3DError, ValueError):
 class BackendUnavailableError(InfraError):
     """The reward service's execution backend (Redis, the Celery workers, Modal) cannot be reached."""
 
+    @classmethod
+    def redis(cls, url: str, exc: BaseException) -> BackendUnavailableError:
+        """The 503 error of a Redis outage, naming the server (never its password) and what to do."""
+        safe = url.split("@")[-1]
+        return cls(
+            f"Redis at {safe} is unreachable ({type(exc).__name__}: {exc}); the celery backend "
+            "cannot queue or collect work until it is back. Retry later."
+        )
+
 
 class UnknownTaskError(LLM3DError, KeyError):
     """A request names a task id (ground truth) the reward service does not know."""

@@ -37,7 +37,7 @@ __all__ = [
     "REQUEST_ID_PATTERN",
     "ErrorDetail",
     "ErrorResponse",
-    "ItemStatus",
+    "ExecStatus",
     "JobAccepted",
     "JobState",
     "JobStatus",
@@ -116,17 +116,30 @@ class _Wire(BaseModel):
         return safe_json(handler(self))
 
 
-class ItemStatus(StrEnum):
-    """The status of one scored item: the execution statuses of DESIGN §2."""
+class ExecStatus(StrEnum):
+    """What happened to a program, in gate order (DESIGN §2): the status of every scored item,
+    from the executor through the reward to the wire. The one definition."""
 
-    EMPTY = "empty"
-    REFUSED = "refused"
-    EXEC_FAILED = "exec_failed"
-    TIMEOUT = "timeout"
-    NO_GEOMETRY = "no_geometry"
-    DEGENERATE = "degenerate"
+    EMPTY = "empty"  # no code, or no bpy_lib import
+    REFUSED = "refused"  # the sandbox policy rejected it before it ran
+    EXEC_FAILED = "exec_failed"  # exception, crash, killed by a limit
+    TIMEOUT = "timeout"  # wall-clock limit
+    NO_GEOMETRY = "no_geometry"  # fewer than min_faces faces
+    DEGENERATE = "degenerate"  # more than max_vertices vertices, or non-finite coordinates
     OK = "ok"
-    INFRA_ERROR = "infra_error"
+    INFRA_ERROR = "infra_error"  # never the program's fault: reward null, not learned from
+
+
+# The gates a program passes, in order; infra_error is outside them (not the program's doing).
+GATE_ORDER: tuple[ExecStatus, ...] = (
+    ExecStatus.EMPTY,
+    ExecStatus.REFUSED,
+    ExecStatus.EXEC_FAILED,
+    ExecStatus.TIMEOUT,
+    ExecStatus.NO_GEOMETRY,
+    ExecStatus.DEGENERATE,
+    ExecStatus.OK,
+)
 
 
 class Reference(_Wire):
@@ -214,7 +227,7 @@ class RewardResult(_Wire):
     """The score of one item (DESIGN §4): ``reward`` is null for ``infra_error``."""
 
     id: str
-    status: ItemStatus
+    status: ExecStatus
     reward: float | None
     components: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)

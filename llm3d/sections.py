@@ -72,7 +72,7 @@ class ExecutorConfig(Section):
     isolate_network: bool = Field(True, description="unshare the network namespace in each child")
     jail: Literal["auto", "bwrap", "none"] = Field(
         "auto",
-        description="jail around each fork server (worker/jail.py)",
+        description="jail around each fork server (worker/sandbox/jail.py)",
     )
     sandbox_uid: int = Field(
         65534,
@@ -83,7 +83,7 @@ class ExecutorConfig(Section):
     huge_pages: bool = Field(
         True,
         description="back each fork server's warm heap with transparent huge pages "
-        "(cheaper forks; see worker/hugepages.py)",
+        "(cheaper forks; see worker/execution/hugepages.py)",
     )
 
 

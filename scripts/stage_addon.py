@@ -3,7 +3,7 @@
 Copies ``addon/`` and bundles what it needs from the project under ``vendor/``:
 ``bpy_lib`` (whole, without its example programs) and every module of ``worker`` and
 ``llm3d`` that the add-on, the fork server it starts in a background Blender
-(``worker.blender_server``, ``worker.executor``: the sandbox, the jail, seccomp, Landlock...)
+(``worker.execution.blender_server``, ``worker.execution.executor``: the sandbox, the jail, seccomp, Landlock...)
 and the metrics import, found by following their imports (:func:`vendored_files`). The
 sandbox's jail binds only ``vendor/``. The Python packages the metrics need and Blender does
 not ship (``pykdtree`` and the ``pydantic`` stack behind ``llm3d.config``) are downloaded as
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENDORED_PACKAGES = ("worker", "llm3d")
 #: Where the imports are followed from, beside every module of ``addon/``: the fork server
 #: (run as ``python -m`` in the background Blender) and the metrics behind Score.
-VENDOR_ROOTS = ("worker.blender_server", "worker.executor", "worker.metrics")
+VENDOR_ROOTS = ("worker.execution.blender_server", "worker.execution.executor", "worker.metrics")
 
 
 def _imports(path: Path) -> set[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from environments.blender_3d.dataset import Sample
 from llm3d.config import ExecutorConfig, RenderConfig
 from llm3d.exceptions import MeshError
-from worker.executor import Executor
+from worker.execution.executor import Executor
 from worker.grid import comparison_grid
 from worker.render import render_pair
 
@@ -32,7 +32,7 @@ SHOWN_METRICS = ("f_score_0.05", "chamfer_l2", "hausdorff_90", "normal_consisten
 
 def _ground_truth(sample: Sample, executor: Executor) -> tuple[Any, Any] | None:
     if sample.mesh is not None:
-        from worker.meshio import load_mesh
+        from worker.geometry.meshio import load_mesh
 
         return load_mesh(sample.mesh)
     if sample.code:

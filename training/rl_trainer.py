@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from llm3d.config import Config
 from llm3d.exceptions import ConfigError
-from llm3d.schemas import ItemStatus, RewardResponse, RewardResult
+from llm3d.schemas import ExecStatus, RewardResponse, RewardResult
 from training.backends.base import Backend, Completion, Datum
 from training.data import Example
 from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
@@ -42,7 +42,7 @@ __all__ = ["GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advant
 logger = logging.getLogger(__name__)
 
 #: The "execution rate" counts ``ok`` results (as the evaluation runner's reports do).
-EXECUTED = {ItemStatus.OK}
+EXECUTED = {ExecStatus.OK}
 
 
 class RewardScorer(Protocol):
@@ -335,7 +335,7 @@ def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:
     valid = [r for r in results if r.reward is not None]
     statuses = Counter(r.status for r in results)
     n = max(len(results), 1)
-    scored = [r for r in results if r.status is not ItemStatus.INFRA_ERROR]
+    scored = [r for r in results if r.status is not ExecStatus.INFRA_ERROR]
     return {
         "reward_mean": sum(r.reward for r in valid if r.reward is not None) / len(valid)
         if valid
@@ -344,9 +344,9 @@ def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:
         "execution_rate": sum(r.status in EXECUTED for r in scored) / max(len(scored), 1),
         "f_score_0.05": sum(r.metrics.get("f_score_0.05", 0.0) for r in scored)
         / max(len(scored), 1),
-        **{f"status_{s.value}": statuses.get(s, 0) / n for s in ItemStatus},
+        **{f"status_{s.value}": statuses.get(s, 0) / n for s in ExecStatus},
         "completions": len(completions),
         "sampled_tokens": sum(len(c.tokens) for c in completions),
         "stopped_rate": sum(c.stopped for c in completions) / max(len(completions), 1),
-        "infra_errors": statuses.get(ItemStatus.INFRA_ERROR, 0),
+        "infra_errors": statuses.get(ExecStatus.INFRA_ERROR, 0),
     }

@@ -3,9 +3,9 @@
 Everything is measured in the **ground-truth frame**: both meshes are translated by the
 centre of the ground truth's axis-aligned box and scaled by 1 / (its longest side); the
 prediction gets the ground truth's transform, so a wrong size or place is an error.
-Points are sampled uniformly by area, seeded (:func:`worker.sampling.sample_surface`), the
+Points are sampled uniformly by area, seeded (:func:`worker.geometry.sampling.sample_surface`), the
 ground truth and the prediction each from its **own** stream derived from the seed
-(:func:`worker.sampling.stream_seed`), as the CAD papers do: an exact copy scores the
+(:func:`worker.geometry.sampling.stream_seed`), as the CAD papers do: an exact copy scores the
 sampling floor, not 0, and a copy of the ground truth's tessellation gets no advantage.
 
 The names of the metrics, everywhere::
@@ -15,7 +15,7 @@ The names of the metrics, everywhere::
 
 Nearest neighbours are exact (pykdtree, float64). Each direction is queried in two
 passes: a bounded pass (``distance_upper_bound``) that resolves the points near the other
-surface cheaply, then an exact pass for the few far points (see :mod:`worker.nearest`).
+surface cheaply, then an exact pass for the few far points (see :mod:`worker.geometry.nearest`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import numpy.typing as npt
 
 from llm3d.config import MetricsConfig
 from llm3d.exceptions import MeshError
-from worker.meshio import load_mesh
-from worker.nearest import NearestIndex
-from worker.sampling import (
+from worker.geometry.meshio import load_mesh
+from worker.geometry.nearest import NearestIndex
+from worker.geometry.sampling import (
     Normalisation,
     SampleStream,
     SurfaceSample,
@@ -195,7 +195,7 @@ def prepare_ground_truth(
         Surface samples (``metrics.train_points`` or ``metrics.eval_points``).
     seed : int
         Sampling seed; the ground truth is sampled from its ``GROUND_TRUTH`` and
-        ``GROUND_TRUTH_UNIT`` streams (:func:`worker.sampling.stream_seed`).
+        ``GROUND_TRUTH_UNIT`` streams (:func:`worker.geometry.sampling.stream_seed`).
     unit_cube_points : int
         Samples of the unit-cube Chamfer (8 192 by DESIGN §3).
 

@@ -32,9 +32,10 @@ import numpy as np
 
 from llm3d.config import ExecutorConfig, MetricsConfig
 from llm3d.exceptions import MeshError
+from llm3d.schemas import ExecStatus
+from worker.geometry.sampling import is_finite_mesh
 from worker.metrics import GroundTruth, compute_metrics, wants_unit_chamfer
-from worker.sampling import is_finite_mesh
-from worker.types import ExecResult, ExecStatus
+from worker.types import ExecResult
 
 __all__ = [
     "FORMAT_WEIGHT",

@@ -34,8 +34,8 @@ import numpy.typing as npt
 
 from llm3d.config import Config, ExecutorConfig, MetricsConfig
 from llm3d.exceptions import InfraError
-from llm3d.schemas import ItemStatus, Reference, RewardResult
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus, Reference, RewardResult
+from worker.types import ExecResult
 
 __all__ = [
     "LocalScorer",
@@ -192,7 +192,7 @@ def cache_key(code: str, gt_key: str, settings: ScoreSettings, reward_version: s
 def infra_result(item_id: str, error: str, seconds: float = 0.0) -> RewardResult:
     """An ``infra_error`` result: reward ``None``, the trainer must not learn from it."""
     return RewardResult(
-        id=item_id, status=ItemStatus.INFRA_ERROR, reward=None, error=error, seconds=seconds
+        id=item_id, status=ExecStatus.INFRA_ERROR, reward=None, error=error, seconds=seconds
     )
 
 
@@ -294,7 +294,7 @@ def score_job(
     )
     return RewardResult(
         id=job.item_id,
-        status=ItemStatus(breakdown.status),
+        status=ExecStatus(breakdown.status),
         reward=breakdown.reward,
         components=dict(breakdown.components),
         metrics=dict(breakdown.metrics),
@@ -323,7 +323,7 @@ class LocalScorer:
         """Run one program on this process's warm fork server."""
         with self._lock:
             if self._executor is None:
-                from worker.executor import Executor
+                from worker.execution.executor import Executor
 
                 self._executor = Executor(self.config.executor)
             executor = self._executor

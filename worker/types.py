@@ -6,36 +6,13 @@ Plain Python and numpy only: this module must import without Blender.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GATE_ORDER", "ExecResult", "ExecStatus"]
+from llm3d.schemas import ExecStatus
 
-
-class ExecStatus(StrEnum):
-    """What happened to a program, in gate order (DESIGN §2)."""
-
-    EMPTY = "empty"  # no code, or no bpy_lib import
-    REFUSED = "refused"  # the sandbox policy rejected it before it ran
-    EXEC_FAILED = "exec_failed"  # exception, crash, killed by a limit
-    TIMEOUT = "timeout"  # wall-clock limit
-    NO_GEOMETRY = "no_geometry"  # fewer than min_faces faces
-    DEGENERATE = "degenerate"  # more than max_vertices vertices, or non-finite coordinates
-    OK = "ok"
-    INFRA_ERROR = "infra_error"  # never the program's fault: reward null, not learned from
-
-
-GATE_ORDER: tuple[ExecStatus, ...] = (
-    ExecStatus.EMPTY,
-    ExecStatus.REFUSED,
-    ExecStatus.EXEC_FAILED,
-    ExecStatus.TIMEOUT,
-    ExecStatus.NO_GEOMETRY,
-    ExecStatus.DEGENERATE,
-    ExecStatus.OK,
-)
+__all__ = ["ExecResult"]
 
 
 def _empty_vertices() -> npt.NDArray[np.float32]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from llm3d.client import AsyncRewardClient, RewardClient
 from llm3d.exceptions import RewardServiceError
-from llm3d.schemas import ItemStatus, RewardResult
+from llm3d.schemas import ExecStatus, RewardResult
 
 from .dataset import Sample
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def infra_results(ids: Sequence[str], error: str) -> list[RewardResult]:
     """``infra_error`` results (reward ``None``) for items the service could not score."""
     return [
-        RewardResult(id=i, status=ItemStatus.INFRA_ERROR, reward=None, error=error) for i in ids
+        RewardResult(id=i, status=ExecStatus.INFRA_ERROR, reward=None, error=error) for i in ids
     ]
 
 
@@ -185,7 +185,7 @@ class Blender3DHarness:
 def _reference(sample: Sample) -> dict[str, Any]:
     """The wire reference of a sample: its mesh file's triangles, else its program."""
     if sample.mesh is not None:
-        from worker.meshio import load_mesh
+        from worker.geometry.meshio import load_mesh
 
         vertices, faces = load_mesh(sample.mesh)
         return {"vertices": vertices.tolist(), "faces": faces.tolist()}

@@ -36,7 +36,9 @@ SeedOption = Annotated[
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("worker.executor").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("worker.execution.executor").setLevel(
+        max(logging.WARNING, logging.getLevelName(level))
+    )
 
 
 def _summary_table(title: str, data: dict[str, Any]) -> Table:
@@ -235,7 +237,7 @@ def fit_command(
     from datagen.part_fitter import fit_mesh
     from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import MeshError
-    from worker.meshio import load_mesh
+    from worker.geometry.meshio import load_mesh
 
     cfg = load(config)
     _setup_logging(cfg.log_level)
@@ -243,7 +245,7 @@ def fit_command(
     with ExitStack() as stack:
         runner = None
         if verify:
-            from worker.executor import Executor
+            from worker.execution.executor import Executor
 
             runner = stack.enter_context(Executor(cfg.executor))
         if path.is_dir():

@@ -51,7 +51,7 @@ class DemoItem:
 
 def example_programs(names: tuple[str, ...] = EXAMPLES) -> dict[str, str]:
     """Source of the ``bpy_lib/examples`` programs (the farm's samples if one is missing)."""
-    from worker.samples import OBJECTS
+    from worker.demo_programs import OBJECTS
 
     folder = Path(__file__).resolve().parents[2] / "bpy_lib" / "examples"
     out: dict[str, str] = {}
@@ -64,7 +64,7 @@ def example_programs(names: tuple[str, ...] = EXAMPLES) -> dict[str, str]:
 
 def candidates(programs: dict[str, str]) -> list[DemoItem]:
     """The batch: per object exact, perturbed, wrong, broken, hostile; one busy loop."""
-    from worker.samples import BROKEN, HOSTILE, TIMEOUT, perturb
+    from worker.demo_programs import BROKEN, HOSTILE, TIMEOUT, perturb
 
     names = list(programs)
     items: list[DemoItem] = []
@@ -128,7 +128,7 @@ def local_server(config_path: Path | None, log: Path) -> Iterator[str]:
 
 def build_ground_truths(programs: dict[str, str], config: Config) -> dict[str, tuple[Any, Any]]:
     """Run each program in the sandbox; its mesh is the ground truth."""
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     meshes: dict[str, tuple[Any, Any]] = {}
     with Executor(config.executor) as executor:
@@ -177,7 +177,7 @@ def write_comparisons(
     out: Path,
 ) -> list[Path]:
     """One PNG per object: its ground truth over its most perturbed candidate."""
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
     from worker.render import comparison_grid, render_pair
 
     written: list[Path] = []

@@ -113,7 +113,7 @@ def eval_command(
 
     cfg = load(config)
     logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "matplotlib", "worker.executor"):
+    for noisy in ("httpx", "matplotlib", "worker.execution.executor"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from environments.blender_3d.dataset import DatasetError, read_split
     from training.eval_runner import EvalSettings, resolve_split, run_eval

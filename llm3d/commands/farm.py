@@ -118,8 +118,8 @@ def worker_command(
     Exits with the worker's status: 0 after a requested shutdown, non-zero when it failed.
     """
     _one_thread_per_process()
-    from worker import tasks
-    from worker.celery_app import app, configure
+    from worker.farm import tasks
+    from worker.farm.celery_app import app, configure
 
     cfg = _load(config, farm__concurrency=concurrency, farm__queue=queue)
     _logging(cfg.log_level)
@@ -129,7 +129,7 @@ def worker_command(
     status = _run_celery(
         [
             "--app",
-            "worker.celery_app:app",  # the app configured above (the module is imported)
+            "worker.farm.celery_app:app",  # the app configured above (the module is imported)
             "worker",
             "--queues",
             cfg.farm.queue,
@@ -180,7 +180,7 @@ def health_command(
     """Health check for containers: exit 0 when the API (or this host's worker) answers."""
     cfg = _load(config)
     if workers:
-        from worker.celery_app import app, configure
+        from worker.farm.celery_app import app, configure
 
         configure(app, cfg)
         host = socket.gethostname()

@@ -41,7 +41,7 @@ def render_command(
     """Render the configured views (default: front, side, top, three-quarter) of INPUT."""
     from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import MeshError
-    from worker.types import ExecStatus
+    from llm3d.schemas import ExecStatus
 
     cfg = load(config)
     with ExitStack() as stack:

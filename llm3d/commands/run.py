@@ -66,8 +66,8 @@ def run_command(
 ) -> None:
     """Run one program in the sandbox; print its status, mesh counts and time."""
     from llm3d.commands.common import console, emit_json, err_console, load
-    from worker.executor import Executor
-    from worker.types import ExecStatus
+    from llm3d.schemas import ExecStatus
+    from worker.execution.executor import Executor
 
     cfg = load(config)
     try:

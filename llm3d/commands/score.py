@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
     from worker.types import ExecResult
 
 from llm3d.commands.common import ConfigOption, JsonOption
@@ -62,7 +62,7 @@ def load_input(path: Path, executor: Callable[[], Executor]) -> LoadedInput:
         typer.Exit: with status 2 when the file is missing, unreadable or of another kind.
     """
     from llm3d.exceptions import MeshError
-    from worker.meshio import MESH_SUFFIXES, load_mesh
+    from worker.geometry.meshio import MESH_SUFFIXES, load_mesh
 
     if not path.is_file():
         raise _fail(f"{path}: no such file")
@@ -87,7 +87,7 @@ def load_input(path: Path, executor: Callable[[], Executor]) -> LoadedInput:
 
 
 class LazyExecutor:
-    """Starts one :class:`~worker.executor.Executor` on first use, closed by the ExitStack."""
+    """Starts one :class:`~worker.execution.executor.Executor` on first use, closed by the ExitStack."""
 
     def __init__(self, stack: ExitStack, config: Any) -> None:
         self._stack = stack
@@ -96,7 +96,7 @@ class LazyExecutor:
 
     def __call__(self) -> Executor:
         if self._executor is None:
-            from worker.executor import Executor
+            from worker.execution.executor import Executor
 
             self._executor = self._stack.enter_context(Executor(self._config))
         return self._executor
@@ -111,9 +111,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def _score(pred: LoadedInput, gt: Any, *, points: int, seed: int, cfg: Any) -> dict[str, Any]:
+    from llm3d.schemas import ExecStatus
     from worker.metrics import compute_metrics
     from worker.reward import F_SCORE_KEY, compute_reward, gated_reward, geometry_status
-    from worker.types import ExecResult, ExecStatus
+    from worker.types import ExecResult
 
     # One comparison by hand: every metric, the unit-cube Chamfer too unless it is "never"
     # (the reward service leaves it out of training rewards; see wants_unit_chamfer).
@@ -189,8 +190,8 @@ def score_command(
     """Score PRED against GT: status, reward, components and every metric."""
     from llm3d.commands.common import console, emit_json, load
     from llm3d.exceptions import MeshError
+    from llm3d.schemas import ExecStatus
     from worker.metrics import metrics_config_points, prepare_ground_truth
-    from worker.types import ExecStatus
 
     cfg = load(config)
     n_points = points or metrics_config_points(cfg.metrics, cfg.reward.points)

@@ -24,21 +24,21 @@ pytestmark = pytest.mark.blender
 #: What the fork server imports (DESIGN §2's sandbox): all must be bundled under vendor/.
 FORK_SERVER_MODULES = (
     "worker/__init__.py",
-    "worker/executor.py",
-    "worker/blender_server.py",
-    "worker/fork_server.py",
-    "worker/blender_child.py",
-    "worker/exec_protocol.py",
-    "worker/outcome.py",
+    "worker/execution/executor.py",
+    "worker/execution/blender_server.py",
+    "worker/execution/fork_server.py",
+    "worker/execution/blender_child.py",
+    "worker/execution/protocol.py",
+    "worker/execution/outcome.py",
     "worker/types.py",
-    "worker/sandbox.py",
-    "worker/sandbox_names.py",
-    "worker/verb_guard.py",
-    "worker/seccomp.py",
-    "worker/landlock.py",
-    "worker/hugepages.py",
-    "worker/jail.py",
-    "worker/privileges.py",
+    "worker/sandbox/policy.py",
+    "worker/sandbox/names.py",
+    "worker/sandbox/verb_guard.py",
+    "worker/sandbox/seccomp.py",
+    "worker/sandbox/landlock.py",
+    "worker/execution/hugepages.py",
+    "worker/sandbox/jail.py",
+    "worker/sandbox/privileges.py",
     "worker/metrics.py",
     "llm3d/__init__.py",
     "llm3d/config.py",
@@ -62,8 +62,8 @@ name = "bl_ext.llm3d_test.llm3d_image_to_code"
 out["enabled"] = name in bpy.context.preferences.addons
 out["scene_prop"] = hasattr(bpy.types.Scene, "llm3d")
 out["operators"] = [hasattr(bpy.ops.mesh, n) for n in ("llm3d_generate", "llm3d_run", "llm3d_score")]
-import bpy_lib, worker.sandbox, worker.metrics, llm3d.config, pykdtree
-out["modules"] = {m.__name__: m.__file__ for m in (bpy_lib, worker.sandbox, worker.metrics, llm3d.config)}
+import bpy_lib, worker.sandbox.policy, worker.metrics, llm3d.config, pykdtree
+out["modules"] = {m.__name__: m.__file__ for m in (bpy_lib, worker.sandbox.policy, worker.metrics, llm3d.config)}
 site = bpy.utils.user_resource("EXTENSIONS", path=".local/lib/python3.11/site-packages")
 out["wheels_installed"] = sorted(os.listdir(site)) if os.path.isdir(site) else []
 prefs = bpy.context.preferences.addons[name].preferences

@@ -320,8 +320,8 @@ def test_the_runner_follows_the_blender_in_use() -> None:
     assert command[:3] == ["/opt/blender/blender", "-b", "--factory-startup"]
     assert command[-3:] == ["--python", str(BOOTSTRAP), "--"]
     # Blender's argv as the bootstrap sees it: its own arguments, then the module's
-    argv = [*command, "worker.blender_server", "--fd", "5", "--jailed"]
-    assert target_arguments(argv) == ["worker.blender_server", "--fd", "5", "--jailed"]
+    argv = [*command, "worker.execution.blender_server", "--fd", "5", "--jailed"]
+    assert target_arguments(argv) == ["worker.execution.blender_server", "--fd", "5", "--jailed"]
     with pytest.raises(SystemExit, match="usage"):
         target_arguments(["blender", "-b"])
 
@@ -372,8 +372,9 @@ def test_a_sandbox_failure_is_not_sent_to_the_model_for_repair(
     addon: Any, chat_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from addon.background import Sandbox
+    from llm3d.schemas import ExecStatus
     from tests.addon.conftest import CUBE_PROGRAM, png_bytes
-    from worker.types import ExecResult, ExecStatus
+    from worker.types import ExecResult
 
     def lost(self: Sandbox, code: str, timeout_s: float, **kwargs: Any) -> ExecResult:
         return ExecResult(status=ExecStatus.INFRA_ERROR, error="the fork server was lost")

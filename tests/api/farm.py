@@ -153,7 +153,7 @@ class Farm:
     def wait_workers(self, count: int, timeout: float = 90) -> None:
         """Until ``count`` workers answer a Celery ping."""
         from llm3d.config import load_config
-        from worker.celery_app import make_celery
+        from worker.farm.celery_app import make_celery
 
         app = make_celery(load_config(environ=self.env))
         deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError
-from llm3d.schemas import ItemStatus, RewardResult
+from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob
 
 TOKEN = "contract-token"
@@ -49,7 +49,7 @@ class FakeBackend:
             out.append(
                 RewardResult(
                     id=job.item_id,
-                    status=ItemStatus.EXEC_FAILED if odd else ItemStatus.OK,
+                    status=ExecStatus.EXEC_FAILED if odd else ExecStatus.OK,
                     reward=0.05 if odd else 1.0,
                     error=f"ValueError: {SURROGATE} at line 1 {job.code}" if odd else None,
                 )

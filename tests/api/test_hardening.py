@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.api.farm import Farm, start_farm
-from worker.samples import TIMEOUT
+from worker.demo_programs import TIMEOUT
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ from llm3d.exceptions import RewardServiceError
 from llm3d.schemas import RewardResponse
 from tests.api.conftest import TOKEN
 from tests.api.farm import Farm
+from worker.demo_programs import BROKEN, HOSTILE, OBJECTS, TIMEOUT, perturb
 from worker.reward import format_score
-from worker.samples import BROKEN, HOSTILE, OBJECTS, TIMEOUT, perturb
 
 TABLE, SNOWMAN = OBJECTS["table"], OBJECTS["snowman"]
 UNIT_BOX = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0, 1.0])\nexport_scene()\n"

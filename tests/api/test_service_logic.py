@@ -15,7 +15,7 @@ from api.service import RequestConflictError, RewardService
 from api.telemetry import Telemetry
 from llm3d.config import load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
-from llm3d.schemas import ItemStatus, RewardRequest, RewardResult
+from llm3d.schemas import ExecStatus, RewardRequest, RewardResult
 from worker.scoring import ReferencePayload, ScoreJob, infra_result
 
 
@@ -40,7 +40,7 @@ class FakeBackend:
         return [
             infra_result(j.item_id, "worker lost")
             if j.code == "infra"
-            else RewardResult(id=j.item_id, status=ItemStatus.OK, reward=len(j.code) / 100)
+            else RewardResult(id=j.item_id, status=ExecStatus.OK, reward=len(j.code) / 100)
             for j in jobs
         ]
 
@@ -115,7 +115,7 @@ def test_twins_are_scored_once_and_infra_errors_are_never_cached() -> None:
     assert backend.calls == [["x", "infra", "yy"], ["infra"]]
     assert [r.id for r in one.results] == ["i0", "i1", "i2", "i3"]
     assert [r.cached for r in one.results] == [False, False, True, False]
-    assert one.results[1].reward is None and one.results[1].status is ItemStatus.INFRA_ERROR
+    assert one.results[1].reward is None and one.results[1].status is ExecStatus.INFRA_ERROR
     assert [r.cached for r in two.results] == [False, True]
 
 

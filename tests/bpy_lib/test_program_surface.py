@@ -18,8 +18,12 @@ from collections import deque
 from typing import Any
 
 import bpy_lib
-from worker.sandbox import FORBIDDEN_ATTRIBUTE_PREFIXES, FORBIDDEN_ATTRIBUTES, restricted_builtins
-from worker.verb_guard import guarded_facade
+from worker.sandbox.policy import (
+    FORBIDDEN_ATTRIBUTE_PREFIXES,
+    FORBIDDEN_ATTRIBUTES,
+    restricted_builtins,
+)
+from worker.sandbox.verb_guard import guarded_facade
 
 PROGRAM = """
 from bpy_lib import *

@@ -98,7 +98,7 @@ def test_ground_truths_register_and_match_their_code(
     dataset: tuple[Path, dict[str, object]], exec_config: ExecutorConfig
 ) -> None:
     from api.registry import TaskRegistry
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
     from worker.metrics import compute_metrics, prepare_ground_truth
 
     out, _ = dataset

@@ -62,7 +62,7 @@ def test_recovers_generated_parts_in_blender(family: str, index: int) -> None:
 
     if not blender_available():
         pytest.skip("bpy is not installed")
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     part = generate_part(11, index, Ranges(modifier_prob=0.0), families=[family])
     if part.params.get("round"):

@@ -11,7 +11,8 @@ import pytest
 from datagen.families import generate_part
 from datagen.part_generator import check_geometry, generate_parts, iter_parts, read_state
 from llm3d.config import DataConfig, ExecutorConfig
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.types import ExecResult
 
 pytestmark = pytest.mark.blender
 
@@ -35,7 +36,7 @@ def test_small_run_keeps_the_requested_samples(part_run: tuple[Path, object]) ->
 def test_stored_meshes_are_what_the_programs_make(
     part_run: tuple[Path, object], exec_config: ExecutorConfig
 ) -> None:
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     out, _ = part_run
     samples = list(iter_parts(out))[:8]

@@ -112,7 +112,7 @@ def apt_packages(text: str) -> set[str]:
 
 
 def test_bpy_system_libraries_agree_in_docker_ci_and_modal() -> None:
-    from worker.modal_app import BPY_APT_PACKAGES
+    from worker.farm.modal_app import BPY_APT_PACKAGES
 
     docker = apt_packages((REPO / "docker" / "worker.Dockerfile").read_text())
     ci = apt_packages((REPO / ".github" / "workflows" / "ci.yml").read_text())

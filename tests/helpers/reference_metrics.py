@@ -11,8 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from worker.metrics import GroundTruth
-from worker.sampling import (
+from worker.geometry.sampling import (
     Normalisation,
     SampleStream,
     SurfaceSample,
@@ -20,6 +19,7 @@ from worker.sampling import (
     sample_surface,
     stream_seed,
 )
+from worker.metrics import GroundTruth
 
 
 def _directional(a: SurfaceSample, b: SurfaceSample) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm3d.client import RewardClient
-from llm3d.schemas import ItemStatus, RewardResponse, RewardResult
+from llm3d.schemas import ExecStatus, RewardResponse, RewardResult
 from tests.training.conftest import make_config
 from training.backends.base import Completion, Datum
 from training.backends.local import LocalBackend
@@ -42,14 +42,14 @@ class FakeScorer:
             code = item["code"]
             if "infra" in item["id"]:
                 results.append(
-                    RewardResult(id=item["id"], status=ItemStatus.INFRA_ERROR, reward=None)
+                    RewardResult(id=item["id"], status=ExecStatus.INFRA_ERROR, reward=None)
                 )
                 continue
             reward = (sum(map(ord, code)) % 7) / 7
             results.append(
                 RewardResult(
                     id=item["id"],
-                    status=ItemStatus.OK if reward > 0.5 else ItemStatus.EMPTY,
+                    status=ExecStatus.OK if reward > 0.5 else ExecStatus.EMPTY,
                     reward=reward,
                     metrics={"f_score_0.05": reward},
                 )
@@ -81,12 +81,12 @@ def test_build_data_excludes_infra_errors_and_applies_the_kl_penalty(
     trainer = GRPOTrainer(config, backend, rows, FakeScorer(), tmp_path / "run")
     group = _scripted_group(backend, rows[0], ["a = 1", "b = 22", "c = 333"])
     group.results = [
-        RewardResult(id="0", status=ItemStatus.OK, reward=0.8),
-        RewardResult(id="1", status=ItemStatus.INFRA_ERROR, reward=None),
-        RewardResult(id="2", status=ItemStatus.EXEC_FAILED, reward=0.2),
+        RewardResult(id="0", status=ExecStatus.OK, reward=0.8),
+        RewardResult(id="1", status=ExecStatus.INFRA_ERROR, reward=None),
+        RewardResult(id="2", status=ExecStatus.EXEC_FAILED, reward=0.2),
     ]
     flat = _scripted_group(backend, rows[1], ["x", "y", "z"])
-    flat.results = [RewardResult(id=str(i), status=ItemStatus.EMPTY, reward=0.0) for i in range(3)]
+    flat.results = [RewardResult(id=str(i), status=ExecStatus.EMPTY, reward=0.0) for i in range(3)]
 
     data, stats = trainer.build_data([group, flat])
 
@@ -119,7 +119,7 @@ def test_grpo_step_raises_the_better_completion_against_the_real_service(
 
     assert group.results is not None
     good, bad = group.results
-    assert good.status is ItemStatus.OK and bad.status is ItemStatus.EXEC_FAILED
+    assert good.status is ExecStatus.OK and bad.status is ExecStatus.EXEC_FAILED
     assert good.reward is not None and bad.reward is not None and good.reward > bad.reward
     assert record["groups_kept"] == 1 and record["datums"] == 2
     assert record["status_ok"] == 0.5 and record["status_exec_failed"] == 0.5

@@ -31,7 +31,7 @@ def executor(executor_config: ExecutorConfig) -> Iterator[object]:
     """One warm fork server with the policy on, shared by the whole session."""
     if not _blender_available():
         pytest.skip("bpy is not installed")
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     with Executor(executor_config) as ex:
         yield ex
@@ -44,7 +44,7 @@ def unsafe_executor(executor_config: ExecutorConfig) -> Iterator[object]:
     both fallen (privileges, rlimits, Landlock, seccomp, network namespace, crashes)."""
     if not _blender_available():
         pytest.skip("bpy is not installed")
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     with Executor(executor_config.model_copy(update={"jail": "none"}), policy=False) as ex:
         yield ex
@@ -56,7 +56,7 @@ def jailed_unsafe_executor(executor_config: ExecutorConfig) -> Iterator[object]:
     jail itself, as if the language layer had fallen. Skipped where bubblewrap cannot run."""
     if not _blender_available():
         pytest.skip("bpy is not installed")
-    from worker.executor import Executor
+    from worker.execution.executor import Executor
 
     try:
         ex = Executor(executor_config.model_copy(update={"jail": "bwrap"}), policy=False)

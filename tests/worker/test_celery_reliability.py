@@ -25,10 +25,10 @@ import pytest
 
 from llm3d.config import load_config
 from tests.api.farm import Farm, needs_redis, private_redis, redis_available, start_farm
-from worker.consumer import close_lost_channels
-from worker.executor import Executor
+from worker.demo_programs import HOSTILE, OBJECTS, TIMEOUT, perturb
+from worker.execution.executor import Executor
+from worker.farm.consumer import close_lost_channels
 from worker.metrics import GroundTruthCache
-from worker.samples import HOSTILE, OBJECTS, TIMEOUT, perturb
 from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key, score_job
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -299,7 +299,7 @@ class FaultyNetwork:
 
 @pytest.mark.redis
 def test_teardown_of_a_lost_connection_does_not_fail_on_a_pending_brpop(tmp: Path) -> None:
-    """The broker state that killed the worker's consumer (worker/consumer.py), with kombu alone:
+    """The broker state that killed the worker's consumer (worker/farm/consumer.py), with kombu alone:
     a task channel with a ``BRPOP`` outstanding and an unacknowledged message, and a control
     channel on an auto-delete fanout queue, when Redis goes away. After
     :func:`close_lost_channels`, Celery's teardown (``collect()`` then ``close()``) passes (it

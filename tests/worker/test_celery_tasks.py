@@ -11,10 +11,10 @@ import pytest
 
 from llm3d.config import Config, load_config
 from tests.api.farm import TEST_REDIS_URL, needs_redis
-from worker.celery_app import SCORE_TASK, make_celery, task_time_limits
-from worker.samples import OBJECTS, perturb
+from worker.demo_programs import OBJECTS, perturb
+from worker.farm.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.farm.tasks import WorkerState
 from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key
-from worker.tasks import WorkerState
 
 TABLE = OBJECTS["table"]
 
@@ -46,8 +46,8 @@ def test_app_is_configured_for_long_idempotent_tasks(config: Config) -> None:
     transport = conf.broker_transport_options
     assert transport["visibility_timeout"] == config.farm.visibility_timeout_s > hard
     assert transport["unacked_restore_throttle"] == 1
-    # survives kombu's teardown of a lost Redis connection (worker/consumer.py)
-    assert conf.worker_consumer == "worker.consumer:Consumer"
+    # survives kombu's teardown of a lost Redis connection (worker/farm/consumer.py)
+    assert conf.worker_consumer == "worker.farm.consumer:Consumer"
 
 
 def test_a_visibility_timeout_below_the_hard_limit_is_warned_about(
@@ -56,13 +56,13 @@ def test_a_visibility_timeout_below_the_hard_limit_is_warned_about(
     low = config.model_copy(
         update={"farm": config.farm.model_copy(update={"visibility_timeout_s": 10.0})}
     )
-    with caplog.at_level(logging.WARNING, logger="worker.celery_app"):
+    with caplog.at_level(logging.WARNING, logger="worker.farm.celery_app"):
         make_celery(low)
     assert "redelivered" in caplog.text
 
 
 def test_the_task_is_registered_thin_and_late_acknowledged() -> None:
-    from worker import tasks
+    from worker.farm import tasks
 
     task = tasks.app.tasks[SCORE_TASK]
     assert task.acks_late and task.reject_on_worker_lost
@@ -86,9 +86,9 @@ def _job(
 @pytest.mark.blender
 @pytest.mark.slow
 def test_task_body_equals_the_inline_backend(config: Config, worker_state: WorkerState) -> None:
-    from worker.backends import InlineBackend
-    from worker.executor import ExecutorPool
-    from worker.tasks import score_payload
+    from worker.execution.executor import ExecutorPool
+    from worker.farm.backends import InlineBackend
+    from worker.farm.tasks import score_payload
 
     ref = ReferencePayload(code=TABLE)
     jobs = [_job("exact", TABLE, ref, config), _job("perturbed", perturb(TABLE, 1.2), ref, config)]
@@ -109,7 +109,7 @@ def test_task_body_equals_the_inline_backend(config: Config, worker_state: Worke
 def test_mesh_references_are_read_from_redis(config: Config, worker_state: WorkerState) -> None:
     import redis
 
-    from worker.tasks import reference_redis_key, score_payload
+    from worker.farm.tasks import reference_redis_key, score_payload
 
     box = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0, 1.0])\nexport_scene()\n"
     ref = ReferencePayload(
@@ -131,7 +131,7 @@ def test_mesh_references_are_read_from_redis(config: Config, worker_state: Worke
 def test_soft_time_limit_gives_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from worker import tasks
+    from worker.farm import tasks
 
     def hang(*_: object) -> dict[str, object]:
         raise SoftTimeLimitExceeded()

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from llm3d.config import ExecutorConfig
-from worker.exec_protocol import (
+from llm3d.schemas import ExecStatus
+from worker.execution.outcome import classify_child
+from worker.execution.protocol import (
     FrameDecoder,
     ProtocolError,
     decode_arrays,
@@ -25,8 +27,6 @@ from worker.exec_protocol import (
     recv_frame,
     send_frame,
 )
-from worker.outcome import classify_child
-from worker.types import ExecStatus
 
 CONFIG = ExecutorConfig()
 CUBE_V = np.array(

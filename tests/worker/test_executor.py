@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llm3d.config import REPO_ROOT, ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.executor import Executor, ExecutorPool, face_normals
-from worker.types import ExecStatus
+from worker.execution.executor import Executor, ExecutorPool, face_normals
 
 pytestmark = pytest.mark.blender
 
@@ -308,7 +308,7 @@ def test_lost_server_gives_infra_error_then_restarts(executor_config: ExecutorCo
 def test_programs_queued_behind_slow_ones_do_not_trip_the_watchdog(
     executor_config: ExecutorConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import worker.executor as executor_module
+    import worker.execution.executor as executor_module
 
     monkeypatch.setattr(executor_module, "ANSWER_GRACE_S", 0.5)
     config = executor_config.model_copy(update={"children_per_server": 1})
@@ -322,7 +322,7 @@ def test_programs_queued_behind_slow_ones_do_not_trip_the_watchdog(
 def test_a_server_that_stops_answering_is_killed_and_replaced(
     executor_config: ExecutorConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import worker.executor as executor_module
+    import worker.execution.executor as executor_module
 
     monkeypatch.setattr(executor_module, "ANSWER_GRACE_S", 0.5)
     with Executor(executor_config) as ex:
@@ -369,7 +369,7 @@ def test_close_kills_running_children_and_the_server(executor_config: ExecutorCo
 
 
 def test_server_that_cannot_start_is_an_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.executor as executor_module
+    import worker.execution.executor as executor_module
 
     monkeypatch.setattr(executor_module, "SERVER_MODULE", "worker.no_such_module")
     ex = Executor(ExecutorConfig())

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 from llm3d.config import ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.executor import Executor
-from worker.samples import TIMEOUT
-from worker.types import ExecStatus
+from worker.demo_programs import TIMEOUT
+from worker.execution.executor import Executor
 
 pytestmark = pytest.mark.blender
 
@@ -77,7 +77,7 @@ def test_a_cancel_scope_tracks_programs_answered_before_it_sees_them() -> None:
     """A program refused at once (too large, empty) is answered before it is tracked."""
     from concurrent.futures import Future
 
-    from worker.backends import CancelScope
+    from worker.farm.backends import CancelScope
     from worker.types import ExecResult
 
     class Pool:

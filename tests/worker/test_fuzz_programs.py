@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm3d.config import ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.executor import Executor
-from worker.types import ExecStatus
+from worker.execution.executor import Executor
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 

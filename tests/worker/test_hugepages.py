@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from llm3d.config import ExecutorConfig
-from worker.executor import Executor
-from worker.hugepages import HUGE_PAGE, Recollapse, _candidate_ranges, collapse, thp_mode
-from worker.samples import OBJECTS
+from worker.demo_programs import OBJECTS
+from worker.execution.executor import Executor
+from worker.execution.hugepages import HUGE_PAGE, Recollapse, _candidate_ranges, collapse, thp_mode
 
 MAPS = """\
 55d0c0000000-55d0c0a00000 rw-p 00000000 00:00 0                          [heap]

@@ -13,7 +13,9 @@ from llm3d.config import MetricsConfig
 from llm3d.exceptions import MeshError
 from tests.helpers import meshes
 from tests.helpers.reference_metrics import reference_metrics
-from worker.meshio import load_mesh
+from worker.geometry.meshio import load_mesh
+from worker.geometry.nearest import NearestIndex
+from worker.geometry.sampling import SampleStream, box_normalisation, sample_surface, stream_seed
 from worker.metrics import (
     METRIC_NAMES,
     GroundTruthCache,
@@ -22,8 +24,6 @@ from worker.metrics import (
     prepare_ground_truth,
     wants_unit_chamfer,
 )
-from worker.nearest import NearestIndex
-from worker.sampling import SampleStream, box_normalisation, sample_surface, stream_seed
 
 N = 20_000  # enough points for the hand-computed values to hold within 2 %
 FIXTURES = Path(__file__).resolve().parents[1] / "datagen" / "fixtures"

@@ -1,20 +1,20 @@
-"""worker/modal_app.py against the real modal SDK, without a Modal account: the module
-imports, its functions are registered with the intended image, resources, timeouts and
-concurrency, and their plain-function bodies give the inline backend's results."""
+"""The Modal deployment (worker/farm/modal_app.py + api/modal_web.py) against the real modal SDK,
+without a Modal account: one app holds the four functions with the configured resources, and
+the plain-function bodies give the inline backend's results."""
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import pytest
 
 modal = pytest.importorskip("modal", reason="pip install 'llm3d[modal]'")
 
+from api import modal_web  # noqa: E402
 from llm3d.config import load_config  # noqa: E402
-from worker import modal_app  # noqa: E402
-from worker.celery_app import task_time_limits  # noqa: E402
-from worker.samples import HOSTILE, OBJECTS, perturb  # noqa: E402
+from worker.demo_programs import HOSTILE, OBJECTS, perturb  # noqa: E402
+from worker.farm import modal_app  # noqa: E402
+from worker.farm.celery_app import task_time_limits  # noqa: E402
 from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key  # noqa: E402
 
 
@@ -24,38 +24,20 @@ def registered() -> dict[str, object]:
         return dict(modal_app.app.registered_functions)
 
 
-def test_app_registers_the_four_functions_on_the_blender_image() -> None:
+def test_one_deploy_publishes_the_scoring_functions_and_the_api() -> None:
+    """``modal deploy -m api.modal_web`` deploys one app: the worker's three functions and the
+    API's ``web`` endpoint registered on it (the worker itself never imports the API)."""
     assert modal_app.app.name == modal_app.APP_NAME == "llm3d-reward"
-    functions = registered()
-    assert set(functions) == {"score", "execute", "render", "web"}
-    for name, function in functions.items():
-        spec = function._spec_  # type: ignore[attr-defined]
-        sources = spec.image._added_python_source_set
-        assert {"llm3d", "bpy_lib", "worker", "api"} <= set(sources), name
-        options = modal_app.FUNCTION_OPTIONS[name]
-        assert (spec.cpu, spec.memory) == (options["cpu"], options["memory"]), name
+    assert modal_web.app is modal_app.app
+    assert set(registered()) == {"score", "execute", "render", "web"}
+    assert set(modal_app.FUNCTION_OPTIONS) == set(registered())
 
 
-def test_image_is_debian_slim_python_311_with_bpy_and_its_libraries() -> None:
+def test_image_installs_bpy_and_the_libraries_it_loads() -> None:
     assert "bpy==4.2.0" in modal_app.PYTHON_PACKAGES
     assert {"libgl1", "libxkbcommon0", "libgomp1"} <= set(modal_app.BPY_APT_PACKAGES)
-    spec = registered()["score"]._spec_  # type: ignore[attr-defined]
-    layers: list[str] = []
-    image = spec.image
-    while True:
-        parents = [d for d in image._deps() if type(d).__name__ == "_Image"]
-        if not parents:
-            break
-        image = parents[0]
-        match = re.search(r"_Image\.(\w+)\.<locals>", repr(image))
-        layers.append(match.group(1) if match else repr(image))
-    assert layers == [
-        "Image(local files)",  # our packages and configs/, added last (no rebuild on edits)
-        "env",
-        "uv_pip_install",
-        "apt_install",
-        "debian_slim",
-    ]
+    for name, options in modal_app.FUNCTION_OPTIONS.items():
+        assert options["image"] is modal_app.image, name
 
 
 def test_timeouts_nest_above_the_executor_and_concurrency_is_bounded() -> None:
@@ -65,14 +47,13 @@ def test_timeouts_nest_above_the_executor_and_concurrency_is_bounded() -> None:
         assert modal_app.FUNCTION_OPTIONS[name]["timeout"] >= hard > config.executor.timeout_s
         assert modal_app.MAX_INPUTS[name] <= modal_app.FUNCTION_OPTIONS[name]["cpu"]
     assert modal_app.MAX_INPUTS["web"] > 1, "the web endpoint serves concurrent requests"
-    assert registered()["web"]._is_web_endpoint()  # type: ignore[attr-defined]
 
 
 @pytest.mark.blender
 @pytest.mark.slow
 def test_function_bodies_give_the_inline_results() -> None:
-    from worker.backends import InlineBackend
-    from worker.executor import ExecutorPool
+    from worker.execution.executor import ExecutorPool
+    from worker.farm.backends import InlineBackend
 
     config = load_config()
     table = OBJECTS["table"]
@@ -100,7 +81,7 @@ def test_function_bodies_give_the_inline_results() -> None:
 
 
 def test_modal_backend_is_chosen_by_config() -> None:
-    from worker.backends import ModalBackend, make_backend
+    from worker.farm.backends import ModalBackend, make_backend
 
     backend = make_backend(load_config(api__backend="modal"))
     assert isinstance(backend, ModalBackend) and backend.app_name == "llm3d-reward"

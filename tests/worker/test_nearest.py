@@ -1,7 +1,7 @@
 """The nearest-neighbour searches behind the metrics: exact, whatever path a query takes.
 
-``worker.nearest`` answers near points with a bounded k-d search and far ones with an
-unbounded pass or the direction tree (``worker.nearest_far``); every path must give the
+``worker.geometry.nearest`` answers near points with a bounded k-d search and far ones with an
+unbounded pass or the direction tree (``worker.geometry.nearest_far``); every path must give the
 brute-force answer, and the metrics must not depend on which one ran.
 """
 
@@ -12,9 +12,9 @@ import pytest
 
 from tests.helpers import meshes
 from tests.helpers.reference_metrics import reference_metrics
+from worker.geometry.nearest import NearestIndex
+from worker.geometry.sampling import sample_surface
 from worker.metrics import METRIC_NAMES, compute_metrics, prepare_ground_truth
-from worker.nearest import NearestIndex
-from worker.sampling import sample_surface
 
 # ----------------------------------------------------------- far predictions, index
 
@@ -55,7 +55,7 @@ def _brute_nearest(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
     "case", ["random", "inside_shell", "around_shell", "far_away", "duplicates", "at_centre"]
 )
 def test_direction_tree_is_exact(case: str) -> None:
-    from worker.nearest_far import far_nearest
+    from worker.geometry.nearest_far import far_nearest
 
     rng = np.random.default_rng(4)
     shell = sample_surface(*meshes.sphere(0.5, 3), 2000, seed=1).points
@@ -75,12 +75,14 @@ def test_direction_tree_is_exact(case: str) -> None:
 def test_metrics_through_the_direction_tree_match_the_plain_implementation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import worker.nearest
+    import worker.geometry.nearest
 
     # every group of far points goes to the direction tree, whatever the timings say
-    monkeypatch.setattr(worker.nearest, "SIZE_RATIO", 1e9)  # no geometric shortcut
-    monkeypatch.setattr(worker.nearest, "FAST_KD_PROBE_S", -1.0)
-    monkeypatch.setattr(worker.nearest, "_prefer_direction_tree", lambda kd, direction: True)
+    monkeypatch.setattr(worker.geometry.nearest, "SIZE_RATIO", 1e9)  # no geometric shortcut
+    monkeypatch.setattr(worker.geometry.nearest, "FAST_KD_PROBE_S", -1.0)
+    monkeypatch.setattr(
+        worker.geometry.nearest, "_prefer_direction_tree", lambda kd, direction: True
+    )
     sphere = meshes.sphere(0.5, 3)
     gt = prepare_ground_truth(*sphere, points=3000)
     for pred in ((sphere[0] * 0.01, sphere[1]), meshes.parts_object(seed=2)):
@@ -93,7 +95,7 @@ def test_metrics_through_the_direction_tree_match_the_plain_implementation(
 def test_direction_tree_is_safe_from_many_threads() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from worker.nearest_far import far_nearest
+    from worker.geometry.nearest_far import far_nearest
 
     shell = sample_surface(*meshes.sphere(0.5, 3), 3000, seed=1).points
     queries = shell[:500] * 0.01
@@ -104,7 +106,7 @@ def test_direction_tree_is_safe_from_many_threads() -> None:
 
 
 def test_direction_tree_returns_valid_indices_when_distances_overflow() -> None:
-    from worker.nearest_far import far_nearest
+    from worker.geometry.nearest_far import far_nearest
 
     points = np.array([[1e200, 0.0, 0.0], [-1e200, 0.0, 0.0], [0.0, 1e200, 0.0]])
     index = far_nearest(points, np.zeros((4, 3)))
@@ -118,9 +120,9 @@ def test_direction_tree_returns_valid_indices_when_distances_overflow() -> None:
 def test_one_pass_and_two_passes_give_the_same_exact_answers(
     share: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import worker.nearest
+    import worker.geometry.nearest
 
-    monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", share)  # 2.0: never one pass
+    monkeypatch.setattr(worker.geometry.nearest, "ONE_PASS_FAR_SHARE", share)  # 2.0: never one pass
     rng = np.random.default_rng(1)
     data = rng.normal(size=(3000, 3))
     near = data[rng.integers(0, 3000, 1500)] + rng.normal(scale=0.01, size=(1500, 3))
@@ -132,7 +134,7 @@ def test_one_pass_and_two_passes_give_the_same_exact_answers(
 
 
 def test_metrics_do_not_depend_on_the_one_pass_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.nearest
+    import worker.geometry.nearest
 
     sphere = meshes.sphere(0.5, 3)
     gt = prepare_ground_truth(*meshes.parts_object(seed=0), points=4000)
@@ -143,8 +145,8 @@ def test_metrics_do_not_depend_on_the_one_pass_choice(monkeypatch: pytest.Monkey
         (meshes.parts_object(seed=0), gt),  # a copy: nothing far
     ]
     for pred, truth in cases:
-        monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", 2.0)
+        monkeypatch.setattr(worker.geometry.nearest, "ONE_PASS_FAR_SHARE", 2.0)
         two = compute_metrics(*pred, truth)
-        monkeypatch.setattr(worker.nearest, "ONE_PASS_FAR_SHARE", 0.0)
+        monkeypatch.setattr(worker.geometry.nearest, "ONE_PASS_FAR_SHARE", 0.0)
         assert compute_metrics(*pred, truth) == two
         assert two == pytest.approx(reference_metrics(*pred, truth), rel=1e-9)

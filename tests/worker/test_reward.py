@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from llm3d.config import ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.helpers import meshes
 from worker.metrics import prepare_ground_truth
 from worker.reward import (
@@ -18,7 +19,7 @@ from worker.reward import (
     format_score,
     gated_reward,
 )
-from worker.types import ExecResult, ExecStatus
+from worker.types import ExecResult
 
 GOOD_CODE = """from bpy_lib import *
 

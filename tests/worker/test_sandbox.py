@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from llm3d.config import REPO_ROOT
-from worker.sandbox import (
+from worker.sandbox.policy import (
     FORBIDDEN_NAMES,
     SAFE_BUILTIN_NAMES,
     check_policy,
     imports_bpy_lib,
     restricted_builtins,
 )
-from worker.verb_guard import guard_verb, is_plain
+from worker.sandbox.verb_guard import guard_verb, is_plain
 
 BPY_LIB_NAMES = ["box", "cylinder", "sphere", "move", "export_scene", "union"]
 

@@ -1,6 +1,6 @@
 """The seccomp filter's syscall table against libseccomp, and its jumps (no Blender).
 
-The filter is classic BPF built from a table of syscall numbers (worker/seccomp.py). A wrong
+The filter is classic BPF built from a table of syscall numbers (worker/sandbox/seccomp.py). A wrong
 number would silently leave a call open, so every number is checked against libseccomp's own
 table (``seccomp_syscall_resolve_name_arch``, the library behind Debian's python3-seccomp and
 pyseccomp), for both architectures, and a filter is installed in a throw-away process to see
@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from worker.seccomp import (
+from worker.sandbox.seccomp import (
     DENIED,
     SELF_ONLY,
     SELF_OR_ZERO,
@@ -65,7 +65,7 @@ def test_the_kernel_refuses_each_class_after_the_filter() -> None:
     script = textwrap.dedent(
         """
         import ctypes, os, signal, socket
-        from worker.seccomp import forbid_new_processes
+        from worker.sandbox.seccomp import forbid_new_processes
         libc = ctypes.CDLL(None, use_errno=True)
         assert forbid_new_processes(libc) is None
         def check(name, call):

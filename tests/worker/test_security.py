@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from llm3d.config import ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.executor import Executor
-from worker.types import ExecStatus
+from worker.execution.executor import Executor
 
 pytestmark = pytest.mark.blender
 

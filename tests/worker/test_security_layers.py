@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 
 from llm3d.config import REPO_ROOT, ExecutorConfig
+from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.executor import Executor
-from worker.types import ExecResult, ExecStatus
+from worker.execution.executor import Executor
+from worker.types import ExecResult
 
 pytestmark = pytest.mark.blender
 
@@ -291,7 +292,7 @@ def test_a_forged_result_frame_costs_only_its_own_result(layer: Executor, name: 
     result = run(
         layer,
         "import numpy as np\n"
-        "from worker.exec_protocol import encode_arrays, encode_frame\n"
+        "from worker.execution.protocol import encode_arrays, encode_frame\n"
         "def link(fd):\n"
         "    try:\n"
         "        return os.readlink(f'/proc/self/fd/{fd}')\n"

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from llm3d.config import ExecutorConfig
-from worker.exec_protocol import FrameDecoder, ProtocolError, decode_arrays
-from worker.types import ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.execution.protocol import FrameDecoder, ProtocolError, decode_arrays
 
 __all__ = ["classify_child", "describe_wait_status"]
 

@@ -1,14 +1,16 @@
-"""The reward farm on Modal: ``modal deploy worker/modal_app.py``.
+"""The reward farm's Modal functions; deploy them with the API: ``modal deploy -m api.modal_web``.
 
 Defines the Blender 4.2 image (Debian slim, Python 3.11, the system libraries and the
-``bpy`` wheel, our packages) and four functions on it:
+``bpy`` wheel, our packages), the app and three functions on it:
 
 - ``score(payload)``: one :class:`~worker.scoring.ScoreJob` → its result (what the ``modal``
   backend maps over a batch);
 - ``execute(code, timeout_s)``: one program through the sandbox → its execution result;
-- ``render(vertices, faces)``: the multi-view PNGs of a mesh;
-- ``web``: the same FastAPI app as ``llm3d serve``, on the ``modal`` backend
-  (``modal.asgi_app``).
+- ``render(vertices, faces)``: the multi-view PNGs of a mesh.
+
+The fourth, ``web`` (the reward API itself), lives next to the API it serves, in
+:mod:`api.modal_web`, which registers it on this same :data:`app`: the worker never imports
+the API.
 
 Their bodies are the plain functions :func:`score_body`, :func:`execute_body` and
 :func:`render_body`, which the tests call directly (no Modal account is needed for that).
@@ -171,13 +173,3 @@ def execute(code: str, timeout_s: float | None = None) -> dict[str, Any]:
 def render(vertices: list[list[float]], faces: list[list[int]]) -> dict[str, bytes]:
     """Modal function: :func:`render_body`."""
     return render_body(vertices, faces)
-
-
-@app.function(**FUNCTION_OPTIONS["web"])
-@modal.concurrent(max_inputs=MAX_INPUTS["web"])
-@modal.asgi_app(label="llm3d-reward")
-def web() -> Any:
-    """The reward API on the ``modal`` backend (the same app as ``llm3d serve``)."""
-    from api.app import create_app
-
-    return create_app(load_config(api__backend="modal"))

@@ -38,7 +38,7 @@ The rules, each with the ``rule`` string a refusal carries:
 
 The executor also runs the program with :data:`SAFE_BUILTIN_NAMES` only (plus an
 ``__import__`` that hands out nothing but the allowed modules), so a name that slips through
-here still finds nothing to call; the OS layers behind it are in :mod:`worker.blender_child`.
+here still finds nothing to call; the OS layers behind it are in :mod:`worker.execution.blender_child`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.sandbox_names import (
+from worker.sandbox.names import (
     FORBIDDEN_ATTRIBUTE_PREFIXES,
     FORBIDDEN_ATTRIBUTES,
     FORBIDDEN_NAMES,

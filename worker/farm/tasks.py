@@ -1,6 +1,6 @@
 """Thin Celery tasks: deserialize, call the pure :func:`worker.scoring.score_job`, return JSON.
 
-Each worker process owns one warm :class:`worker.executor.Executor` (a Blender fork server)
+Each worker process owns one warm :class:`worker.execution.executor.Executor` (a Blender fork server)
 and one ground-truth cache, created on its first task and closed when the process exits.
 The task is idempotent (its result depends only on its arguments), which is what makes
 ``acks_late`` and redelivery after a lost worker safe.
@@ -17,7 +17,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from llm3d.config import Config
 from llm3d.exceptions import InfraError
-from worker.celery_app import SCORE_TASK, app
+from worker.farm.celery_app import SCORE_TASK, app
 from worker.scoring import LocalScorer, ReferencePayload, infra_result
 
 __all__ = [

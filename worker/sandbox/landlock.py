@@ -5,7 +5,7 @@ code that got past the policy (or a memory-corruption bug in an extension) finds
 in its way, whether or not the fork server is jailed:
 
 * **reads** only beneath the paths it is given (the Python installation, the virtual
-  environment, the packages the server imports, system libraries: :mod:`worker.jail`'s
+  environment, the packages the server imports, system libraries: :mod:`worker.sandbox.jail`'s
   ``readable_paths``), its own ``/proc/<pid>``, a few ``/dev`` and ``/proc`` files, and its
   working directory. A dataset, a ground truth, ``/etc/shadow`` or another process's
   ``/proc`` entries cannot be opened;

@@ -1,6 +1,6 @@
 """The fork server's loop: one thread, one ``selectors`` loop (plain Python, no ``bpy``).
 
-:class:`ForkServer` serves the executor's frames on a socket for :mod:`worker.blender_server`,
+:class:`ForkServer` serves the executor's frames on a socket for :mod:`worker.execution.blender_server`,
 which imports Blender, builds the children's runtime and then hands over to it. It never
 runs untrusted code:
 
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm3d.config import ExecutorConfig
-from worker.blender_child import ChildJob, ChildRuntime, run_child
-from worker.exec_protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
-from worker.hugepages import Recollapse
-from worker.outcome import classify_child
-from worker.sandbox import check_policy
+from worker.execution.blender_child import ChildJob, ChildRuntime, run_child
+from worker.execution.hugepages import Recollapse
+from worker.execution.outcome import classify_child
+from worker.execution.protocol import FrameDecoder, ProtocolError, encode_frame, frame_complete
+from worker.sandbox.policy import check_policy
 
 logger = logging.getLogger("llm3d.blender_server")
 
@@ -156,7 +156,7 @@ class ForkServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _maybe_recollapse(self) -> None:
-        """Rebuild the huge pages forks have split, between programs (worker/hugepages.py)."""
+        """Rebuild the huge pages forks have split, between programs (worker/execution/hugepages.py)."""
         report = self.recollapse.maybe(idle=not self.running and not self.queue)
         if report is not None:
             logger.debug("huge pages: %s", report.describe())

@@ -9,7 +9,7 @@ scan of all points (a tiny prediction at the centre of a spherical ground truth 
 1. a **bounded** pass, ``distance_upper_bound`` = the largest F-score threshold, which
    resolves every query with a neighbour that close (the F-score-relevant ones) cheaply;
 2. an **exact far pass** for the rest (see :func:`_far_nearest`): the k-d tree again, or a
-   tree over directions seen from the queries (:mod:`worker.nearest_far`), whichever
+   tree over directions seen from the queries (:mod:`worker.geometry.nearest_far`), whichever
    answers a sample of them faster; the direction tree stays fast where boxes cannot
    prune (a tiny prediction inside a sphere: 100 000 points in ~0.4 s instead of ~60 s).
 
@@ -218,7 +218,7 @@ def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntAr
     A k-d tree prunes badly for queries near a centre of curvature of the data (a tiny
     prediction inside a spherical ground truth: ~60 s at 100 000 points; the ground truth
     inside a huge sphere) and for a group of queries far from the data. The direction
-    tree of :mod:`worker.nearest_far` is fast there, but slower than the k-d tree for far
+    tree of :mod:`worker.geometry.nearest_far` is fast there, but slower than the k-d tree for far
     queries spread among the data (a wrong object). So groups of those shapes go to the
     direction tree; for the others a sample is timed with the k-d tree, and only when it
     is slow is the direction tree built, timed on the same sample and used if clearly
@@ -229,7 +229,7 @@ def _far_nearest(tree: KDTree, points: FloatArray, queries: FloatArray) -> IntAr
     if m < MIN_FAR_FOR_CHOICE:
         _, found = tree.query(queries, k=1)
         return np.asarray(found, dtype=np.int64)
-    from worker.nearest_far import DirectionTree  # numba: loaded on first need
+    from worker.geometry.nearest_far import DirectionTree  # numba: loaded on first need
 
     centre = (queries.min(axis=0) + queries.max(axis=0)) / 2.0
     if _direction_tree_geometry(points, queries):

@@ -4,8 +4,8 @@ The child is the only process that runs untrusted code. In order it: leaves the 
 process group for its own (so a timeout kills everything it started), dies with the server,
 closes every descriptor of the server, points fd 1/2 at the server's capture pipes, moves
 into its empty temporary directory, lowers its rlimits, forbids itself writes outside that
-directory and reads outside what it needs (:mod:`worker.landlock`), and new processes,
-signals to others and the kernel's wider surfaces (:mod:`worker.seccomp`), runs the
+directory and reads outside what it needs (:mod:`worker.sandbox.landlock`), and new processes,
+signals to others and the kernel's wider surfaces (:mod:`worker.sandbox.seccomp`), runs the
 program with the safe builtins table and the guarded bpy_lib facade, reads the mesh with
 ``bpy_lib.export.scene_arrays`` and writes one result frame (JSON header + raw array bytes)
 to its result pipe, then ``os._exit``\\ s without running Blender's exit handlers.
@@ -30,11 +30,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from worker.exec_protocol import encode_arrays, encode_frame
-from worker.landlock import restrict_filesystem
-from worker.privileges import drop_capabilities
-from worker.sandbox import restricted_builtins
-from worker.seccomp import PreparedFilter, forbid_new_processes
+from worker.execution.protocol import encode_arrays, encode_frame
+from worker.sandbox.landlock import restrict_filesystem
+from worker.sandbox.policy import restricted_builtins
+from worker.sandbox.privileges import drop_capabilities
+from worker.sandbox.seccomp import PreparedFilter, forbid_new_processes
 
 __all__ = ["ChildJob", "ChildRuntime", "describe_exception", "name_process", "run_child"]
 
@@ -58,7 +58,7 @@ class ChildRuntime:
     max_open_files: int
     max_file_mb: int
     max_vertices: int
-    readable: tuple[str, ...] = ()  # paths a child may read (worker.landlock)
+    readable: tuple[str, ...] = ()  # paths a child may read (worker.sandbox.landlock)
     libc: ctypes.CDLL | None = None
     seccomp: PreparedFilter | None = None  # built once, installed by each child
     holds_capabilities: bool = True  # False once the server is known to hold none

@@ -1,6 +1,6 @@
 """The Celery application of the reward farm: Redis broker and result backend, ``blender`` queue.
 
-Start a worker with ``llm3d worker`` (or ``celery -A worker.celery_app worker -Q blender``).
+Start a worker with ``llm3d worker`` (or ``celery -A worker.farm.celery_app worker -Q blender``).
 The settings follow Celery's guidance for long, idempotent, CPU-bound tasks:
 
 - ``acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it
@@ -13,7 +13,7 @@ The settings follow Celery's guidance for long, idempotent, CPU-bound tasks:
   slow program first (status ``timeout``); the soft limit only fires when the executor itself
   hangs (result ``infra_error``), the hard limit when even that does not return;
 - ``worker_consumer``: Celery's consumer with a safe teardown of a lost Redis connection
-  (:mod:`worker.consumer`): without it a Redis restart could shut the worker down for good
+  (:mod:`worker.farm.consumer`): without it a Redis restart could shut the worker down for good
   ("Unrecoverable error") instead of letting it reconnect.
 
 The module-level :data:`app` is built from the configuration of the environment
@@ -93,7 +93,7 @@ def configure(celery: Celery, config: Config) -> Celery:
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # reconnects after a Redis restart instead of dying on kombu's teardown (see there)
-        worker_consumer="worker.consumer:Consumer",
+        worker_consumer="worker.farm.consumer:Consumer",
         worker_hijack_root_logger=False,
         task_send_sent_event=False,
         worker_send_task_events=False,
@@ -104,7 +104,7 @@ def configure(celery: Celery, config: Config) -> Celery:
 def make_celery(config: Config | None = None) -> Celery:
     """A Celery app configured from ``config`` (default: :func:`llm3d.config.load_config`)."""
     config = config or load_config()
-    return configure(Celery("llm3d", include=["worker.tasks"]), config)
+    return configure(Celery("llm3d", include=["worker.farm.tasks"]), config)
 
 
 app = make_celery()

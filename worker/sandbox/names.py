@@ -1,8 +1,8 @@
-"""The name tables of the sandbox policy (:mod:`worker.sandbox`), plain data.
+"""The name tables of the sandbox policy (:mod:`worker.sandbox.policy`), plain data.
 
 What a program may not name, which attributes it may not use on any object, and the
 builtins it runs with. Kept apart from the checker so that each list reads whole; every
-rule that applies them lives in :mod:`worker.sandbox`.
+rule that applies them lives in :mod:`worker.sandbox.policy`.
 """
 
 from __future__ import annotations

@@ -31,10 +31,9 @@ from celery import group
 from llm3d.config import Config
 from llm3d.exceptions import BackendUnavailableError
 from llm3d.schemas import RewardResult
-from worker.backends import redis_unavailable
-from worker.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.farm.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.farm.tasks import reference_redis_key
 from worker.scoring import ScoreJob, infra_result
-from worker.tasks import reference_redis_key
 
 __all__ = ["CeleryBackend"]
 
@@ -125,7 +124,7 @@ class CeleryBackend:
             sent = await self._store_references(jobs)
             ids = await asyncio.to_thread(self._send, sent)
         except Exception as exc:  # redis-py or kombu (OperationalError): cannot enqueue
-            raise redis_unavailable(self.redis_url, exc) from exc
+            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
         # Each item may get several task ids (re-driven after an outage); its first
         # ready result wins, the others are dropped: exactly one result per item.
         keys: list[list[bytes]] = [[self.app.backend.get_key_for_task(t)] for t in ids]
@@ -166,7 +165,7 @@ class CeleryBackend:
                 redrive, last_progress = True, time.monotonic()
             if time.monotonic() > deadline:
                 if outage is not None:
-                    raise redis_unavailable(self.redis_url, outage)
+                    raise BackendUnavailableError.redis(self.redis_url, outage)
                 raise BackendUnavailableError(
                     f"{len(pending)} of {len(jobs)} items got no result within "
                     f"farm.result_timeout_s={self.config.farm.result_timeout_s}s: are Celery "
@@ -260,7 +259,7 @@ class CeleryBackend:
         try:
             return int(await self.redis.llen(self.config.farm.queue))
         except (redis.RedisError, OSError) as exc:
-            raise redis_unavailable(self.redis_url, exc) from exc
+            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
 
     def _ping_workers(self) -> list[str]:
         replies = self.app.control.ping(timeout=1.0) or []
@@ -270,11 +269,11 @@ class CeleryBackend:
         try:
             await self.redis.ping()
         except (redis.RedisError, OSError) as exc:
-            raise redis_unavailable(self.redis_url, exc) from exc
+            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
         try:
             workers = await asyncio.to_thread(self._ping_workers)
         except Exception as exc:
-            raise redis_unavailable(self.redis_url, exc) from exc
+            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
         if not workers:
             raise BackendUnavailableError(
                 f"no Celery worker answers on {self.redis_url.split('@')[-1]}: start one with "

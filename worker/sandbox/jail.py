@@ -3,8 +3,8 @@
 The fork server is started *inside* the jail once, so every child it forks inherits it, and
 nothing that knows a ground truth or a secret (metrics, reward, API, Celery) is ever inside.
 This module decides how the server is launched; the server and each child then add their
-own layers (an unprivileged uid, seccomp, Landlock, rlimits: :mod:`worker.blender_server`,
-:mod:`worker.blender_child`).
+own layers (an unprivileged uid, seccomp, Landlock, rlimits: :mod:`worker.execution.blender_server`,
+:mod:`worker.execution.blender_child`).
 
 The jail is bubblewrap (Debian ``bubblewrap``), chosen by ``executor.jail``:
 
@@ -27,7 +27,7 @@ capabilities to change its uid, and the server drops to ``executor.sandbox_uid``
 imports Blender. The environment is an allow-list (:func:`server_environment`): no token,
 key or password ever reaches it.
 
-:func:`plan_launch` gathers all of it for an :class:`~worker.executor.Executor` (jail,
+:func:`plan_launch` gathers all of it for an :class:`~worker.execution.executor.Executor` (jail,
 interpreter, environment, readable paths), and :data:`SPAWNER` starts the servers from one
 long-lived thread (see :class:`Spawner` for why).
 """
@@ -106,7 +106,7 @@ _SYSTEM_PATHS: tuple[str, ...] = (
     "/etc/alternatives",
     "/etc/fonts",
     "/etc/localtime",
-    # read by the huge-page set-up (worker/hugepages.py) and for the CPU count
+    # read by the huge-page set-up (worker/execution/hugepages.py) and for the CPU count
     "/sys/kernel/mm/transparent_hugepage",
     "/sys/devices/system/cpu",
 )
@@ -324,7 +324,7 @@ def plan_jail(mode: str, readable: Sequence[str], *, tmp_mb: int = 1024) -> Jail
 
 # -- launching ---------------------------------------------------------------------------
 
-#: What the fork server calls itself in /proc/<pid>/comm (worker.blender_server.SERVER_NAME).
+#: What the fork server calls itself in /proc/<pid>/comm (worker.execution.blender_server.SERVER_NAME).
 SERVER_PROCESS_NAME = b"llm3d-forksrv"
 
 

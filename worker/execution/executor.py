@@ -1,7 +1,7 @@
 """Run untrusted programs in warm Blender: the client side (plain Python, no ``bpy``).
 
-:class:`Executor` owns one fork server (``python -m worker.blender_server``, see that module)
-and talks to it over a socketpair with length-prefixed frames (:mod:`worker.exec_protocol`).
+:class:`Executor` owns one fork server (``python -m worker.execution.blender_server``, see that module)
+and talks to it over a socketpair with length-prefixed frames (:mod:`worker.execution.protocol`).
 :meth:`Executor.run` is thread-safe; many programs may be in flight at once (the server runs
 ``executor.children_per_server`` of them in parallel and queues the rest; callers block once
 ``executor.queue_size`` are waiting). :class:`ExecutorPool` spreads programs over several
@@ -48,9 +48,10 @@ import numpy as np
 import numpy.typing as npt
 
 from llm3d.config import REPO_ROOT, ExecutorConfig, load_config
-from worker.exec_protocol import ProtocolError, decode_arrays, recv_frame, send_frame
-from worker.jail import SPAWNER, Launch, jailed_server_pid, plan_launch
-from worker.types import ExecResult, ExecStatus
+from llm3d.schemas import ExecStatus
+from worker.execution.protocol import ProtocolError, decode_arrays, recv_frame, send_frame
+from worker.sandbox.jail import SPAWNER, Launch, jailed_server_pid, plan_launch
+from worker.types import ExecResult
 
 __all__ = ["Executor", "ExecutorPool", "face_normals"]
 
@@ -63,7 +64,7 @@ ANSWER_GRACE_S = 30.0
 _MAX_ANSWER_BYTES = 300 << 20
 _FRAME_READ_TIMEOUT_S = 60.0
 #: The module run as the fork server (``python -m``).
-SERVER_MODULE = "worker.blender_server"
+SERVER_MODULE = "worker.execution.blender_server"
 
 
 def face_normals(
@@ -452,7 +453,7 @@ class Executor:
 
     @property
     def jail(self) -> str:
-        """``bwrap`` or ``none``: how the server is jailed (see :mod:`worker.jail`)."""
+        """``bwrap`` or ``none``: how the server is jailed (see :mod:`worker.sandbox.jail`)."""
         return self._server.jail.mode if self._server is not None else "none"
 
     def host_path(self, path: str) -> Path:

@@ -31,7 +31,7 @@ Nothing changes for the messages: closing tries to put the unacknowledged ones b
 queue; if Redis is down it cannot, and they stay in Redis's ``unacked`` set, from where the
 visibility timeout restores them (the tasks are idempotent, ``acks_late`` is kept).
 
-:func:`worker.celery_app.configure` installs it with the ``worker_consumer`` setting.
+:func:`worker.farm.celery_app.configure` installs it with the ``worker_consumer`` setting.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""The warm fork server: ``python -m worker.blender_server --fd N`` (runs inside Blender).
+"""The warm fork server: ``python -m worker.execution.blender_server --fd N`` (runs inside Blender).
 
-Started by :class:`worker.executor.Executor`, never by hand. It imports ``bpy`` and ``bpy_lib``
+Started by :class:`worker.execution.executor.Executor`, never by hand. It imports ``bpy`` and ``bpy_lib``
 once, empties the scene, drops its network namespace, and then serves frames on the
 socket ``--fd``: for each ``run`` request it checks the sandbox policy, forks one child
-(:mod:`worker.blender_child`) that runs the program, and answers with one result frame.
+(:mod:`worker.execution.blender_child`) that runs the program, and answers with one result frame.
 
-The server itself never runs untrusted code; its loop is :class:`worker.fork_server.ForkServer`.
-Started as root it first gives up root (:mod:`worker.privileges`). When the socket closes (the
+The server itself never runs untrusted code; its loop is :class:`worker.execution.fork_server.ForkServer`.
+Started as root it first gives up root (:mod:`worker.sandbox.privileges`). When the socket closes (the
 executor went away) or on SIGTERM, every child is killed and the server exits.
 """
 
@@ -27,12 +27,12 @@ import sys
 import types
 
 from llm3d.config import ExecutorConfig
-from worker.blender_child import ChildRuntime, name_process
-from worker.exec_protocol import encode_frame
-from worker.fork_server import ForkServer
-from worker.privileges import capabilities, drop_privileges, others_can_read
-from worker.seccomp import prepare_filter
-from worker.verb_guard import guarded_facade
+from worker.execution.blender_child import ChildRuntime, name_process
+from worker.execution.fork_server import ForkServer
+from worker.execution.protocol import encode_frame
+from worker.sandbox.privileges import capabilities, drop_privileges, others_can_read
+from worker.sandbox.seccomp import prepare_filter
+from worker.sandbox.verb_guard import guarded_facade
 
 logger = logging.getLogger("llm3d.blender_server")
 
@@ -103,7 +103,7 @@ def build_runtime(
     else:
         info["network"] = "not isolated (executor.isolate_network is false)"
     # RLIMIT_NPROC is not used: root ignores it, and for other users Blender's worker threads
-    # count against it. Each child installs worker.seccomp's filter instead.
+    # count against it. Each child installs worker.sandbox.seccomp's filter instead.
     info["processes"] = "children may not fork or exec (seccomp filter)"
     return runtime, names, info
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="connected socket to serve")
     parser.add_argument("--config-json", required=True, help="ExecutorConfig as JSON")
     parser.add_argument("--readable-json", default="[]", help="paths children may read")
-    parser.add_argument("--jailed", action="store_true", help="started inside worker.jail")
+    parser.add_argument("--jailed", action="store_true", help="started inside worker.sandbox.jail")
     parser.add_argument("--allow-unsafe", action="store_true", help="tests only: policy off")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ForkServer(
         sock, config, runtime, names, allow_unsafe=args.allow_unsafe, diagnostics=shortfalls
     )
-    # cheaper forks: one page-table entry per 2 MiB of the warm heap (worker/hugepages.py)
+    # cheaper forks: one page-table entry per 2 MiB of the warm heap (worker/execution/hugepages.py)
     diagnostics["huge_pages"] = server.recollapse.start().describe()
     hello = {
         "op": "hello",

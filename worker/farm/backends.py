@@ -1,11 +1,11 @@
 """Execution backends of the reward service: one :class:`Backend` protocol, three implementations.
 
 - ``inline`` (:class:`InlineBackend`): a pool of warm Blender fork servers owned by the API
-  process (:class:`worker.executor.ExecutorPool`). The embedded default: no Redis, no Docker.
-- ``celery`` (:class:`worker.celery_backend.CeleryBackend`): a group of thin Celery tasks on
+  process (:class:`worker.execution.executor.ExecutorPool`). The embedded default: no Redis, no Docker.
+- ``celery`` (:class:`worker.farm.celery_backend.CeleryBackend`): a group of thin Celery tasks on
   the ``blender`` queue, gathered without blocking the event loop.
-- ``modal`` (:class:`ModalBackend`): the functions of :mod:`worker.modal_app`, deployed with
-  ``modal deploy``.
+- ``modal`` (:class:`ModalBackend`): the functions of :mod:`worker.farm.modal_app`, deployed with
+  ``modal deploy -m api.modal_web``.
 
 All three run :func:`worker.scoring.score_job`, so they give the same result for the same job.
 """
@@ -22,13 +22,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llm3d.config import Config
-from llm3d.exceptions import BackendUnavailableError, ConfigError, InfraError
-from llm3d.schemas import RewardResult
+from llm3d.exceptions import ConfigError, InfraError
+from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob, build_ground_truth, gt_cache_key, infra_result, score_job
-from worker.types import ExecResult, ExecStatus
+from worker.types import ExecResult
 
 if TYPE_CHECKING:
-    from worker.executor import ExecutorPool
+    from worker.execution.executor import ExecutorPool
 
 __all__ = [
     "HEALTH_PROGRAM",
@@ -37,7 +37,6 @@ __all__ = [
     "InlineBackend",
     "ModalBackend",
     "make_backend",
-    "redis_unavailable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,15 +72,6 @@ class Backend(Protocol):
         ...
 
 
-def redis_unavailable(url: str, exc: BaseException) -> BackendUnavailableError:
-    """The 503 error of a Redis outage, naming the server and what to do."""
-    safe = url.split("@")[-1]
-    return BackendUnavailableError(
-        f"Redis at {safe} is unreachable ({type(exc).__name__}: {exc}); the celery backend "
-        "cannot queue or collect work until it is back. Retry later."
-    )
-
-
 def sandbox_layers(server_info: dict[str, Any]) -> dict[str, str]:
     """What a fork server's hello says of its isolation layers, for ``/healthz``."""
     notes = server_info.get("diagnostics") or {}
@@ -89,7 +79,7 @@ def sandbox_layers(server_info: dict[str, Any]) -> dict[str, str]:
 
 
 class CancelScope:
-    """The programs of one batch on an :class:`~worker.executor.ExecutorPool`, to stop them
+    """The programs of one batch on an :class:`~worker.execution.executor.ExecutorPool`, to stop them
     all at once when the batch is abandoned (its HTTP client went away)."""
 
     def __init__(self) -> None:
@@ -143,7 +133,7 @@ class InlineBackend:
     name = "inline"
 
     def __init__(self, config: Config, *, pool: ExecutorPool | None = None) -> None:
-        from worker.executor import ExecutorPool
+        from worker.execution.executor import ExecutorPool
         from worker.metrics import GroundTruthCache
 
         self.config = config
@@ -288,10 +278,10 @@ class InlineBackend:
 
 
 class ModalBackend:
-    """Scores on Modal: calls the ``score`` function of the deployed :mod:`worker.modal_app`.
+    """Scores on Modal: calls the ``score`` function of the deployed :mod:`worker.farm.modal_app`.
 
-    Needs ``pip install 'llm3d[modal]'``, Modal credentials, and ``modal deploy
-    worker/modal_app.py`` done once.
+    Needs ``pip install 'llm3d[modal]'``, Modal credentials, and ``modal deploy -m
+    api.modal_web`` done once.
     """
 
     name = "modal"
@@ -303,7 +293,7 @@ class ModalBackend:
             raise ConfigError(
                 "api.backend=modal needs the modal SDK: pip install 'llm3d[modal]'"
             ) from exc
-        from worker.modal_app import APP_NAME
+        from worker.farm.modal_app import APP_NAME
 
         self.config = config
         self.app_name = app_name or APP_NAME
@@ -325,7 +315,7 @@ class ModalBackend:
         except Exception as exc:
             raise InfraError(
                 f"Modal app {self.app_name!r} is not reachable ({exc}); "
-                "deploy it with `modal deploy worker/modal_app.py`"
+                "deploy it with `modal deploy -m api.modal_web`"
             ) from exc
         return {"backend": self.name, "app": self.app_name}
 
@@ -339,7 +329,7 @@ def make_backend(config: Config) -> Backend:
     if kind == "inline":
         return InlineBackend(config)
     if kind == "celery":
-        from worker.celery_backend import CeleryBackend
+        from worker.farm.celery_backend import CeleryBackend
 
         return CeleryBackend(config)
     if kind == "modal":
