@@ -25,8 +25,6 @@ from typing import Any
 
 __all__ = ["main"]
 
-PROGRAM_FILENAME = "<program>"  # worker.execution.blender_child's: its error lines find the program
-
 
 def _run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     import bpy
@@ -67,13 +65,13 @@ def _execute(
 ) -> dict[str, Any]:
     import numpy as np
 
+    from llm3d.program import PROGRAM_FILENAME, describe_error
+
     start = time.perf_counter()
     try:
         exec(compile(code, PROGRAM_FILENAME, "exec", dont_inherit=True), namespace)
     except BaseException as exc:  # the program's failure, whatever it is, is its result
-        from worker.execution.blender_child import describe_exception
-
-        return {"status": "exec_failed", "error": describe_exception(exc)}
+        return {"status": "exec_failed", "error": describe_error(exc)}
     program_s = time.perf_counter() - start
     vertices, faces = scene_arrays()
     np.save(run_dir / "vertices.npy", np.asarray(vertices, dtype=np.float32).reshape(-1, 3))

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llm3d.program import extract_code as _extract
 
 __all__ = [
     "IMAGE_TYPES",
@@ -54,9 +55,6 @@ REPAIR = (
     "Running that program failed:\n{error}\n"
     "Fix it and answer with the whole corrected program only, in one ```python block."
 )
-
-_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 class EndpointError(RuntimeError):
@@ -118,15 +116,15 @@ def repair_messages(
 
 
 def extract_code(answer: str) -> str:
-    """The program in a model's answer: the first fenced block, else the whole text.
+    """The program in a model's answer, by the project's one rule
+    (:func:`llm3d.program.extract_code`: the last fenced Python block that imports
+    ``bpy_lib``, else the last Python block, else bare code that imports it); ``""`` when the
+    answer holds no program, which the sandbox reports as ``empty``.
 
-    Reasoning models' ``<think>...</think>`` sections are dropped first. The result ends
-    with one newline.
+    The environment and the evaluation runner use the same rule, so the add-on builds what a
+    model trained through them means as its program.
     """
-    text = _THINK.sub("", answer)
-    blocks = [b for b in _FENCE.findall(text) if b.strip()]
-    code = blocks[0] if blocks else text
-    return code.strip("\n") + "\n"
+    return _extract(answer).code
 
 
 @dataclass(frozen=True)

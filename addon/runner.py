@@ -33,6 +33,7 @@ import numpy as np
 import bpy_lib
 from bpy_lib import _mesh
 from bpy_lib.export import mesh_from_arrays
+from llm3d.program import PROGRAM_FILENAME, describe_error
 from llm3d.schemas import ExecStatus
 from worker.types import ExecResult
 
@@ -48,7 +49,6 @@ __all__ = [
     "run_program",
 ]
 
-PROGRAM_FILENAME = "<llm3d program>"
 _STASH = "\x7fllm3d stash {}"
 _FRESH = "\x7fllm3d new {}"
 
@@ -112,24 +112,6 @@ class RunOutcome:
     sandbox_failed: bool = False
     objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type: message (line N)`` with N the deepest line of the program in the traceback."""
-    line: int | None = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == PROGRAM_FILENAME:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if isinstance(exc, SyntaxError):
-        line, message = exc.lineno, exc.msg
-    else:
-        message = " ".join(str(exc).split())
-    if len(message) > 300:
-        message = message[:297] + "..."
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return f"{text} (line {line})" if line is not None else text
 
 
 def _facade(scene: bpy.types.Scene) -> types.ModuleType:

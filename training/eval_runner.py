@@ -7,7 +7,7 @@ Every number this project claims comes from here (``llm3d eval``, ``scripts/run_
 
 Steps: read the split (:mod:`environments.blender_3d.dataset`); register its ground truths
 with the reward service (``POST /tasks``, skipped for tasks it knows); ask the policy for
-``k`` completions a task; extract the programs (:mod:`environments.blender_3d.codeblocks`);
+``k`` completions a task; extract the programs (:mod:`llm3d.program`);
 score them in batches over HTTP at ``points`` surface samples (100 000 by default: the
 evaluation setting of DESIGN §3); aggregate (:mod:`training.eval_report`).
 
@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from environments.blender_3d.codeblocks import extract_code
 from environments.blender_3d.dataset import Sample, read_split
 from environments.blender_3d.harness import Blender3DHarness
 from llm3d.client import RewardClient
+from llm3d.program import extract_code
 from training.eval_report import aggregate, markdown_report, plot_reports, select_cases
 from training.policies import Policy
 

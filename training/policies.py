@@ -1,7 +1,7 @@
 """The policies the evaluation runner can evaluate: two baselines and three model sources.
 
 Every policy answers ``generate(sample, k) -> k completions`` (raw assistant text; the
-program is extracted by :func:`environments.blender_3d.codeblocks.extract_code`) and has a
+program is extracted by :func:`llm3d.program.extract_code`) and has a
 ``fingerprint`` naming what produced them, which keys the runner's completions cache.
 
 - ``oracle``: the dataset's own program. The ceiling the reward allows.

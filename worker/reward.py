@@ -32,6 +32,7 @@ import numpy as np
 
 from llm3d.config import ExecutorConfig, MetricsConfig
 from llm3d.exceptions import MeshError
+from llm3d.program import imports_bpy_lib
 from llm3d.schemas import ExecStatus
 from worker.geometry.sampling import is_finite_mesh
 from worker.metrics import GroundTruth, compute_metrics, wants_unit_chamfer
@@ -70,7 +71,6 @@ _GATE_OF_STATUS: dict[ExecStatus, tuple[int, float]] = {
     ExecStatus.DEGENERATE: (3, 0.15),
 }
 
-_IMPORT_RE = re.compile(r"^\s*(from\s+bpy_lib(\.\w+)*\s+import\b|import\s+bpy_lib\b)", re.M)
 _PART_COMMENT_RE = re.compile(r"#\s*part[\s_-]*\d+\s*:\s*\S", re.I)
 _EXPORT_RE = re.compile(r"\bexport_scene\s*\(")
 
@@ -118,18 +118,14 @@ def format_checks(code: str) -> FormatChecks:
     except (SyntaxError, ValueError):
         bare = _strip_comments(code)
         return FormatChecks(
-            imports_bpy_lib=bool(_IMPORT_RE.search(bare)),
+            imports_bpy_lib=imports_bpy_lib(code),
             part_comment=part_comment,
             calls_export_scene=bool(_EXPORT_RE.search(bare)),
         )
-    imports = False
+    imports = imports_bpy_lib(code, tree)
     exports = False
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            imports |= node.module.split(".")[0] == "bpy_lib"
-        elif isinstance(node, ast.Import):
-            imports |= any(alias.name.split(".")[0] == "bpy_lib" for alias in node.names)
-        elif isinstance(node, ast.Call):
+        if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
             exports |= name == "export_scene"

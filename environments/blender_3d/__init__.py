@@ -1,7 +1,7 @@
 """llm3d's verifiers environment ``blender-3d`` (installable on its own: ``pip install -e .``).
 
-``load_environment`` is imported lazily: the pure parts (:mod:`.codeblocks`,
-:mod:`.dataset`, :mod:`.harness`) are used by the evaluation runner without verifiers.
+``load_environment`` is imported lazily: the pure parts (:mod:`.dataset`,
+:mod:`.harness`) are used by the evaluation runner without verifiers.
 """
 
 from __future__ import annotations

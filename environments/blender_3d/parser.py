@@ -1,4 +1,4 @@
-"""The verifiers parser: the program in a completion (rules in :mod:`.codeblocks`)."""
+"""The verifiers parser: the program in a completion (the rule in :mod:`llm3d.program`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import verifiers as vf
 
-from .codeblocks import extract_code
+from llm3d.program import extract_code
 
 __all__ = ["Blender3DParser"]
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from llm3d.config import REPO_ROOT
+from llm3d.program import imports_bpy_lib
 from worker.sandbox.policy import (
     FORBIDDEN_NAMES,
     SAFE_BUILTIN_NAMES,
     check_policy,
-    imports_bpy_lib,
     restricted_builtins,
 )
 from worker.sandbox.verb_guard import guard_verb, is_plain

@@ -30,15 +30,15 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from llm3d.program import PROGRAM_FILENAME, describe_error
 from worker.execution.protocol import encode_arrays, encode_frame
 from worker.sandbox.landlock import restrict_filesystem
 from worker.sandbox.policy import restricted_builtins
 from worker.sandbox.privileges import drop_capabilities
 from worker.sandbox.seccomp import PreparedFilter, forbid_new_processes
 
-__all__ = ["ChildJob", "ChildRuntime", "describe_exception", "name_process", "run_child"]
+__all__ = ["ChildJob", "ChildRuntime", "name_process", "run_child"]
 
-PROGRAM_FILENAME = "<program>"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 #: What ``ps``/``top`` show for a child running a program (the server is ``llm3d-forksrv``).
@@ -76,32 +76,6 @@ class ChildJob:
     server_fds: Sequence[int] = field(default_factory=list)
     policy: bool = True
     server_pid: int = 0
-
-
-def describe_exception(exc: BaseException, *, memory_mb: int | None = None) -> str:
-    """One line: ``Type: message (line N)`` with N the deepest line of the user's program."""
-    line: int | None = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == PROGRAM_FILENAME:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if isinstance(exc, SyntaxError) and exc.filename == PROGRAM_FILENAME:
-        line = exc.lineno
-        message = exc.msg
-    elif isinstance(exc, MemoryError):
-        limit = f" (each program may use {memory_mb} MiB)" if memory_mb else ""
-        message = f"the program ran out of memory{limit}"
-    else:
-        try:
-            message = str(exc)
-        except Exception:  # a hostile __str__ cannot hide the failure
-            message = "<unprintable message>"
-    message = " ".join(message.split())
-    if len(message) > 400:
-        message = message[:397] + "..."
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return f"{text} (line {line})" if line is not None else text
 
 
 def name_process(libc: ctypes.CDLL | None, name: bytes) -> None:
@@ -178,7 +152,7 @@ def _run_program(job: ChildJob, runtime: ChildRuntime) -> tuple[dict[str, Any], 
         exec(compiled, namespace)
     except BaseException as exc:  # the program's failure, whatever it is, is its result
         header["outcome"] = "exception"
-        header["error"] = describe_exception(exc, memory_mb=runtime.memory_mb)
+        header["error"] = describe_error(exc, memory_mb=runtime.memory_mb)
         header["program_s"] = time.perf_counter() - start
         return header, []
     header["program_s"] = time.perf_counter() - start
@@ -188,7 +162,7 @@ def _run_program(job: ChildJob, runtime: ChildRuntime) -> tuple[dict[str, Any], 
         faces = np.asarray(faces, dtype=np.int32).reshape(-1, 3)
     except BaseException as exc:
         header["outcome"] = "exception"
-        header["error"] = "the scene could not be read: " + describe_exception(exc)
+        header["error"] = "the scene could not be read: " + describe_error(exc)
         return header, []
     header["extract_s"] = time.perf_counter() - start - header["program_s"]
     header["n_vertices"], header["n_faces"] = len(vertices), len(faces)

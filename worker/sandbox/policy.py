@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import ast
 import builtins
-import re
 import string
 import types
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llm3d.program import imports_bpy_lib
 from worker.sandbox.names import (
     FORBIDDEN_ATTRIBUTE_PREFIXES,
     FORBIDDEN_ATTRIBUTES,
@@ -66,7 +66,6 @@ __all__ = [
     "SAFE_BUILTIN_NAMES",
     "PolicyVerdict",
     "check_policy",
-    "imports_bpy_lib",
     "restricted_builtins",
 ]
 
@@ -75,8 +74,6 @@ _READABLE_PRIVATE_NAMES = frozenset({"__name__"})
 
 #: Modules a program may only take names from (their module object exposes internals).
 _FROM_IMPORT_ONLY = frozenset({"bpy_lib"})
-
-_BPY_LIB_IMPORT = re.compile(r"^\s*(from\s+bpy_lib[\s.]|import\s+bpy_lib\b)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -120,11 +117,6 @@ class _RefusalError(Exception):
         self.rule = rule
         self.line: int | None = getattr(node, "lineno", None) if node is not None else None
         self.message = message
-
-
-def imports_bpy_lib(code: str) -> bool:
-    """True when ``code`` imports ``bpy_lib`` (textually; used when it does not parse)."""
-    return bool(_BPY_LIB_IMPORT.search(code))
 
 
 def check_policy(
@@ -171,10 +163,7 @@ def check_policy(
     names.setdefault("math", _public_math_names())
     checker = _Checker(frozenset(allowed_imports), names)
     try:
-        found = any(
-            isinstance(node, ast.ImportFrom) and node.module == "bpy_lib" and not node.level
-            for node in ast.walk(tree)
-        )
+        found = imports_bpy_lib(code, tree)
         checker.visit(tree)
     except _RefusalError as refusal:
         return PolicyVerdict(False, refusal.rule, refusal.line, refusal.message, found)
