@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm3d.exceptions import ConfigError, LLM3DError, UnknownTaskError
-from llm3d.schemas import TaskPublic
-from worker.scoring import ReferencePayload, reference_key
+from llm3d.schemas import ReferencePayload, TaskPublic, reference_key
 
 __all__ = ["RegisteredTask", "TaskConflictError", "TaskRegistry", "read_dataset"]
 

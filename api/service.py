@@ -28,16 +28,15 @@ from api.registry import TaskRegistry
 from api.telemetry import Telemetry
 from llm3d.config import Config
 from llm3d.exceptions import LLM3DError, UnknownTaskError
-from llm3d.schemas import RewardRequest, RewardResponse, RewardResult
-from worker.farm.backends import Backend
-from worker.scoring import (
+from llm3d.schemas import (
     ReferencePayload,
-    ScoreJob,
-    ScoreSettings,
-    cache_key,
+    RewardRequest,
+    RewardResponse,
+    RewardResult,
     reference_key,
-    reference_payload,
 )
+from worker.farm.backends import Backend
+from worker.scoring import ScoreJob, ScoreSettings, cache_key, reference_payload
 
 __all__ = ["RequestConflictError", "RewardService"]
 

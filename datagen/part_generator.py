@@ -42,6 +42,7 @@ from datagen.progress import progress_bar
 from llm3d.config import DataConfig, ExecutorConfig
 from llm3d.exceptions import MeshError
 from llm3d.schemas import ExecStatus
+from worker.geometry.sampling import face_areas_normals
 from worker.types import ExecResult
 
 __all__ = ["PartRunSummary", "check_geometry", "generate_parts", "iter_parts", "read_state"]
@@ -118,9 +119,8 @@ def check_geometry(result: ExecResult, max_faces: int) -> str | None:
         return "flat"
     if float(np.abs(result.vertices).max()) > FRAME_LIMIT:
         return "out_of_frame"
-    tri = result.vertices[result.faces].astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    if float(area.sum()) < 1e-4:
+    areas, _ = face_areas_normals(result.vertices.astype(np.float64), result.faces.astype(np.int64))
+    if float(areas.sum()) < 1e-4:
         return "no_area"
     return None
 

@@ -17,11 +17,15 @@ A request::
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,6 +38,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "GATE_ORDER",
     "REQUEST_ID_PATTERN",
     "ErrorDetail",
     "ErrorResponse",
@@ -42,6 +47,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Reference",
+    "ReferencePayload",
     "RewardItem",
     "RewardRequest",
     "RewardResponse",
@@ -49,6 +55,7 @@ __all__ = [
     "TaskCreate",
     "TaskList",
     "TaskPublic",
+    "reference_key",
     "safe_json",
     "safe_text",
 ]
@@ -323,3 +330,39 @@ class ErrorResponse(_Wire):
     errors: list[ErrorDetail] | None = Field(
         None, description="the individual problems (validation errors only)"
     )
+
+
+@dataclass(frozen=True)
+class ReferencePayload:
+    """A ground truth's source: a ``bpy_lib`` program, or a triangle mesh (JSON lists)."""
+
+    code: str | None = None
+    vertices: list[list[float]] | None = None
+    faces: list[list[int]] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "code" if self.code is not None else "mesh"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReferencePayload:
+        return cls(code=data.get("code"), vertices=data.get("vertices"), faces=data.get("faces"))
+
+
+def reference_key(payload: ReferencePayload) -> str:
+    """The content hash of a ground truth: equal programs / equal meshes give equal keys.
+
+    The one definition: the service's task registry, its result cache, the Celery workers'
+    reference store and the environment's registration (which skips tasks the service already
+    holds with this key) all compare these keys."""
+    digest = hashlib.sha256()
+    if payload.code is not None:
+        digest.update(b"code\0" + payload.code.encode("utf-8", "surrogatepass"))
+    else:
+        vertices = np.asarray(payload.vertices, dtype=np.float32).reshape(-1, 3)
+        faces = np.asarray(payload.faces, dtype=np.int32).reshape(-1, 3)
+        digest.update(b"mesh\0" + vertices.tobytes() + b"\0" + faces.tobytes())
+    return digest.hexdigest()[:32]

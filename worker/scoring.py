@@ -34,19 +34,17 @@ import numpy.typing as npt
 
 from llm3d.config import Config, ExecutorConfig, MetricsConfig
 from llm3d.exceptions import InfraError
-from llm3d.schemas import ExecStatus, Reference, RewardResult
+from llm3d.schemas import ExecStatus, Reference, ReferencePayload, RewardResult
 from worker.types import ExecResult
 
 __all__ = [
     "LocalScorer",
-    "ReferencePayload",
     "Runner",
     "ScoreJob",
     "ScoreSettings",
     "build_ground_truth",
     "cache_key",
     "infra_result",
-    "reference_key",
     "reference_payload",
     "score_job",
 ]
@@ -108,26 +106,6 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
-class ReferencePayload:
-    """A ground truth's source: a ``bpy_lib`` program, or a triangle mesh (JSON lists)."""
-
-    code: str | None = None
-    vertices: list[list[float]] | None = None
-    faces: list[list[int]] | None = None
-
-    @property
-    def kind(self) -> str:
-        return "code" if self.code is not None else "mesh"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReferencePayload:
-        return cls(code=data.get("code"), vertices=data.get("vertices"), faces=data.get("faces"))
-
-
-@dataclass(frozen=True)
 class ScoreJob:
     """One unit of work for a backend: score ``code`` against the reference ``gt_key``.
 
@@ -167,18 +145,6 @@ def reference_payload(reference: Reference) -> ReferencePayload:
     if reference.code is not None:
         return ReferencePayload(code=reference.code)
     return ReferencePayload(vertices=reference.vertices, faces=reference.faces)
-
-
-def reference_key(payload: ReferencePayload) -> str:
-    """A content hash of a reference: equal programs / equal meshes give equal keys."""
-    digest = hashlib.sha256()
-    if payload.code is not None:
-        digest.update(b"code\0" + payload.code.encode("utf-8", "surrogatepass"))
-    else:
-        vertices = np.asarray(payload.vertices, dtype=np.float32).reshape(-1, 3)
-        faces = np.asarray(payload.faces, dtype=np.int32).reshape(-1, 3)
-        digest.update(b"mesh\0" + vertices.tobytes() + b"\0" + faces.tobytes())
-    return digest.hexdigest()[:32]
 
 
 def cache_key(code: str, gt_key: str, settings: ScoreSettings, reward_version: str) -> str:

@@ -141,7 +141,7 @@ class Blender3DHarness:
 
         A sample's ground truth is its ``mesh`` file when it has one, else its reference
         ``code``. A task the service already knows with the same content (its content hash,
-        :func:`worker.scoring.reference_key`) is skipped; one it knows with other content
+        :func:`llm3d.schemas.reference_key`) is skipped; one it knows with other content
         (a stale registration under the same id) is replaced, with a warning.
 
         Args:
@@ -154,7 +154,7 @@ class Blender3DHarness:
             RewardServiceError: when the service is unreachable or refuses a task.
             ValueError: for a sample with neither a mesh nor a reference program.
         """
-        from worker.scoring import ReferencePayload, reference_key
+        from llm3d.schemas import ReferencePayload, reference_key
 
         with RewardClient(self.base_url, **self._kwargs()) as client:
             known = {} if replace else {t.task_id: t.key for t in client.tasks().tasks}

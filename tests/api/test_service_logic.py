@@ -15,8 +15,8 @@ from api.service import RequestConflictError, RewardService
 from api.telemetry import Telemetry
 from llm3d.config import load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
-from llm3d.schemas import ExecStatus, RewardRequest, RewardResult
-from worker.scoring import ReferencePayload, ScoreJob, infra_result
+from llm3d.schemas import ExecStatus, ReferencePayload, RewardRequest, RewardResult
+from worker.scoring import ScoreJob, infra_result
 
 
 class FakeBackend:

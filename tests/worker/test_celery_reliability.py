@@ -24,12 +24,13 @@ import httpx
 import pytest
 
 from llm3d.config import load_config
+from llm3d.schemas import ReferencePayload, reference_key
 from tests.api.farm import Farm, needs_redis, private_redis, redis_available, start_farm
 from worker.demo_programs import HOSTILE, OBJECTS, TIMEOUT, perturb
 from worker.execution.executor import Executor
 from worker.farm.consumer import close_lost_channels
 from worker.metrics import GroundTruthCache
-from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key, score_job
+from worker.scoring import ScoreJob, ScoreSettings, score_job
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 

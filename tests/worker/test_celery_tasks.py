@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from llm3d.config import Config, load_config
+from llm3d.schemas import ReferencePayload, reference_key
 from tests.api.farm import TEST_REDIS_URL, needs_redis
 from worker.demo_programs import OBJECTS, perturb
 from worker.farm.celery_app import SCORE_TASK, make_celery, task_time_limits
 from worker.farm.tasks import WorkerState
-from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key
+from worker.scoring import ScoreJob, ScoreSettings
 
 TABLE = OBJECTS["table"]
 

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from llm3d.config import REPO_ROOT, ExecutorConfig
 from llm3d.schemas import ExecStatus
 from tests.worker.conftest import CUBE
-from worker.execution.executor import Executor, ExecutorPool, face_normals
+from worker.execution.executor import Executor, ExecutorPool
+from worker.geometry.sampling import face_areas_normals
 
 pytestmark = pytest.mark.blender
 
@@ -72,7 +73,7 @@ def test_ok_cube_has_the_cube_mesh(executor: Executor) -> None:
     assert result.faces.dtype == np.int32 and result.faces.shape == (12, 3)
     np.testing.assert_allclose(np.abs(result.vertices), 0.5, atol=1e-6)
     assert result.error is None and result.seconds > 0
-    normals = face_normals(result.vertices, result.faces)
+    normals = face_areas_normals(result.vertices, result.faces)[1]
     np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
     centres = result.vertices[result.faces].mean(axis=1)
     assert (np.einsum("ij,ij->i", normals, centres) > 0).all()  # outward: a closed cube
@@ -384,7 +385,7 @@ def test_server_that_cannot_start_is_an_infra_error(monkeypatch: pytest.MonkeyPa
 def test_face_normals_of_a_flat_triangle() -> None:
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float32)
     faces = np.array([[0, 1, 2], [0, 1, 3]], dtype=np.int32)  # the second is degenerate
-    np.testing.assert_allclose(face_normals(vertices, faces), [[0, 0, 1], [0, 0, 0]])
+    np.testing.assert_allclose(face_areas_normals(vertices, faces)[1], [[0, 0, 1], [0, 0, 0]])
 
 
 # -- CLI -------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ modal = pytest.importorskip("modal", reason="pip install 'llm3d[modal]'")
 
 from api import modal_web  # noqa: E402
 from llm3d.config import load_config  # noqa: E402
+from llm3d.schemas import ReferencePayload, reference_key  # noqa: E402
 from worker.demo_programs import HOSTILE, OBJECTS, perturb  # noqa: E402
 from worker.farm import modal_app  # noqa: E402
 from worker.farm.celery_app import task_time_limits  # noqa: E402
-from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key  # noqa: E402
+from worker.scoring import ScoreJob, ScoreSettings  # noqa: E402
 
 
 def registered() -> dict[str, object]:

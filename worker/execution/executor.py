@@ -45,7 +45,6 @@ from types import TracebackType
 from typing import IO, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from llm3d.config import REPO_ROOT, ExecutorConfig, load_config
 from llm3d.schemas import ExecStatus
@@ -53,7 +52,7 @@ from worker.execution.protocol import ProtocolError, decode_arrays, recv_frame, 
 from worker.sandbox.jail import SPAWNER, Launch, jailed_server_pid, plan_launch
 from worker.types import ExecResult
 
-__all__ = ["Executor", "ExecutorPool", "face_normals"]
+__all__ = ["Executor", "ExecutorPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +64,6 @@ _MAX_ANSWER_BYTES = 300 << 20
 _FRAME_READ_TIMEOUT_S = 60.0
 #: The module run as the fork server (``python -m``).
 SERVER_MODULE = "worker.execution.blender_server"
-
-
-def face_normals(
-    vertices: npt.NDArray[np.float32], faces: npt.NDArray[np.int32]
-) -> npt.NDArray[np.float32]:
-    """Unit normals of the triangles (zero for degenerate ones), ``(m, 3) float32``."""
-    if len(faces) == 0:
-        return np.zeros((0, 3), dtype=np.float32)
-    tri = vertices[faces].astype(np.float64)
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(length > 0, normals / np.where(length > 0, length, 1.0), 0.0)
-    return unit.astype(np.float32)
 
 
 def _infra(error: str, seconds: float = 0.0, **diagnostics: str) -> ExecResult:
@@ -351,7 +336,7 @@ def _decode_result(header: dict[str, Any], payload: bytearray) -> ExecResult:
         vertices=vertices.astype(np.float32, copy=False),
         faces=faces.astype(np.int32, copy=False),
         # left None: nobody needs them on every result, and the caller's CPU is the farm's
-        # bottleneck; face_normals(vertices, faces) computes them on demand
+        # bottleneck; worker.geometry.sampling.face_areas_normals computes them on demand
         face_normals=None,
         stdout=str(header.get("stdout") or ""),
         stderr=str(header.get("stderr") or ""),

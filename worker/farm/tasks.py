@@ -17,8 +17,9 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from llm3d.config import Config
 from llm3d.exceptions import InfraError
+from llm3d.schemas import ReferencePayload
 from worker.farm.celery_app import SCORE_TASK, app
-from worker.scoring import LocalScorer, ReferencePayload, infra_result
+from worker.scoring import LocalScorer, infra_result
 
 __all__ = [
     "WorkerState",
