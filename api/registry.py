@@ -15,13 +15,13 @@ earlier one.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from llm3d.chat import read_rows
 from llm3d.exceptions import ConfigError, LLM3DError, UnknownTaskError
 from llm3d.schemas import ReferencePayload, TaskPublic, reference_key
 
@@ -46,47 +46,28 @@ class RegisteredTask:
         self.payload = payload
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-        if not isinstance(data, list):
-            raise ConfigError(f"{path}: a JSON dataset must be a list of rows")
-        yield from data
-        return
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON: {exc}") from exc
-
-
 def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, Any]]]:
-    """``(task_id, payload, meta)`` of every row of a dataset file."""
+    """``(task_id, payload, meta)`` of every row of a dataset file (read by
+    :func:`llm3d.chat.read_rows`, the one reader of dataset rows)."""
     if not path.is_file():
         raise ConfigError(f"api.datasets: {path} does not exist (a JSONL file of tasks)")
-    for row in _rows(path):
-        task_id = row.get("task_id") or row.get("id")
-        if not task_id:
-            raise ConfigError(f"{path}: every row needs an 'id' (got keys {sorted(row)})")
+    for record in read_rows(path):
+        task_id = record.key
+        row = record.fields
         meta = {k: row[k] for k in META_KEYS if k in row}
-        if row.get("mesh"):
+        if record.mesh is not None:
             from worker.metrics import load_mesh
 
-            mesh_path = Path(row["mesh"])
-            if not mesh_path.is_absolute():
-                mesh_path = path.parent / mesh_path
-            vertices, faces = load_mesh(mesh_path)
+            vertices, faces = load_mesh(record.mesh)
             payload = ReferencePayload(vertices=vertices.tolist(), faces=faces.tolist())
             meta["mesh"] = str(row["mesh"])
-        elif row.get("code"):
-            payload = ReferencePayload(code=str(row["code"]))
+        elif record.code is not None:
+            payload = ReferencePayload(code=record.code)
         elif row.get("vertices") and row.get("faces"):
             payload = ReferencePayload(vertices=row["vertices"], faces=row["faces"])
         else:
-            raise ConfigError(f"{path}: task {task_id!r} has neither mesh, code nor vertices+faces")
-        yield str(task_id), payload, meta
+            raise record.error(f"task {task_id!r} has neither mesh, code nor vertices+faces")
+        yield task_id, payload, meta
 
 
 class TaskRegistry:

@@ -10,7 +10,7 @@ to ``meshes/<id>.ply`` and rendered (``render`` section: views, resolution, engi
 :mod:`datagen.render_stage` into ``images/<id>/``; ``objects/<id>.json`` is written last,
 so a stopped build resumes where it stopped.
 
-Then ``sft.jsonl``, ``rl.jsonl`` and ``eval.jsonl`` (rows of :mod:`datagen.chat`, in
+Then ``sft.jsonl``, ``rl.jsonl`` and ``eval.jsonl`` (rows of :mod:`llm3d.chat`, in
 curriculum order: easy → medium → hard, then by complexity), ``README.md`` (the dataset
 card) and ``contact_sheet.png``. Rendering imports Blender in this process.
 """
@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from datagen.chat import instruction, make_messages
 from datagen.families import sample_rng
 from datagen.object_assembler import (
     DIFFICULTIES,
@@ -39,6 +38,7 @@ from datagen.object_assembler import (
     make_object,
 )
 from datagen.progress import progress_bar
+from llm3d.chat import instruction, make_messages
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig
 from llm3d.schemas import ExecStatus
 from worker.types import ExecResult

@@ -16,6 +16,10 @@ class ConfigError(LLM3DError, ValueError):
     """The configuration is invalid: an unknown key, a wrong type or a missing file."""
 
 
+class DatasetError(ConfigError):
+    """A dataset file or one of its rows is unusable (the message names the file and row)."""
+
+
 class SandboxRefusedError(LLM3DError, ValueError):
     """The sandbox policy rejected a program before it ran."""
 

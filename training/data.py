@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm3d.chat import content_text, is_image_part, read_rows
 from llm3d.exceptions import ConfigError
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "Example",
     "batches",
     "curriculum_order",
-    "is_image_part",
     "load_examples",
     "write_example_dataset",
 ]
@@ -79,10 +79,7 @@ class Example:
         """The assistant's program (SFT target); raises ConfigError if the row has none."""
         for m in self.messages:
             if m["role"] == "assistant":
-                content = m["content"]
-                if isinstance(content, str):
-                    return content
-                return "".join(c.get("text", "") for c in content)
+                return content_text(m["content"])
         raise ConfigError(f"row {self.id!r} has no assistant message: it cannot be an SFT row")
 
     @property
@@ -113,73 +110,29 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     return [] if isinstance(content, str) else list(content)
 
 
-def is_image_part(part: dict[str, Any]) -> bool:
-    """An image item: ``{"type": "image", "image": path}`` (or an untyped ``{"image": path}``)."""
-    kind = part.get("type")
-    return kind == "image" or (kind is None and part.get("image") is not None)
-
-
-def _row_to_example(row: dict[str, Any], base: Path, where: str) -> Example:
-    if not isinstance(row, dict) or "messages" not in row:
-        raise ConfigError(f"{where}: a row needs a 'messages' list (DESIGN §6)")
-    messages: list[Message] = []
-    for message in row["messages"]:
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise ConfigError(f"{where}: every message needs 'role' and 'content'")
-        content = message["content"]
-        if not isinstance(content, str):
-            parts = []
-            for part in content:
-                if is_image_part(part):
-                    path = Path(str(part["image"]))
-                    path = path if path.is_absolute() else base / path
-                    if not path.is_file():
-                        raise ConfigError(f"{where}: image not found: {path}")
-                    part = {"type": "image", "image": str(path)}
-                else:
-                    part = {k: v for k, v in part.items() if v is not None}
-                parts.append(part)
-            content = parts
-        messages.append({"role": message["role"], "content": content})
-    known = {"id", "messages", "difficulty", "n_parts", "task_id", "code"}
-    return Example(
-        id=str(row.get("id", where)),
-        messages=tuple(messages),
-        difficulty=str(row.get("difficulty", "medium")),
-        n_parts=int(row.get("n_parts", 0) or 0),
-        task_id=row.get("task_id"),
-        reference_code=row.get("code"),
-        meta={k: v for k, v in row.items() if k not in known},
-    )
-
-
 def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example]:
-    """Read a chat-format JSONL file (DESIGN §6) into :class:`Example` rows, in file order.
+    """Read a chat-format JSONL file (DESIGN §6) into :class:`Example` rows, in file order
+    (through :func:`llm3d.chat.read_rows`, the one reader of dataset rows).
 
     Raises:
-        ConfigError: the file is missing, a line is not JSON, or a row is malformed; the
-            message names the file and line.
+        ConfigError: the file is missing, a line is not JSON, or a row is malformed (a
+            :class:`~llm3d.exceptions.DatasetError`); the message names the file and line.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(
-            f"dataset not found: {file} (build it with `llm3d data build`, or pass --data)"
+    known = {"id", "messages", "difficulty", "n_parts", "task_id", "code"}
+    examples = [
+        Example(
+            id=record.id or record.where,
+            messages=tuple(record.messages(check_images=True)),
+            difficulty=str(record.fields.get("difficulty", "medium")),
+            n_parts=int(record.fields.get("n_parts", 0) or 0),
+            task_id=record.task_id,
+            reference_code=record.code,
+            meta={k: v for k, v in record.fields.items() if k not in known},
         )
-    examples: list[Example] = []
-    with open(file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{file}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{where}: not JSON: {exc}") from exc
-            examples.append(_row_to_example(row, file.parent, where))
-            if limit is not None and len(examples) >= limit:
-                break
+        for record in read_rows(path, limit=limit)
+    ]
     if not examples:
-        raise ConfigError(f"dataset {file} has no rows")
+        raise ConfigError(f"dataset {path} has no rows")
     return examples
 
 

@@ -2,7 +2,7 @@
 
 ``python -m training.eval_examples OUT`` writes ``OUT/eval.jsonl`` (10 objects) and
 ``OUT/sft.jsonl`` (the other 22: what the retrieval baseline retrieves from), each row in
-the format of DESIGN §6 (:mod:`datagen.chat`'s keys): ``id``/``task_id``, ``category``,
+the format of DESIGN §6 (:mod:`llm3d.chat`'s keys): ``id``/``task_id``, ``category``,
 ``difficulty``, ``n_parts``, ``code``, ``images``, ``mesh`` and the Qwen2.5-VL
 ``messages`` (system reference, user images + instruction; the assistant's program in
 ``sft`` rows). Each program is run in this process, its mesh written as the ground truth

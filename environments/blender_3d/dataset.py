@@ -23,10 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llm3d.chat import RowRecord, content_text, read_rows
+from llm3d.exceptions import DatasetError
 
 __all__ = [
     "DEFAULT_SYSTEM_PREFIX",
@@ -48,10 +51,6 @@ DEFAULT_SYSTEM_PREFIX = (
     "You are a 3D modeling assistant. You write Blender Python against bpy_lib, "
     "a small modeling library. Its reference:\n\n"
 )
-
-
-class DatasetError(ValueError):
-    """A split file or one of its rows is unusable (the message names the file and row)."""
 
 
 @dataclass(frozen=True)
@@ -85,54 +84,27 @@ def _system_text() -> str:
     return DEFAULT_SYSTEM_PREFIX + reference()
 
 
-def _resolve(base: Path, value: str | Path) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else (base / path)
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
-def _parse_row(row: dict[str, Any], base: Path, where: str) -> Sample:
-    # the reward service's id of the ground truth (api.registry reads rows the same way)
-    sample_id = row.get("task_id") or row.get("id")
-    if not sample_id:
-        raise DatasetError(f"{where}: a row needs an 'id' (got keys {sorted(row)})")
-    code = row.get("code")
+def _sample(record: RowRecord) -> Sample:
+    sample_id = record.key  # the reward service's id of the ground truth (task_id, else id)
+    code = record.code
     images: list[Path] = []
     messages: list[dict[str, Any]] = []
-    if "messages" in row:
-        for message in row["messages"]:
-            role = message.get("role")
-            content = message.get("content")
-            if role == "assistant":
-                code = code or _text_of(content)
+    if record.has_messages:
+        for message in record.messages():
+            if message["role"] == "assistant":
+                code = code or content_text(message["content"])
                 continue
-            if isinstance(content, list):
-                parts = []
-                for part in content:
-                    if part.get("type") == "image":
-                        path = _resolve(base, part["image"])
-                        images.append(path)
-                        parts.append({"type": "image", "image": str(path)})
-                    else:
-                        parts.append(part)
-                messages.append({"role": role, "content": parts})
-            else:
-                messages.append({"role": role, "content": content})
+            if isinstance(message["content"], list):
+                images.extend(
+                    Path(p["image"]) for p in message["content"] if p.get("type") == "image"
+                )
+            messages.append(message)
         if not images:
-            raise DatasetError(f"{where}: task {sample_id!r} has no image in its messages")
+            raise record.error(f"task {sample_id!r} has no image in its messages")
     else:
-        images = [_resolve(base, p) for p in row.get("images") or []]
+        images = [record.path(p) for p in record.fields.get("images") or []]
         if not images:
-            raise DatasetError(
-                f"{where}: task {sample_id!r} needs 'messages' (a chat row) or 'images'"
-            )
+            raise record.error(f"task {sample_id!r} needs 'messages' (a chat row) or 'images'")
         messages = [
             {"role": "system", "content": _system_text()},
             {
@@ -141,32 +113,19 @@ def _parse_row(row: dict[str, Any], base: Path, where: str) -> Sample:
                 + [{"type": "text", "text": INSTRUCTION}],
             },
         ]
+    fields = record.fields
     known = {"id", "task_id", "category", "difficulty", "n_parts", "code", "images", "mesh"}
     return Sample(
-        id=str(sample_id),
-        category=str(row.get("category") or "unknown"),
-        difficulty=str(row.get("difficulty") or "unknown"),
-        n_parts=int(row.get("n_parts") or 0),
+        id=sample_id,
+        category=str(fields.get("category") or "unknown"),
+        difficulty=str(fields.get("difficulty") or "unknown"),
+        n_parts=int(fields.get("n_parts") or 0),
         images=tuple(images),
         messages=tuple(messages),
-        code=str(code) if code else None,
-        mesh=_resolve(base, row["mesh"]) if row.get("mesh") else None,
-        meta={k: v for k, v in row.items() if k not in known and k != "messages"},
+        code=code or None,
+        mesh=record.mesh,
+        meta={k: v for k, v in fields.items() if k not in known and k != "messages"},
     )
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: not valid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: a row must be a JSON object")
-            yield number, row
 
 
 def read_split(path: str | Path, *, limit: int | None = None) -> list[Sample]:
@@ -179,22 +138,14 @@ def read_split(path: str | Path, *, limit: int | None = None) -> list[Sample]:
     Raises:
         DatasetError: when the file is missing, a row is not JSON, or lacks an id or images.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(
-            f"{path}: no such split file (build one with `llm3d data build`, or pass the "
-            "path of a JSONL file of tasks)"
-        )
     samples: list[Sample] = []
     seen: set[str] = set()
-    for number, row in _rows(path):
-        sample = _parse_row(row, path.parent, f"{path}:{number}")
+    for record in read_rows(path, limit=limit):
+        sample = _sample(record)
         if sample.id in seen:
-            raise DatasetError(f"{path}:{number}: task id {sample.id!r} appears twice")
+            raise record.error(f"task id {sample.id!r} appears twice")
         seen.add(sample.id)
         samples.append(sample)
-        if limit is not None and len(samples) >= limit:
-            break
     return samples
 
 

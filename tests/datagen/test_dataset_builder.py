@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen.chat import ChatRow
 from datagen.object_assembler import DIFFICULTIES
+from llm3d.chat import ChatRow
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig, ViewConfig
 
 pytestmark = pytest.mark.blender

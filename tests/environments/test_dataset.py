@@ -129,7 +129,7 @@ def test_bad_rows_name_the_file_and_line(tmp_path: Path, line: str, message: str
 
 
 def test_missing_file_and_duplicate_ids(images: Path) -> None:
-    with pytest.raises(DatasetError, match="no such split file"):
+    with pytest.raises(DatasetError, match="no such dataset file"):
         read_split(images / "nope.jsonl")
     twice = write_rows(images / "d.jsonl", [chat_row("a"), chat_row("a")])
     with pytest.raises(DatasetError, match="appears twice"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from datagen.chat import make_messages
+from llm3d.chat import make_messages
 from llm3d.exceptions import ConfigError
 from training.data import curriculum_order, load_examples
 from training.rl_trainer import ensure_tasks

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm3d.chat import is_image_part
 from llm3d.config import TrainingConfig
 from llm3d.exceptions import ConfigError
 from training.backends.base import Completion, Datum, LossFn, StepResult
-from training.data import is_image_part
 
 __all__ = ["LocalBackend", "LocalPrompt"]
 

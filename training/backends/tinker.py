@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from llm3d.chat import is_image_part
 from llm3d.config import TrainingConfig
 from llm3d.exceptions import ConfigError
 from training.backends.base import Completion, Datum, LossFn, StepResult
-from training.data import is_image_part
 
 __all__ = ["TinkerBackend", "check_base_model"]
 
