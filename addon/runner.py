@@ -31,8 +31,7 @@ import bpy
 import numpy as np
 
 import bpy_lib
-from bpy_lib import _mesh
-from bpy_lib.export import mesh_from_arrays
+from bpy_lib.export import PART, kind_of, mark_part, mesh_from_arrays
 from llm3d.program import PROGRAM_FILENAME, describe_error
 from llm3d.schemas import ExecStatus
 from worker.types import ExecResult
@@ -193,7 +192,7 @@ def _remove_object(obj: bpy.types.Object) -> None:
 
 
 def _is_part(obj: bpy.types.Object) -> bool:
-    if _mesh.prop(obj, _mesh.KIND) != _mesh.PART or not isinstance(obj.data, bpy.types.Mesh):
+    if kind_of(obj) != PART or not isinstance(obj.data, bpy.types.Mesh):
         return False
     return len(obj.data.polygons) > 0
 
@@ -255,7 +254,7 @@ def build_result(result: ExecResult, target: bpy.types.Collection, name: str) ->
     for obj in list(target.all_objects):
         _remove_object(obj)
     obj = bpy.data.objects.new(name, mesh)
-    obj[_mesh.KIND] = _mesh.PART
+    mark_part(obj)
     target.objects.link(obj)
     mesh.name = obj.name
     return RunOutcome(True, objects=[obj.name], seconds=result.seconds)
@@ -376,7 +375,7 @@ def _stash_names() -> list[tuple[bpy.types.Object, str]]:
     """Give earlier bpy_lib parts placeholder names while a program runs."""
     stash: list[tuple[bpy.types.Object, str]] = []
     for i, obj in enumerate(list(bpy.data.objects)):
-        if cast(Any, obj).library is None and _mesh.prop(obj, _mesh.KIND) is not None:
+        if cast(Any, obj).library is None and kind_of(obj) is not None:
             stash.append((obj, obj.name))
             obj.name = _STASH.format(i)
     return stash

@@ -56,7 +56,7 @@ def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, 
         row = record.fields
         meta = {k: row[k] for k in META_KEYS if k in row}
         if record.mesh is not None:
-            from worker.metrics import load_mesh
+            from llm3d.meshio import load_mesh
 
             vertices, faces = load_mesh(record.mesh)
             payload = ReferencePayload(vertices=vertices.tolist(), faces=faces.tolist())

@@ -22,6 +22,20 @@ from bpy_lib import _mesh
 
 FORMATS = (".obj", ".ply", ".glb")
 
+#: The kind of a bpy_lib part (a mesh object); curves have another kind.
+PART = _mesh.PART
+
+
+def kind_of(obj: bpy.types.Object) -> object:
+    """What bpy_lib made ``obj`` as (:data:`PART`, a curve's kind), or ``None`` when bpy_lib
+    did not make it (an artist's own object)."""
+    return _mesh.prop(obj, _mesh.KIND)
+
+
+def mark_part(obj: bpy.types.Object) -> None:
+    """Tag ``obj`` as a bpy_lib part: :func:`scene_arrays` and the add-on then treat it as one."""
+    obj[_mesh.KIND] = _mesh.PART
+
 
 def _triangles(obj: bpy.types.Object) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     me = cast(bpy.types.Mesh, obj.data)

@@ -34,8 +34,11 @@ __all__ = [
     "bpy_lib_names",
     "generate_part",
     "make_program",
+    "num",
     "ops_used",
     "sample_rng",
+    "vec",
+    "vec_list",
 ]
 
 _BPY_LIB_INIT = Path(__file__).resolve().parent.parent / "bpy_lib" / "__init__.py"
@@ -117,14 +120,16 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 # -- number formatting and drawing --------------------------------------------------------
 
 
-def _n(x: float) -> str:
-    """Two decimals, no trailing zeros, never ``-0``."""
+def num(x: float) -> str:
+    """A number as program text: two decimals, no trailing zeros, never ``-0`` (the house
+    style of every generated program)."""
     text = f"{x:.2f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
-def _v(values: Sequence[float]) -> str:
-    return "[" + ", ".join(_n(x) for x in values) + "]"
+def vec(values: Sequence[float]) -> str:
+    """A vector as program text: ``[x, y, z]`` with :func:`num` numbers."""
+    return "[" + ", ".join(num(x) for x in values) + "]"
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -153,10 +158,10 @@ def _rotation(rng: np.random.Generator) -> list[float] | None:
 
 
 def _placement(rng: np.random.Generator) -> str:
-    text = f", location={_v(_location(rng))}"
+    text = f", location={vec(_location(rng))}"
     rotation = _rotation(rng)
     if rotation is not None:
-        text += f", rotation={_v(rotation)}"
+        text += f", rotation={vec(rotation)}"
     return text
 
 
@@ -170,8 +175,8 @@ def _box(rng: np.random.Generator, r: Ranges) -> PartProgram:
     if rng.random() < 0.3:  # a plate or a board
         size[int(rng.integers(3))] = _thin(rng, r)
     rounded = _u(rng, 0.01, min(size) / 3) if rng.random() < 0.3 and min(size) > 0.06 else 0.0
-    extra = f", round={_n(rounded)}" if rounded else ""
-    body = f"p = box(size={_v(size)}{extra}{_placement(rng)})\n"
+    extra = f", round={num(rounded)}" if rounded else ""
+    body = f"p = box(size={vec(size)}{extra}{_placement(rng)})\n"
     return PartProgram("box", body, "block", {"size": size, "round": rounded})
 
 
@@ -180,7 +185,7 @@ def _cylinder(rng: np.random.Generator, r: Ranges) -> PartProgram:
     depth = _thin(rng, r) if rng.random() < 0.3 else _size(rng, r)
     segments = int(rng.choice([16, 24, 32, 48]))
     body = (
-        f"p = cylinder(radius={_n(radius)}, depth={_n(depth)}, segments={segments}"
+        f"p = cylinder(radius={num(radius)}, depth={num(depth)}, segments={segments}"
         f"{_placement(rng)})\n"
     )
     return PartProgram("cylinder", body, "cylinder", {"radius": radius, "depth": depth})
@@ -190,17 +195,17 @@ def _cone(rng: np.random.Generator, r: Ranges) -> PartProgram:
     r1 = _size(rng, r, 0.5)
     r2 = _u(rng, 0.0, r1 * 0.8) if rng.random() < 0.6 else 0.0
     depth = _size(rng, r)
-    body = f"p = cone(radius1={_n(r1)}, radius2={_n(r2)}, depth={_n(depth)}{_placement(rng)})\n"
+    body = f"p = cone(radius1={num(r1)}, radius2={num(r2)}, depth={num(depth)}{_placement(rng)})\n"
     return PartProgram("cone", body, "cone", {"radius1": r1, "radius2": r2, "depth": depth})
 
 
 def _sphere(rng: np.random.Generator, r: Ranges) -> PartProgram:
     radius = _size(rng, r, 0.5)
-    body = f"p = sphere(radius={_n(radius)}, location={_v(_location(rng))})\n"
+    body = f"p = sphere(radius={num(radius)}, location={vec(_location(rng))})\n"
     params: dict[str, Any] = {"radius": radius}
     if rng.random() < 0.5:  # an ellipsoid
         factor = [_u(rng, 0.4, 1.0) for _ in range(3)]
-        body += f"scale(p, {_v(factor)})\n"
+        body += f"scale(p, {vec(factor)})\n"
         params["scale"] = factor
     return PartProgram("sphere", body, "ball", params)
 
@@ -208,20 +213,20 @@ def _sphere(rng: np.random.Generator, r: Ranges) -> PartProgram:
 def _torus(rng: np.random.Generator, r: Ranges) -> PartProgram:
     major = _size(rng, r, 0.4)
     minor = min(_thin(rng, r), round(major * 0.6, 2))
-    body = f"p = torus(major_radius={_n(major)}, minor_radius={_n(minor)}{_placement(rng)})\n"
+    body = f"p = torus(major_radius={num(major)}, minor_radius={num(minor)}{_placement(rng)})\n"
     return PartProgram("torus", body, "ring", {"major_radius": major, "minor_radius": minor})
 
 
 def _capsule(rng: np.random.Generator, r: Ranges) -> PartProgram:
     radius = _size(rng, r, 0.25)
     depth = max(_size(rng, r), round(2 * radius + 0.05, 2))
-    body = f"p = capsule(radius={_n(radius)}, depth={_n(depth)}{_placement(rng)})\n"
+    body = f"p = capsule(radius={num(radius)}, depth={num(depth)}{_placement(rng)})\n"
     return PartProgram("capsule", body, "capsule", {"radius": radius, "depth": depth})
 
 
 def _wedge(rng: np.random.Generator, r: Ranges) -> PartProgram:
     size = [_size(rng, r) for _ in range(3)]
-    body = f"p = wedge(size={_v(size)}{_placement(rng)})\n"
+    body = f"p = wedge(size={vec(size)}{_placement(rng)})\n"
     return PartProgram("wedge", body, "wedge", {"size": size})
 
 
@@ -229,7 +234,7 @@ def _prism(rng: np.random.Generator, r: Ranges) -> PartProgram:
     sides = int(rng.integers(3, 9))
     radius = _size(rng, r, 0.5)
     depth = _size(rng, r)
-    body = f"p = prism(sides={sides}, radius={_n(radius)}, depth={_n(depth)}{_placement(rng)})\n"
+    body = f"p = prism(sides={sides}, radius={num(radius)}, depth={num(depth)}{_placement(rng)})\n"
     return PartProgram("prism", body, "prism", {"sides": sides, "radius": radius, "depth": depth})
 
 
@@ -250,9 +255,9 @@ def _revolve(rng: np.random.Generator, r: Ranges) -> PartProgram:
     points = _profile_points(rng, r)
     smooth = rng.random() < 0.5
     curve = (
-        f"bezier(points={_v_list(points[1:-1])}, plane='XZ')"
+        f"bezier(points={vec_list(points[1:-1])}, plane='XZ')"
         if smooth and len(points) - 2 <= 8
-        else f"polyline(points={_v_list(points)}, plane='XZ')"
+        else f"polyline(points={vec_list(points)}, plane='XZ')"
     )
     body = f"profile = {curve}\np = revolve(profile, segments=32)\n"
     return PartProgram("revolve", body, "turned body", {"profile": points, "smooth": smooth})
@@ -266,27 +271,28 @@ def _shell(rng: np.random.Generator, r: Ranges) -> PartProgram:
     wall = _u(rng, 0.02, 0.06)
     points = [[0.0, -height / 2], [bottom, -height / 2], [top, height / 2]]
     body = (
-        f"wall = polyline(points={_v_list(points)}, plane='XZ')\n"
-        f"p = revolve(wall, segments=48)\nsolidify(p, thickness={_n(wall)})\n"
+        f"wall = polyline(points={vec_list(points)}, plane='XZ')\n"
+        f"p = revolve(wall, segments=48)\nsolidify(p, thickness={num(wall)})\n"
     )
     params = {"height": height, "bottom": bottom, "top": top, "wall": wall}
     return PartProgram("shell", body, "shell", params)
 
 
-def _v_list(points: Sequence[Sequence[float]]) -> str:
-    return "[" + ", ".join(_v(p) for p in points) + "]"
+def vec_list(points: Sequence[Sequence[float]]) -> str:
+    """A list of points as program text."""
+    return "[" + ", ".join(vec(p) for p in points) + "]"
 
 
 def _outline(rng: np.random.Generator, r: Ranges) -> tuple[str, dict[str, Any]]:
     kind = str(rng.choice(["polygon", "rounded_rectangle", "star", "l_shape"]))
     if kind == "polygon":
         sides, radius = int(rng.integers(3, 9)), _size(rng, r, 0.5)
-        return f"polygon(sides={sides}, radius={_n(radius)})", {"sides": sides, "radius": radius}
+        return f"polygon(sides={sides}, radius={num(radius)})", {"sides": sides, "radius": radius}
     if kind == "rounded_rectangle":
         w, h = _size(rng, r), _size(rng, r)
         rad = _u(rng, 0.01, min(w, h) / 2 - 0.01)
         return (
-            f"rounded_rectangle(width={_n(w)}, height={_n(h)}, radius={_n(rad)})",
+            f"rounded_rectangle(width={num(w)}, height={num(h)}, radius={num(rad)})",
             {"width": w, "height": h, "radius": rad},
         )
     if kind == "star":
@@ -298,18 +304,18 @@ def _outline(rng: np.random.Generator, r: Ranges) -> tuple[str, dict[str, Any]]:
             rad = outer if k % 2 == 0 else inner
             t = math.pi * k / tips
             pts.append([round(rad * math.cos(t), 2), round(rad * math.sin(t), 2)])
-        return f"polyline(points={_v_list(pts)}, closed=True)", {"tips": tips, "outer": outer}
+        return f"polyline(points={vec_list(pts)}, closed=True)", {"tips": tips, "outer": outer}
     w, h = _size(rng, r), _size(rng, r)
     t = _u(rng, 0.05, min(w, h) / 2)
     pts = [[0.0, 0.0], [w, 0.0], [w, t], [t, t], [t, h], [0.0, h]]
     pts = [[round(x - w / 2, 2), round(y - h / 2, 2)] for x, y in pts]
-    return f"polyline(points={_v_list(pts)}, closed=True)", {"width": w, "height": h, "leg": t}
+    return f"polyline(points={vec_list(pts)}, closed=True)", {"width": w, "height": h, "leg": t}
 
 
 def _extrude(rng: np.random.Generator, r: Ranges) -> PartProgram:
     curve, params = _outline(rng, r)
     depth = _thin(rng, r) if rng.random() < 0.5 else _size(rng, r)
-    body = f"outline = {curve}\np = extrude(outline, depth={_n(depth)})\n"
+    body = f"outline = {curve}\np = extrude(outline, depth={num(depth)})\n"
     return PartProgram("extrude", body, "plate", {**params, "depth": depth})
 
 
@@ -329,13 +335,13 @@ def _sweep(rng: np.random.Generator, r: Ranges) -> PartProgram:
     points = _path_points(rng, r)
     radius = min(_thin(rng, r), 0.12)
     curve = "bezier" if rng.random() < 0.6 else "polyline"
-    body = f"path = {curve}(points={_v_list(points)})\n"
+    body = f"path = {curve}(points={vec_list(points)})\n"
     if rng.random() < 0.3:
         w, h = _u(rng, 0.04, 0.2), _u(rng, 0.04, 0.2)
-        body += f"section = rectangle(width={_n(w)}, height={_n(h)})\n"
+        body += f"section = rectangle(width={num(w)}, height={num(h)})\n"
         body += "p = sweep(path, profile=section)\n"
     else:
-        body += f"p = sweep(path, radius={_n(radius)})\n"
+        body += f"p = sweep(path, radius={num(radius)})\n"
     return PartProgram("sweep", body, "tube", {"path": points, "radius": radius, "curve": curve})
 
 
@@ -348,7 +354,7 @@ def _loft(rng: np.random.Generator, r: Ranges) -> PartProgram:
     for k, z in enumerate(zs):
         radius = _u(rng, 0.1, r.size[1] / 2)
         lines.append(
-            f"s{k} = polygon(sides={sides}, radius={_n(radius)}, center={_v([0, 0, float(z)])})"
+            f"s{k} = polygon(sides={sides}, radius={num(radius)}, center={vec([0, 0, float(z)])})"
         )
         names.append(f"s{k}")
     body = "\n".join(lines) + f"\np = loft([{', '.join(names)}])\n"
@@ -361,9 +367,9 @@ def _spring(rng: np.random.Generator, r: Ranges) -> PartProgram:
     pitch = _u(rng, 0.08, 0.3)
     wire = _u(rng, 0.015, min(0.05, pitch / 3))
     body = (
-        f"coil = helix(radius={_n(radius)}, pitch={_n(pitch)}, turns={turns}, "
-        f"center={_v([0, 0, -pitch * turns / 2])})\n"
-        f"p = sweep(coil, radius={_n(wire)}, segments=8)\n"
+        f"coil = helix(radius={num(radius)}, pitch={num(pitch)}, turns={turns}, "
+        f"center={vec([0, 0, -pitch * turns / 2])})\n"
+        f"p = sweep(coil, radius={num(wire)}, segments=8)\n"
     )
     params = {"radius": radius, "pitch": pitch, "turns": turns, "wire": wire}
     return PartProgram("spring", body, "spring", params)
@@ -373,13 +379,13 @@ def _box_hole(rng: np.random.Generator, r: Ranges) -> PartProgram:
     size = [_size(rng, r, 0.8) + 0.2 for _ in range(2)] + [_thin(rng, r) + 0.05]
     hole = _u(rng, 0.05, min(size[0], size[1]) / 3)
     count = int(rng.integers(1, 3))
-    body = f"p = box(size={_v(size)})\n"
+    body = f"p = box(size={vec(size)})\n"
     cutters = []
     for k in range(count):
         x = 0.0 if count == 1 else (size[0] / 4) * (1 if k else -1)
         body += (
-            f"hole{k} = cylinder(radius={_n(hole)}, depth={_n(size[2] + 0.1)}, "
-            f"location={_v([x, 0, 0])})\n"
+            f"hole{k} = cylinder(radius={num(hole)}, depth={num(size[2] + 0.1)}, "
+            f"location={vec([x, 0, 0])})\n"
         )
         cutters.append(f"hole{k}")
     body += f"difference(p, {', '.join(cutters)})\n"
@@ -392,10 +398,10 @@ def _leg_array(rng: np.random.Generator, r: Ranges) -> PartProgram:
     sx, sy = _size(rng, r, 0.8), _size(rng, r, 0.8)
     start = [round(sx / 2, 2), round(sy / 2, 2), 0.0]
     if rng.random() < 0.5:
-        leg = f"cylinder(radius={_n(thick / 2)}, depth={_n(length)}, location={_v(start)})"
+        leg = f"cylinder(radius={num(thick / 2)}, depth={num(length)}, location={vec(start)})"
     else:
-        leg = f"box(size={_v([thick, thick, length])}, location={_v(start)})"
-    body = f"p = {leg}\ngrid_array(p, counts=[2, 2], spacing={_v([-sx, -sy])})\n"
+        leg = f"box(size={vec([thick, thick, length])}, location={vec(start)})"
+    body = f"p = {leg}\ngrid_array(p, counts=[2, 2], spacing={vec([-sx, -sy])})\n"
     return PartProgram("leg_array", body, "legs", {"length": length, "spacing": [sx, sy]})
 
 
@@ -404,7 +410,7 @@ def _radial_array(rng: np.random.Generator, r: Ranges) -> PartProgram:
     reach = _size(rng, r, 0.5)
     thick = min(_thin(rng, r), 0.12)
     body = (
-        f"p = box(size={_v([reach, thick, thick])}, location={_v([reach / 2, 0, 0])})\n"
+        f"p = box(size={vec([reach, thick, thick])}, location={vec([reach / 2, 0, 0])})\n"
         f"radial_array(p, count={count})\n"
     )
     return PartProgram("radial_array", body, "spokes", {"count": count, "reach": reach})
@@ -416,8 +422,8 @@ def _linear_array(rng: np.random.Generator, r: Ranges) -> PartProgram:
     thick = _thin(rng, r)
     step = _u(rng, thick * 1.5, thick * 4)
     body = (
-        f"p = box(size={_v([w, thick, thick])}, location={_v([0, -step * (count - 1) / 2, 0])})\n"
-        f"linear_array(p, count={count}, offset={_v([0, step, 0])})\n"
+        f"p = box(size={vec([w, thick, thick])}, location={vec([0, -step * (count - 1) / 2, 0])})\n"
+        f"linear_array(p, count={count}, offset={vec([0, step, 0])})\n"
     )
     return PartProgram("linear_array", body, "slats", {"count": count, "width": w, "step": step})
 
@@ -451,12 +457,12 @@ def _modifier(rng: np.random.Generator, family: str) -> tuple[str, str]:
     choices = ["taper", "twist", "bend"] + (["bevel"] if family in ("box", "prism") else [])
     kind = str(rng.choice(choices))
     if kind == "taper":
-        return kind, f"taper(p, factor={_n(_u(rng, 0.3, 1.6))})\n"
+        return kind, f"taper(p, factor={num(_u(rng, 0.3, 1.6))})\n"
     if kind == "twist":
         return kind, f"twist(p, angle={int(rng.choice([20, 30, 45, 60, 90]))})\n"
     if kind == "bend":
         return kind, f"bend(p, angle={int(rng.choice([20, 30, 45, 60]))})\n"
-    return kind, f"bevel(p, width={_n(_u(rng, 0.01, 0.04))}, segments=2)\n"
+    return kind, f"bevel(p, width={num(_u(rng, 0.01, 0.04))}, segments=2)\n"
 
 
 def generate_part(

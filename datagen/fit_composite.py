@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datagen.families import _v
-from datagen.part_fitter import Scored, fit_single, rank_results
+from datagen.families import vec
+from datagen.fit_single import Scored, fit_single, rank_results
 from datagen.shapes import rotation_xyz
 from worker.metrics import compute_metrics, prepare_ground_truth
 
-__all__ = ["MAX_PARTS", "components", "fit_pieces"]
+__all__ = ["MAX_PARTS", "components", "fit_pieces", "shape_key"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -61,7 +61,7 @@ def components(vertices: FloatArray, faces: IntArray) -> list[Mesh]:
     return pieces
 
 
-def _shape_key(mesh: Mesh) -> FloatArray:
+def shape_key(mesh: Mesh) -> FloatArray:
     """Rotation-invariant size of a piece: the spread of its vertices along its own axes."""
     centred = mesh[0] - mesh[0].mean(axis=0)
     values = np.sort(np.linalg.svd(centred, compute_uv=False)) / np.sqrt(len(centred))
@@ -70,9 +70,9 @@ def _shape_key(mesh: Mesh) -> FloatArray:
 
 def _congruent(pieces: Sequence[Mesh], tol: float) -> bool:
     first = pieces[0]
-    key = _shape_key(first)
+    key = shape_key(first)
     return all(
-        len(p[1]) == len(first[1]) and np.abs(_shape_key(p) - key).max() < tol for p in pieces
+        len(p[1]) == len(first[1]) and np.abs(shape_key(p) - key).max() < tol for p in pieces
     )
 
 
@@ -197,7 +197,7 @@ def _array_pattern(pieces: Sequence[Mesh], tol: float) -> tuple[int, str, list[A
         sp = [round(s, 2) for s in spacing]
         n3 = counts if counts[2] > 1 else counts[:2]
         s3 = sp if counts[2] > 1 else sp[:2]
-        call = f"grid_array(p, counts={_v(n3)}, spacing={_v(s3)})"
+        call = f"grid_array(p, counts={vec(n3)}, spacing={vec(s3)})"
         moves = [
             _translate(np.array([i * sp[0], j * sp[1], k * sp[2]]))
             for k in range(counts[2])
@@ -209,13 +209,13 @@ def _array_pattern(pieces: Sequence[Mesh], tol: float) -> tuple[int, str, list[A
     if line is not None:
         first, step = line
         st = np.round(step, 2)
-        call = f"linear_array(p, count={count}, offset={_v(list(st))})"
+        call = f"linear_array(p, count={count}, offset={vec(list(st))})"
         return first, call, [_translate(st * i) for i in range(count)]
     radial = _radial(pieces, tol)
     if radial is not None:
         axis, centre = radial
         ctr = np.round(centre, 2)
-        call = f"radial_array(p, count={count}, axis='{axis}', center={_v(list(ctr))})"
+        call = f"radial_array(p, count={count}, axis='{axis}', center={vec(list(ctr))})"
         moves = []
         for i in range(count):
             angles = [0.0, 0.0, 0.0]

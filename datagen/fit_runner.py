@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datagen.part_fitter import _Runner, fit_mesh
+from datagen.part_fitter import Runner, fit_mesh
 from datagen.part_generator import iter_parts
 from datagen.progress import progress_bar
 from llm3d.exceptions import MeshError
@@ -31,7 +31,7 @@ def fit_parts(
     parts_dir: str | Path,
     out_path: str | Path | None = None,
     *,
-    runner: _Runner | None = None,
+    runner: Runner | None = None,
     limit: int | None = None,
     show_progress: bool = True,
     **fit_options: Any,

@@ -87,12 +87,12 @@ def _label_name(raw: str) -> str:
 
 def _congruent_sets(pieces: list[tuple[FloatArray, IntArray]]) -> list[list[int]]:
     """Pieces grouped when they are copies of one another (same faces, same spread)."""
-    from datagen.fit_composite import _shape_key
+    from datagen.fit_composite import shape_key
 
     sets: list[list[int]] = []
     keys: list[tuple[int, FloatArray]] = []
     for k, (pv, pf) in enumerate(pieces):
-        key = _shape_key((pv, pf))
+        key = shape_key((pv, pf))
         scale = float(np.ptp(pv, axis=0).max()) or 1.0
         for s, (n_faces, other) in enumerate(keys):
             if n_faces == len(pf) and float(np.abs(other - key).max()) < 0.01 * scale:

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from datagen.families import ops_used, sample_rng
+from datagen.templates import TEMPLATES, Part
 from llm3d.exceptions import ConfigError
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "OP_WEIGHTS",
     "Category",
     "ObjectProgram",
-    "Part",
     "assemble",
     "complexity",
     "difficulty",
@@ -63,20 +63,6 @@ OP_WEIGHTS: dict[str, float] = {
 #: complexity ≤ EASY_MAX is easy, ≤ MEDIUM_MAX medium, else hard.
 EASY_MAX = 3.5
 MEDIUM_MAX = 6.0
-
-
-@dataclass(frozen=True)
-class Part:
-    """One labelled part of an object: the ``bpy_lib`` lines that build it."""
-
-    label: str
-    code: str
-
-    def __post_init__(self) -> None:
-        if not self.label.strip() or "\n" in self.label:
-            raise ValueError(f"a part label must be one non-empty line, got {self.label!r}")
-        if not self.code.strip():
-            raise ValueError(f"part {self.label!r} has no code")
 
 
 @dataclass(frozen=True)
@@ -161,8 +147,6 @@ def load_categories(path: str | Path) -> dict[str, Category]:
     ConfigError
         For a missing file, a malformed entry or an unknown template, naming it.
     """
-    from datagen.templates import TEMPLATES
-
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"categories file not found: {file} (see configs/categories.yaml)")
@@ -189,8 +173,6 @@ def load_categories(path: str | Path) -> dict[str, Category]:
 
 def make_object(category: Category, seed: int, index: int) -> ObjectProgram:
     """Object ``index`` of ``category`` in a run seeded with ``seed`` (deterministic)."""
-    from datagen.templates import TEMPLATES
-
     salt = zlib.crc32(category.name.encode("utf-8"))
     rng = sample_rng(seed, (salt << 24) + index)
     parts = TEMPLATES[category.template](rng)

@@ -1,7 +1,7 @@
 """Parametrised object templates, one a category of ``configs/categories.yaml`` (no Blender).
 
 A template draws its proportions and optional parts from ``rng`` and returns the object's
-parts, each a :class:`~datagen.object_assembler.Part` (a label and the ``bpy_lib`` lines
+parts, each a :class:`Part` (a label and the ``bpy_lib`` lines
 that build it). Objects are built in bpy_lib's frame: Z up, standing on z ≈ -0.9, inside
 [-1, 1]³. Symmetric parts are one part plus ``grid_array``/``linear_array``/
 ``radial_array``/``mirror`` calls, never copies written out. The templates started from
@@ -11,13 +11,28 @@ that build it). Objects are built in bpy_lib's frame: Z up, standing on z ≈ -0
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from datagen.families import _n, _v, _v_list
-from datagen.object_assembler import Part
+from datagen.families import num, vec, vec_list
 
-__all__ = ["TEMPLATES"]
+__all__ = ["TEMPLATES", "Part"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One labelled part of an object: the ``bpy_lib`` lines that build it."""
+
+    label: str
+    code: str
+
+    def __post_init__(self) -> None:
+        if not self.label.strip() or "\n" in self.label:
+            raise ValueError(f"a part label must be one non-empty line, got {self.label!r}")
+        if not self.code.strip():
+            raise ValueError(f"part {self.label!r} has no code")
+
 
 Rng = np.random.Generator
 Template = Callable[[Rng], list[Part]]
@@ -33,14 +48,14 @@ def _legs(rng: Rng, x: float, y: float, top: float, floor: float, name: str = "l
     mid = round((top + floor) / 2, 2)
     if rng.random() < 0.5:
         r = _u(rng, 0.025, 0.05)
-        make = f"{name} = cylinder(radius={_n(r)}, depth={_n(length)}, location={_v([x, y, mid])}, segments=16)"
+        make = f"{name} = cylinder(radius={num(r)}, depth={num(length)}, location={vec([x, y, mid])}, segments=16)"
     else:
         t = _u(rng, 0.05, 0.09)
-        make = f"{name} = box(size={_v([t, t, length])}, location={_v([x, y, mid])})"
+        make = f"{name} = box(size={vec([t, t, length])}, location={vec([x, y, mid])})"
     lines = [make]
     if rng.random() < 0.3:
-        lines.append(f"taper({name}, factor={_n(_u(rng, 0.6, 0.9))})")
-    lines.append(f"grid_array({name}, counts=[2, 2], spacing={_v([-2 * x, -2 * y])})")
+        lines.append(f"taper({name}, factor={num(_u(rng, 0.6, 0.9))})")
+    lines.append(f"grid_array({name}, counts=[2, 2], spacing={vec([-2 * x, -2 * y])})")
     return Part("legs", "\n".join(lines))
 
 
@@ -51,8 +66,8 @@ def chair(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "seat",
-            f"seat = box(size={_v([w, d, t])}, location={_v([0, 0, seat_z])}"
-            + (f", round={_n(_u(rng, 0.01, 0.03))})" if rng.random() < 0.5 else ")"),
+            f"seat = box(size={vec([w, d, t])}, location={vec([0, 0, seat_z])}"
+            + (f", round={num(_u(rng, 0.01, 0.03))})" if rng.random() < 0.5 else ")"),
         ),
         _legs(rng, round(w / 2 - 0.06, 2), round(d / 2 - 0.06, 2), seat_z - t / 2, -0.95),
     ]
@@ -62,8 +77,8 @@ def chair(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "backrest",
-                f"back = box(size={_v([w, 0.05, back_h])}, "
-                f"location={_v([0, back_y, seat_z + t / 2 + back_h / 2])})",
+                f"back = box(size={vec([w, 0.05, back_h])}, "
+                f"location={vec([0, back_y, seat_z + t / 2 + back_h / 2])})",
             )
         )
     else:
@@ -71,8 +86,8 @@ def chair(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "back posts",
-                f"post = box(size=[0.05, 0.05, {_n(post_h)}], "
-                f"location={_v([w / 2 - 0.05, back_y, seat_z + t / 2 + post_h / 2])})\n"
+                f"post = box(size=[0.05, 0.05, {num(post_h)}], "
+                f"location={vec([w / 2 - 0.05, back_y, seat_z + t / 2 + post_h / 2])})\n"
                 f"mirror(post, axis='X')",
             )
         )
@@ -81,9 +96,9 @@ def chair(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "back slats",
-                f"slat = box(size={_v([w - 0.1, 0.03, 0.06])}, "
-                f"location={_v([0, back_y, seat_z + t / 2 + 0.15])})\n"
-                f"linear_array(slat, count={count}, offset={_v([0, 0, step])})",
+                f"slat = box(size={vec([w - 0.1, 0.03, 0.06])}, "
+                f"location={vec([0, back_y, seat_z + t / 2 + 0.15])})\n"
+                f"linear_array(slat, count={count}, offset={vec([0, 0, step])})",
             )
         )
     if rng.random() < 0.35:
@@ -91,7 +106,7 @@ def chair(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "armrests",
-                f"arm = box(size={_v([0.06, d - 0.1, 0.05])}, location={_v([w / 2, 0, arm_z])})\n"
+                f"arm = box(size={vec([0.06, d - 0.1, 0.05])}, location={vec([w / 2, 0, arm_z])})\n"
                 f"mirror(arm, axis='X')",
             )
         )
@@ -104,9 +119,9 @@ def stool(rng: Rng) -> list[Part]:
     t = _u(rng, 0.05, 0.1)
     round_top = rng.random() < 0.6
     seat = (
-        f"seat = cylinder(radius={_n(r)}, depth={_n(t)}, location={_v([0, 0, top_z])}, segments=32)"
+        f"seat = cylinder(radius={num(r)}, depth={num(t)}, location={vec([0, 0, top_z])}, segments=32)"
         if round_top
-        else f"seat = box(size={_v([2 * r, 2 * r, t])}, location={_v([0, 0, top_z])})"
+        else f"seat = box(size={vec([2 * r, 2 * r, t])}, location={vec([0, 0, top_z])})"
     )
     parts = [Part("seat", seat)]
     count = int(rng.choice([3, 4]))
@@ -114,8 +129,8 @@ def stool(rng: Rng) -> list[Part]:
     length = round(top_z - t / 2 + 0.95, 2)
     lean = int(rng.choice([0, 5, 8]))
     leg_lines = [
-        f"leg = cylinder(radius={_n(leg_r)}, depth={_n(length)}, "
-        f"location={_v([r * 0.7, 0, top_z - t / 2 - length / 2])}, segments=12)"
+        f"leg = cylinder(radius={num(leg_r)}, depth={num(length)}, "
+        f"location={vec([r * 0.7, 0, top_z - t / 2 - length / 2])}, segments=12)"
     ]
     if lean:
         leg_lines.append(f"rotate(leg, [0, {lean}, 0])")
@@ -126,8 +141,8 @@ def stool(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "foot ring",
-                f"ring = torus(major_radius={_n(r * 0.7 + 0.03)}, minor_radius=0.02, "
-                f"location={_v([0, 0, ring_z])})",
+                f"ring = torus(major_radius={num(r * 0.7 + 0.03)}, minor_radius=0.02, "
+                f"location={vec([0, 0, ring_z])})",
             )
         )
     return parts
@@ -139,26 +154,28 @@ def table(rng: Rng) -> list[Part]:
     t = _u(rng, 0.04, 0.08)
     round_top = rng.random() < 0.25
     if round_top:
-        top = f"top = cylinder(radius={_n(d / 2 + 0.1)}, depth={_n(t)}, location={_v([0, 0, top_z])}, segments=48)"
+        top = f"top = cylinder(radius={num(d / 2 + 0.1)}, depth={num(t)}, location={vec([0, 0, top_z])}, segments=48)"
         parts = [Part("table top", top)]
         parts.append(
             Part(
                 "pedestal",
-                f"stem = cylinder(radius=0.06, depth={_n(top_z + 0.85)}, "
-                f"location={_v([0, 0, (top_z - 0.85) / 2 - 0.05])})",
+                f"stem = cylinder(radius=0.06, depth={num(top_z + 0.85)}, "
+                f"location={vec([0, 0, (top_z - 0.85) / 2 - 0.05])})",
             )
         )
         parts.append(
             Part(
                 "base",
-                f"base = cone(radius1={_n(_u(rng, 0.25, 0.4))}, radius2=0.08, depth=0.12, "
+                f"base = cone(radius1={num(_u(rng, 0.25, 0.4))}, radius2=0.08, depth=0.12, "
                 f"location=[0, 0, -0.89])",
             )
         )
         return parts
-    rounded = f", round={_n(_u(rng, 0.01, 0.02))}" if rng.random() < 0.5 else ""
+    rounded = f", round={num(_u(rng, 0.01, 0.02))}" if rng.random() < 0.5 else ""
     parts = [
-        Part("table top", f"top = box(size={_v([w, d, t])}, location={_v([0, 0, top_z])}{rounded})")
+        Part(
+            "table top", f"top = box(size={vec([w, d, t])}, location={vec([0, 0, top_z])}{rounded})"
+        )
     ]
     x, y = round(w / 2 - 0.08, 2), round(d / 2 - 0.08, 2)
     parts.append(_legs(rng, x, y, top_z - t / 2, -0.95))
@@ -167,8 +184,8 @@ def table(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "apron",
-                f"apron = box(size={_v([w - 0.16, d - 0.16, 0.1])}, location={_v([0, 0, az])})\n"
-                f"inner = box(size={_v([w - 0.24, d - 0.24, 0.2])}, location={_v([0, 0, az])})\n"
+                f"apron = box(size={vec([w - 0.16, d - 0.16, 0.1])}, location={vec([0, 0, az])})\n"
+                f"inner = box(size={vec([w - 0.24, d - 0.24, 0.2])}, location={vec([0, 0, az])})\n"
                 "difference(apron, inner)",
             )
         )
@@ -176,7 +193,7 @@ def table(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "lower shelf",
-                f"shelf = box(size={_v([w - 0.2, d - 0.2, 0.03])}, location=[0, 0, -0.6])",
+                f"shelf = box(size={vec([w - 0.2, d - 0.2, 0.03])}, location=[0, 0, -0.6])",
             )
         )
     return parts
@@ -191,9 +208,9 @@ def bench(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "seat slats",
-            f"slat = box(size={_v([w, slat_d, 0.04])}, "
-            f"location={_v([0, -d / 2 + slat_d / 2, seat_z])})\n"
-            f"linear_array(slat, count={count}, offset={_v([0, slat_d + gap, 0])})",
+            f"slat = box(size={vec([w, slat_d, 0.04])}, "
+            f"location={vec([0, -d / 2 + slat_d / 2, seat_z])})\n"
+            f"linear_array(slat, count={count}, offset={vec([0, slat_d + gap, 0])})",
         )
     ]
     side_t = _u(rng, 0.05, 0.08)
@@ -201,8 +218,8 @@ def bench(rng: Rng) -> list[Part]:
     parts.append(
         Part(
             "side supports",
-            f"side = box(size={_v([side_t, d, side_h])}, "
-            f"location={_v([w / 2 - 0.15, 0, -0.95 + side_h / 2])})\n"
+            f"side = box(size={vec([side_t, d, side_h])}, "
+            f"location={vec([w / 2 - 0.15, 0, -0.95 + side_h / 2])})\n"
             f"mirror(side, axis='X')",
         )
     )
@@ -210,7 +227,7 @@ def bench(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "backrest",
-                f"back = box(size={_v([w, 0.04, 0.3])}, location={_v([0, d / 2 + 0.02, seat_z + 0.3])})\n"
+                f"back = box(size={vec([w, 0.04, 0.3])}, location={vec([0, d / 2 + 0.02, seat_z + 0.3])})\n"
                 "rotate(back, [-10, 0, 0])",
             )
         )
@@ -224,27 +241,29 @@ def bookshelf(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "side panels",
-            f"side = box(size={_v([t, d, h])}, location={_v([w / 2 - t / 2, 0, 0])})\n"
+            f"side = box(size={vec([t, d, h])}, location={vec([w / 2 - t / 2, 0, 0])})\n"
             "mirror(side, axis='X')",
         ),
         Part(
             "top and bottom",
-            f"board = box(size={_v([w, d, t])}, location={_v([0, 0, -h / 2 + t / 2])})\n"
-            f"linear_array(board, count=2, offset={_v([0, 0, h - t])})",
+            f"board = box(size={vec([w, d, t])}, location={vec([0, 0, -h / 2 + t / 2])})\n"
+            f"linear_array(board, count=2, offset={vec([0, 0, h - t])})",
         ),
     ]
     step = round((h - t) / (shelves + 1), 2)
     parts.append(
         Part(
             "shelves",
-            f"shelf = box(size={_v([w - 2 * t, d - 0.02, t])}, "
-            f"location={_v([0, 0, -h / 2 + t / 2 + step])})\n"
-            f"linear_array(shelf, count={shelves}, offset={_v([0, 0, step])})",
+            f"shelf = box(size={vec([w - 2 * t, d - 0.02, t])}, "
+            f"location={vec([0, 0, -h / 2 + t / 2 + step])})\n"
+            f"linear_array(shelf, count={shelves}, offset={vec([0, 0, step])})",
         )
     )
     if rng.random() < 0.5:
         parts.append(
-            Part("back panel", f"back = box(size={_v([w, 0.01, h])}, location={_v([0, d / 2, 0])})")
+            Part(
+                "back panel", f"back = box(size={vec([w, 0.01, h])}, location={vec([0, d / 2, 0])})"
+            )
         )
     return parts
 
@@ -255,19 +274,19 @@ def cabinet(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "body",
-            f"body = box(size={_v([w, d, h])}, location={_v([0, 0, body_z])}, round=0.01)",
+            f"body = box(size={vec([w, d, h])}, location={vec([0, 0, body_z])}, round=0.01)",
         ),
         Part(
             "feet",
-            f"foot = cylinder(radius=0.03, depth=0.1, location={_v([w / 2 - 0.06, d / 2 - 0.06, -0.9])}, segments=12)\n"
-            f"grid_array(foot, counts=[2, 2], spacing={_v([-(w - 0.12), -(d - 0.12)])})",
+            f"foot = cylinder(radius=0.03, depth=0.1, location={vec([w / 2 - 0.06, d / 2 - 0.06, -0.9])}, segments=12)\n"
+            f"grid_array(foot, counts=[2, 2], spacing={vec([-(w - 0.12), -(d - 0.12)])})",
         ),
     ]
     doors = int(rng.choice([1, 2]))
     door_w = round(w / doors - 0.04, 2)
     door_x = round(-w / 2 + 0.02 + door_w / 2, 2)
     lines = [
-        f"door = box(size={_v([door_w, 0.02, h - 0.06])}, location={_v([door_x, -d / 2 - 0.01, body_z])})"
+        f"door = box(size={vec([door_w, 0.02, h - 0.06])}, location={vec([door_x, -d / 2 - 0.01, body_z])})"
     ]
     if doors == 2:
         lines.append("mirror(door, axis='X')")
@@ -275,7 +294,7 @@ def cabinet(rng: Rng) -> list[Part]:
     if rng.random() < 0.6:
         hx = round(door_x + door_w / 2 - 0.06, 2)
         lines = [
-            f"knob = sphere(radius=0.025, location={_v([hx, -d / 2 - 0.04, body_z])}, segments=12, rings=6)"
+            f"knob = sphere(radius=0.025, location={vec([hx, -d / 2 - 0.04, body_z])}, segments=12, rings=6)"
         ]
         if doors == 2:
             lines.append("mirror(knob, axis='X')")
@@ -288,7 +307,7 @@ def lamp(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "base",
-            f"base = cylinder(radius={_n(base_r)}, depth=0.08, location=[0, 0, -0.9], segments=48)"
+            f"base = cylinder(radius={num(base_r)}, depth=0.08, location=[0, 0, -0.9], segments=48)"
             + ("\nbevel(base, width=0.02)" if rng.random() < 0.5 else ""),
         )
     ]
@@ -297,7 +316,7 @@ def lamp(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "arm",
-                f"path = polyline(points={_v_list([[0, 0, -0.86], [top[0] * 0.5, 0, -0.1], top])})\n"
+                f"path = polyline(points={vec_list([[0, 0, -0.86], [top[0] * 0.5, 0, -0.1], top])})\n"
                 "arm = sweep(path, radius=0.025)",
             )
         )
@@ -305,7 +324,7 @@ def lamp(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "arm",
-                f"path = bezier(points={_v_list([[0, 0, -0.86], [0, 0, 0.2], top])})\n"
+                f"path = bezier(points={vec_list([[0, 0, -0.86], [0, 0, 0.2], top])})\n"
                 "arm = sweep(path, radius=0.025)",
             )
         )
@@ -315,10 +334,10 @@ def lamp(rng: Rng) -> list[Part]:
     parts.append(
         Part(
             "shade",
-            f"shade = cone(radius1={_n(r1)}, radius2={_n(r1 * 0.4)}, depth=0.3, "
-            f"location={_v([top[0], 0, shade_z])}, rotation={_v([0, tilt, 0])})\n"
-            f"inside = cone(radius1={_n(r1 - 0.03)}, radius2={_n(r1 * 0.4 - 0.02)}, depth=0.32, "
-            f"location={_v([top[0], 0, shade_z - 0.02])}, rotation={_v([0, tilt, 0])})\n"
+            f"shade = cone(radius1={num(r1)}, radius2={num(r1 * 0.4)}, depth=0.3, "
+            f"location={vec([top[0], 0, shade_z])}, rotation={vec([0, tilt, 0])})\n"
+            f"inside = cone(radius1={num(r1 - 0.03)}, radius2={num(r1 * 0.4 - 0.02)}, depth=0.32, "
+            f"location={vec([top[0], 0, shade_z - 0.02])}, rotation={vec([0, tilt, 0])})\n"
             "difference(shade, inside)",
         )
     )
@@ -331,22 +350,22 @@ def mug(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "body",
-            f"wall = polyline(points={_v_list([[0, -h / 2], [r, -h / 2], [r + flare, h / 2]])}, plane='XZ')\n"
+            f"wall = polyline(points={vec_list([[0, -h / 2], [r, -h / 2], [r + flare, h / 2]])}, plane='XZ')\n"
             "body = revolve(wall, segments=48)\n"
-            f"solidify(body, thickness={_n(_u(rng, 0.03, 0.06))})",
+            f"solidify(body, thickness={num(_u(rng, 0.03, 0.06))})",
         )
     ]
     grip = _u(rng, 0.2, 0.3)
     if rng.random() < 0.5:
         handle = (
-            f"path = arc(radius={_n(grip)}, start_angle=-80, end_angle=80, "
-            f"center={_v([r + flare / 2, 0, 0])}, plane='XZ', segments=20)\n"
+            f"path = arc(radius={num(grip)}, start_angle=-80, end_angle=80, "
+            f"center={vec([r + flare / 2, 0, 0])}, plane='XZ', segments=20)\n"
             "handle = sweep(path, radius=0.035)"
         )
     else:
         handle = (
-            f"handle = torus(major_radius={_n(grip)}, minor_radius=0.035, "
-            f"location={_v([r + flare / 2, 0, 0])}, rotation=[90, 0, 0])"
+            f"handle = torus(major_radius={num(grip)}, minor_radius=0.035, "
+            f"location={vec([r + flare / 2, 0, 0])}, rotation=[90, 0, 0])"
         )
     parts.append(Part("handle", handle))
     return parts
@@ -360,17 +379,17 @@ def bowl(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "body",
-            f"wall = {curve}(points={_v_list(pts)}, plane='XZ')\n"
+            f"wall = {curve}(points={vec_list(pts)}, plane='XZ')\n"
             "body = revolve(wall, segments=48)\n"
-            f"solidify(body, thickness={_n(_u(rng, 0.03, 0.05))})",
+            f"solidify(body, thickness={num(_u(rng, 0.03, 0.05))})",
         )
     ]
     if rng.random() < 0.4:
         parts.append(
             Part(
                 "foot ring",
-                f"foot = torus(major_radius={_n(bottom * 0.8)}, minor_radius=0.03, "
-                f"location={_v([0, 0, -h / 2 - 0.02])})",
+                f"foot = torus(major_radius={num(bottom * 0.8)}, minor_radius=0.03, "
+                f"location={vec([0, 0, -h / 2 - 0.02])})",
             )
         )
     return parts
@@ -381,7 +400,7 @@ def vase(rng: Rng) -> list[Part]:
     radii = [_u(rng, 0.2, 0.4), _u(rng, 0.45, 0.75), _u(rng, 0.15, 0.3), _u(rng, 0.2, 0.4)]
     zs = [-0.9, _u(rng, -0.4, 0.0), _u(rng, 0.4, 0.6), 0.9]
     lines = [
-        f"s{k} = polygon(sides={sides}, radius={_n(r)}, center={_v([0, 0, z])})"
+        f"s{k} = polygon(sides={sides}, radius={num(r)}, center={vec([0, 0, z])})"
         for k, (r, z) in enumerate(zip(radii, zs, strict=True))
     ]
     lines.append("body = loft([s0, s1, s2, s3])")
@@ -393,7 +412,7 @@ def vase(rng: Rng) -> list[Part]:
         parts.append(
             Part(
                 "lip",
-                f"lip = torus(major_radius={_n(radii[3])}, minor_radius=0.03, location=[0, 0, 0.9])",
+                f"lip = torus(major_radius={num(radii[3])}, minor_radius=0.03, location=[0, 0, 0.9])",
             )
         )
     return parts
@@ -407,19 +426,19 @@ def bottle(rng: Rng) -> list[Part]:
     parts = [
         Part(
             "body",
-            f"profile = polyline(points={_v_list(pts)}, plane='XZ')\n"
+            f"profile = polyline(points={vec_list(pts)}, plane='XZ')\n"
             "body = revolve(profile, segments=32)",
         ),
         Part(
             "cap",
-            f"cap = cylinder(radius={_n(neck + 0.02)}, depth=0.15, location=[0, 0, 0.82], segments=24)",
+            f"cap = cylinder(radius={num(neck + 0.02)}, depth=0.15, location=[0, 0, 0.82], segments=24)",
         ),
     ]
     if rng.random() < 0.4:
         parts.append(
             Part(
                 "label band",
-                f"band = cylinder(radius={_n(r + 0.01)}, depth=0.3, location=[0, 0, -0.4], segments=32)",
+                f"band = cylinder(radius={num(r + 0.01)}, depth=0.3, location=[0, 0, -0.4], segments=32)",
             )
         )
     return parts
@@ -433,16 +452,16 @@ def wine_glass(rng: Rng) -> list[Part]:
     return [
         Part(
             "foot",
-            f"foot = cylinder(radius={_n(_u(rng, 0.25, 0.35))}, depth=0.03, location=[0, 0, -0.9])",
+            f"foot = cylinder(radius={num(_u(rng, 0.25, 0.35))}, depth=0.03, location=[0, 0, -0.9])",
         ),
         Part(
             "stem",
-            f"stem = cylinder(radius=0.03, depth={_n(stem_h)}, "
-            f"location={_v([0, 0, -0.88 + stem_h / 2])}, segments=16)",
+            f"stem = cylinder(radius=0.03, depth={num(stem_h)}, "
+            f"location={vec([0, 0, -0.88 + stem_h / 2])}, segments=16)",
         ),
         Part(
             "cup",
-            f"wall = bezier(points={_v_list(pts)}, plane='XZ')\n"
+            f"wall = bezier(points={vec_list(pts)}, plane='XZ')\n"
             "cup = revolve(wall, segments=48)\n"
             "solidify(cup, thickness=0.02)",
         ),
@@ -456,16 +475,18 @@ def dumbbell(rng: Rng) -> list[Part]:
     plate_t = _u(rng, 0.06, 0.1)
     x0 = round(length / 2 - 0.1, 2)
     lines = [
-        f"plate = cylinder(radius={_n(plate_r)}, depth={_n(plate_t)}, "
-        f"location={_v([x0, 0, 0])}, rotation=[0, 90, 0])"
+        f"plate = cylinder(radius={num(plate_r)}, depth={num(plate_t)}, "
+        f"location={vec([x0, 0, 0])}, rotation=[0, 90, 0])"
     ]
     if plates > 1:
-        lines.append(f"linear_array(plate, count={plates}, offset={_v([-(plate_t + 0.01), 0, 0])})")
+        lines.append(
+            f"linear_array(plate, count={plates}, offset={vec([-(plate_t + 0.01), 0, 0])})"
+        )
     lines.append("mirror(plate, axis='X')")
     return [
         Part(
             "bar",
-            f"bar = cylinder(radius=0.04, depth={_n(length + 0.3)}, rotation=[0, 90, 0], segments=16)",
+            f"bar = cylinder(radius=0.04, depth={num(length + 0.3)}, rotation=[0, 90, 0], segments=16)",
         ),
         Part("weights", "\n".join(lines)),
     ]
@@ -476,17 +497,17 @@ def ladder(rng: Rng) -> list[Part]:
     rungs = int(rng.integers(4, 9))
     step = round((h - 0.3) / (rungs - 1), 2)
     rail = (
-        f"rail = box(size=[0.06, 0.08, {_n(h)}], location={_v([w / 2, 0, 0])})"
+        f"rail = box(size=[0.06, 0.08, {num(h)}], location={vec([w / 2, 0, 0])})"
         if rng.random() < 0.5
-        else f"rail = cylinder(radius=0.035, depth={_n(h)}, location={_v([w / 2, 0, 0])}, segments=12)"
+        else f"rail = cylinder(radius=0.035, depth={num(h)}, location={vec([w / 2, 0, 0])}, segments=12)"
     )
     return [
         Part("side rails", f"{rail}\nmirror(rail, axis='X')"),
         Part(
             "rungs",
-            f"rung = cylinder(radius=0.025, depth={_n(w)}, location={_v([0, 0, -h / 2 + 0.15])}, "
+            f"rung = cylinder(radius=0.025, depth={num(w)}, location={vec([0, 0, -h / 2 + 0.15])}, "
             "rotation=[0, 90, 0], segments=12)\n"
-            f"linear_array(rung, count={rungs}, offset={_v([0, 0, step])})",
+            f"linear_array(rung, count={rungs}, offset={vec([0, 0, step])})",
         ),
     ]
 

@@ -5,6 +5,9 @@
   and used under the same rule.
 - :func:`imports_bpy_lib`: whether a program imports ``bpy_lib`` (without it a program is
   ``empty``). The sandbox's gate, the reward's format check and :func:`extract_code` ask it.
+- :func:`format_checks` / :func:`format_score`: the format score of DESIGN §4 (imports
+  ``bpy_lib``, names a part in a ``# part_k: label`` comment, calls ``export_scene()``), for
+  the reward and the environment's format reward alike.
 - :func:`describe_error`: how an exception in a program is told to the model (one line,
   ``Type: message (line N)``), in the farm's child process and in the add-on alike.
 
@@ -33,7 +36,9 @@ Plain Python (no Blender, no numpy): the add-on vendors this module.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 
 __all__ = [
@@ -41,8 +46,11 @@ __all__ = [
     "PROGRAM_FILENAME",
     "PYTHON_TAGS",
     "Extraction",
+    "FormatChecks",
     "describe_error",
     "extract_code",
+    "format_checks",
+    "format_score",
     "imports_bpy_lib",
 ]
 
@@ -194,3 +202,72 @@ def extract_code(text: str | None) -> Extraction:
     if start is not None:
         return Extraction(_tidy(text[start.start() :]), "bare", 0)
     return Extraction("", "none", 0)
+
+
+_PART_COMMENT_RE = re.compile(r"#\s*part[\s_-]*\d+\s*:\s*\S", re.I)
+_EXPORT_RE = re.compile(r"\bexport_scene\s*\(")
+
+
+@dataclass(frozen=True)
+class FormatChecks:
+    """The three checks of the format score (each True or False)."""
+
+    imports_bpy_lib: bool
+    part_comment: bool
+    calls_export_scene: bool
+
+    @property
+    def score(self) -> float:
+        """Mean of the three checks, in [0, 1]."""
+        return (self.imports_bpy_lib + self.part_comment + self.calls_export_scene) / 3.0
+
+
+def _comments(code: str) -> list[str]:
+    """Comment tokens of ``code``; a naive line scan when it does not tokenize."""
+    try:
+        return [
+            tok.string
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+            if tok.type == tokenize.COMMENT
+        ]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return [line[line.index("#") :] for line in code.splitlines() if "#" in line]
+
+
+def _strip_comments(code: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in code.splitlines())
+
+
+def format_checks(code: str) -> FormatChecks:
+    """Run the three format checks of DESIGN §4 on a program's source (the reward's format
+    score and the environment's format reward are this one function).
+
+    Imports and the ``export_scene()`` call are read from the syntax tree when the code
+    parses (so a call inside a string or comment does not count), else from the text
+    without comments.
+    """
+    part_comment = any(_PART_COMMENT_RE.match(c) for c in _comments(code))
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        bare = _strip_comments(code)
+        return FormatChecks(
+            imports_bpy_lib=imports_bpy_lib(code),
+            part_comment=part_comment,
+            calls_export_scene=bool(_EXPORT_RE.search(bare)),
+        )
+    imports = imports_bpy_lib(code, tree)
+    exports = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            exports |= name == "export_scene"
+    return FormatChecks(
+        imports_bpy_lib=imports, part_comment=part_comment, calls_export_scene=exports
+    )
+
+
+def format_score(code: str) -> float:
+    """The format score ∈ {0, 1/3, 2/3, 1} of DESIGN §4 (see :func:`format_checks`)."""
+    return format_checks(code).score

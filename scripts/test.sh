@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update .venv with every extra the suite tests (torch==2.13.0 is installed first,
 # see scripts/lib.sh), the verifiers environment package and the Infinigen sidecar, then lint,
-# type-check and run the whole pytest suite. Extra arguments go to pytest
+# type-check, check the import contracts and run the whole pytest suite. Extra arguments go to pytest
 # (./scripts/test.sh -k config -x). SKIP_INFINIGEN=1 skips the sidecar (its test then skips).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -18,4 +18,5 @@ fi
 step "ruff lint" ruff check .
 step "ruff format check" ruff format --check .
 step "mypy" mypy
+step "import-linter (DESIGN §1 layers, no circles)" lint-imports --no-cache
 step "pytest" python -m pytest "$@"

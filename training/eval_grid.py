@@ -32,7 +32,7 @@ SHOWN_METRICS = ("f_score_0.05", "chamfer_l2", "hausdorff_90", "normal_consisten
 
 def _ground_truth(sample: Sample, executor: Executor) -> tuple[Any, Any] | None:
     if sample.mesh is not None:
-        from worker.geometry.meshio import load_mesh
+        from llm3d.meshio import load_mesh
 
         return load_mesh(sample.mesh)
     if sample.code:

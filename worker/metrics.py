@@ -33,7 +33,6 @@ import numpy.typing as npt
 
 from llm3d.config import MetricsConfig
 from llm3d.exceptions import MeshError
-from worker.geometry.meshio import load_mesh
 from worker.geometry.nearest import NearestIndex
 from worker.geometry.sampling import (
     Normalisation,
@@ -54,7 +53,6 @@ __all__ = [
     "GroundTruthCache",
     "compute_metrics",
     "empty_metrics",
-    "load_mesh",
     "metric_names",
     "prepare_ground_truth",
     "wants_unit_chamfer",

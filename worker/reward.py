@@ -11,8 +11,9 @@ gate          condition                                      gated reward
 5             otherwise                                      0.30 + 0.70 · min(1, F@0.05 / 0.60)
 ============  =============================================  ===============================
 
-Format score ∈ [0, 1] = mean of three checks: the program imports ``bpy_lib``, has at
-least one comment naming a part (``# part_1: wheel``), and calls ``export_scene()``.
+Format score ∈ [0, 1] = mean of three checks (:func:`llm3d.program.format_checks`): the
+program imports ``bpy_lib``, has at least one comment naming a part (``# part_1: wheel``),
+and calls ``export_scene()``.
 Reward = 0.9 · gated + 0.1 · format. ``infra_error`` (the worker failed, not the program)
 has reward ``None``: the trainer must not learn from it.
 
@@ -21,10 +22,6 @@ Plain Python, no Blender. Used by the API, the verifiers rubric, training and ev
 
 from __future__ import annotations
 
-import ast
-import io
-import re
-import tokenize
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +29,7 @@ import numpy as np
 
 from llm3d.config import ExecutorConfig, MetricsConfig
 from llm3d.exceptions import MeshError
-from llm3d.program import imports_bpy_lib
+from llm3d.program import format_checks
 from llm3d.schemas import ExecStatus
 from worker.geometry.sampling import is_finite_mesh
 from worker.metrics import GroundTruth, compute_metrics, wants_unit_chamfer
@@ -42,11 +39,8 @@ __all__ = [
     "FORMAT_WEIGHT",
     "GATED_WEIGHT",
     "REWARD_VERSION",
-    "FormatChecks",
     "RewardBreakdown",
     "compute_reward",
-    "format_checks",
-    "format_score",
     "gated_reward",
     "geometry_status",
 ]
@@ -70,73 +64,6 @@ _GATE_OF_STATUS: dict[ExecStatus, tuple[int, float]] = {
     ExecStatus.NO_GEOMETRY: (2, 0.10),
     ExecStatus.DEGENERATE: (3, 0.15),
 }
-
-_PART_COMMENT_RE = re.compile(r"#\s*part[\s_-]*\d+\s*:\s*\S", re.I)
-_EXPORT_RE = re.compile(r"\bexport_scene\s*\(")
-
-
-@dataclass(frozen=True)
-class FormatChecks:
-    """The three checks of the format score (each True or False)."""
-
-    imports_bpy_lib: bool
-    part_comment: bool
-    calls_export_scene: bool
-
-    @property
-    def score(self) -> float:
-        """Mean of the three checks, in [0, 1]."""
-        return (self.imports_bpy_lib + self.part_comment + self.calls_export_scene) / 3.0
-
-
-def _comments(code: str) -> list[str]:
-    """Comment tokens of ``code``; a naive line scan when it does not tokenize."""
-    try:
-        return [
-            tok.string
-            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
-            if tok.type == tokenize.COMMENT
-        ]
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return [line[line.index("#") :] for line in code.splitlines() if "#" in line]
-
-
-def _strip_comments(code: str) -> str:
-    return "\n".join(line.split("#", 1)[0] for line in code.splitlines())
-
-
-def format_checks(code: str) -> FormatChecks:
-    """Run the three format checks of DESIGN §4 on a program's source.
-
-    Imports and the ``export_scene()`` call are read from the syntax tree when the code
-    parses (so a call inside a string or comment does not count), else from the text
-    without comments.
-    """
-    part_comment = any(_PART_COMMENT_RE.match(c) for c in _comments(code))
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        bare = _strip_comments(code)
-        return FormatChecks(
-            imports_bpy_lib=imports_bpy_lib(code),
-            part_comment=part_comment,
-            calls_export_scene=bool(_EXPORT_RE.search(bare)),
-        )
-    imports = imports_bpy_lib(code, tree)
-    exports = False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-            exports |= name == "export_scene"
-    return FormatChecks(
-        imports_bpy_lib=imports, part_comment=part_comment, calls_export_scene=exports
-    )
-
-
-def format_score(code: str) -> float:
-    """The format score ∈ {0, 1/3, 2/3, 1} of DESIGN §4 (see :func:`format_checks`)."""
-    return format_checks(code).score
 
 
 def gated_reward(status: ExecStatus | str, f_score: float | None = None) -> tuple[int, float]:

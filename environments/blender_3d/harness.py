@@ -185,7 +185,7 @@ class Blender3DHarness:
 def _reference(sample: Sample) -> dict[str, Any]:
     """The wire reference of a sample: its mesh file's triangles, else its program."""
     if sample.mesh is not None:
-        from worker.geometry.meshio import load_mesh
+        from llm3d.meshio import load_mesh
 
         vertices, faces = load_mesh(sample.mesh)
         return {"vertices": vertices.tolist(), "faces": faces.tolist()}

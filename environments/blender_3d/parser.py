@@ -6,7 +6,7 @@ from typing import Any
 
 import verifiers as vf
 
-from llm3d.program import extract_code
+from llm3d.program import extract_code, format_score
 
 __all__ = ["Blender3DParser"]
 
@@ -42,8 +42,7 @@ class Blender3DParser(vf.Parser):  # type: ignore[misc]
         return self.parse(_text(assistant[-1].get("content")))
 
     def get_format_reward_func(self) -> Any:
-        """Share of the three format checks of DESIGN §4 (from :mod:`worker.reward`)."""
-        from worker.reward import format_score
+        """Share of the three format checks of DESIGN §4 (:func:`llm3d.program.format_score`, which the reward uses too)."""
 
         def format_reward_func(completion: Any, **kwargs: Any) -> float:
             return float(format_score(self.parse_answer(completion)))

@@ -237,7 +237,7 @@ def fit_command(
     from datagen.part_fitter import fit_mesh
     from llm3d.commands.common import console, emit_json, err_console, load
     from llm3d.exceptions import MeshError
-    from worker.geometry.meshio import load_mesh
+    from llm3d.meshio import load_mesh
 
     cfg = load(config)
     _setup_logging(cfg.log_level)

@@ -62,7 +62,7 @@ def load_input(path: Path, executor: Callable[[], Executor]) -> LoadedInput:
         typer.Exit: with status 2 when the file is missing, unreadable or of another kind.
     """
     from llm3d.exceptions import MeshError
-    from worker.geometry.meshio import MESH_SUFFIXES, load_mesh
+    from llm3d.meshio import MESH_SUFFIXES, load_mesh
 
     if not path.is_file():
         raise _fail(f"{path}: no such file")

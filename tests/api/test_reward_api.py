@@ -18,11 +18,11 @@ import pytest
 
 from llm3d.client import RewardClient
 from llm3d.exceptions import RewardServiceError
+from llm3d.program import format_score
 from llm3d.schemas import RewardResponse
 from tests.api.conftest import TOKEN
 from tests.api.farm import Farm
 from worker.demo_programs import BROKEN, HOSTILE, OBJECTS, TIMEOUT, perturb
-from worker.reward import format_score
 
 TABLE, SNOWMAN = OBJECTS["table"], OBJECTS["snowman"]
 UNIT_BOX = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0, 1.0])\nexport_scene()\n"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from datagen.dataset_builder import assign_splits, plan_objects
-from datagen.object_assembler import Part, assemble, difficulty, load_categories, make_object
+from datagen.object_assembler import assemble, difficulty, load_categories, make_object
+from datagen.templates import Part
 from llm3d.config import REPO_ROOT, DataConfig
 from llm3d.exceptions import ConfigError
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from llm3d.program import PROGRAM_FILENAME, describe_error, extract_code, imports_bpy_lib
+from llm3d.program import (
+    PROGRAM_FILENAME,
+    describe_error,
+    extract_code,
+    format_checks,
+    imports_bpy_lib,
+)
 
 PROGRAM = "from bpy_lib import *\n# part_1: seat\nbox(size=[1, 1, 0.1])\nexport_scene()\n"
 
@@ -152,7 +158,6 @@ def test_imports_bpy_lib_is_one_rule_for_gate_format_and_extraction(
 ) -> None:
     """The sandbox's gate (empty vs not), the reward's format check and the extraction's
     choice of block all ask the same question, and so never disagree."""
-    from worker.reward import format_checks
     from worker.sandbox.policy import check_policy
 
     assert imports_bpy_lib(code) is expected

@@ -11,9 +11,9 @@ import pytest
 
 from llm3d.config import MetricsConfig
 from llm3d.exceptions import MeshError
+from llm3d.meshio import load_mesh
 from tests.helpers import meshes
 from tests.helpers.reference_metrics import reference_metrics
-from worker.geometry.meshio import load_mesh
 from worker.geometry.nearest import NearestIndex
 from worker.geometry.sampling import SampleStream, box_normalisation, sample_surface, stream_seed
 from worker.metrics import (

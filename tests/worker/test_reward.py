@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from llm3d.config import ExecutorConfig
+from llm3d.program import format_checks, format_score
 from llm3d.schemas import ExecStatus
 from tests.helpers import meshes
 from worker.metrics import prepare_ground_truth
@@ -15,8 +16,6 @@ from worker.reward import (
     REWARD_VERSION,
     RewardBreakdown,
     compute_reward,
-    format_checks,
-    format_score,
     gated_reward,
 )
 from worker.types import ExecResult

@@ -1,3 +1,3 @@
-"""Plain-Python geometry under the metrics: reading meshes (:mod:`.meshio`), sampling their
-surfaces (:mod:`.sampling`) and nearest-neighbour distances (:mod:`.nearest`,
-:mod:`.nearest_far`). No Blender."""
+"""Plain-Python geometry under the metrics: sampling mesh surfaces (:mod:`.sampling`) and
+nearest-neighbour distances (:mod:`.nearest`, :mod:`.nearest_far`). No Blender. Mesh files
+are read by :mod:`llm3d.meshio`."""

@@ -1,4 +1,5 @@
-"""Reading mesh files into ``(vertices, faces)`` arrays with trimesh (no Blender).
+"""Reading mesh files into ``(vertices, faces)`` arrays with trimesh (no Blender): the one reader
+of ground-truth mesh files, for the reward, the task registry, the environment and the CLI.
 
 OBJ, PLY, STL, GLB/GLTF and OFF are read; a file holding a scene of several objects is
 flattened into one mesh with each object's transform applied.
