@@ -75,6 +75,11 @@ def vendored_files() -> list[str]:
         if path is None:  # a name imported from a module (``from worker.x import f``)
             continue
         files.add(path)
+        for parent in path.parents:  # the __init__.py of each package above it (worker.execution)
+            if parent == ROOT:
+                break
+            if (parent / "__init__.py").is_file():
+                files.add(parent / "__init__.py")
         pending |= _imports(path)
     return sorted(str(f.relative_to(ROOT)) for f in files)
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.api.farm import Farm, start_farm
+from tests.helpers.waiting import wait_until
 from worker.demo_programs import TIMEOUT
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -59,13 +60,6 @@ def metric(farm: Farm, name: str, **labels: str) -> float:
     return total
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.05)
-
-
 def test_a_lone_surrogate_in_a_programs_error_never_fails_the_batch(farm: Farm) -> None:
     items = [item(SURROGATE_ERROR, id="odd"), item(UNIT_BOX, id="fine")]
     with farm.client(headers=AUTH) as http:
@@ -85,7 +79,7 @@ def test_a_lone_surrogate_in_a_programs_error_never_fails_the_batch(farm: Farm) 
             assert state.status_code == 200, state.text
             return bool(state.json()["state"] in {"done", "failed"})
 
-        wait_for(finished, 60, "the job")
+        wait_until(finished, timeout=60, what="the job")
         state = http.get(job.json()["url"]).json()
         assert state["state"] == "done" and "\ufffd" in state["response"]["results"][0]["error"]
         assert http.get("/tasks").status_code == 200
@@ -103,7 +97,11 @@ def test_a_client_that_goes_away_leaves_no_program_running(farm: Farm) -> None:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         sock.sendall(head.encode() + body)
-        wait_for(lambda: metric(farm, "llm3d_queue_depth") >= 4, 30, "the loops to be handed over")
+        wait_until(
+            lambda: metric(farm, "llm3d_queue_depth") >= 4,
+            timeout=30,
+            what="the loops to be handed over",
+        )
     hung_up = time.monotonic()
     health = httpx.get(farm.url + "/healthz", timeout=30)
     health_s = time.monotonic() - hung_up
@@ -114,12 +112,12 @@ def test_a_client_that_goes_away_leaves_no_program_running(farm: Farm) -> None:
     assert fresh.status_code == 200 and fresh.json()["results"][0]["status"] == "ok", fresh.text
     print(f"after the hang-up: /healthz in {health_s:.2f}s, a new batch in {batch_s:.2f}s")
     assert health_s < 10 and batch_s < 15, "the abandoned loops were not stopped"
-    wait_for(
+    wait_until(
         lambda: (
             metric(farm, "llm3d_http_requests_total", route="/reward/batch", code="499") > before
         ),
-        10,
-        "the abandoned batch to be counted",
+        timeout=10,
+        what="the abandoned batch to be counted",
     )
     assert metric(farm, "llm3d_queue_depth") == 0
 
@@ -152,8 +150,10 @@ def test_a_killed_api_worker_is_replaced_on_the_same_port(farm: Farm) -> None:
 
     # uvicorn's supervisor pings each worker; a kill that lands during a ping is only seen
     # when that ping times out (timeout_worker_healthcheck, 30 s), so allow that much more
-    wait_for(lambda: _children(farm.api.pid) not in ([], [worker]), 60, "a new worker")
-    wait_for(answers, 90, "the service to answer again")
+    wait_until(
+        lambda: _children(farm.api.pid) not in ([], [worker]), timeout=60, what="a new worker"
+    )
+    wait_until(answers, timeout=90, what="the service to answer again")
     back_s = time.monotonic() - killed
     print(f"a SIGKILLed API worker: the service answered again after {back_s:.1f}s")
     assert farm.api.alive(), "the supervisor itself lives on"

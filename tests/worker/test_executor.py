@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from llm3d.config import REPO_ROOT, ExecutorConfig
 from llm3d.schemas import ExecStatus
+from tests.helpers.waiting import wait_until
 from tests.worker.conftest import CUBE
 from worker.execution.executor import Executor, ExecutorPool
 from worker.geometry.sampling import face_areas_normals
@@ -172,10 +173,9 @@ def test_export_scene_with_a_relative_path_stays_in_the_sandbox(executor: Execut
     result = executor.run(code)
     assert result.status is ExecStatus.OK, result.error
     root = executor.host_path(info["workdir_root"])
-    deadline = time.monotonic() + 5  # removed when the child is reaped, just after the answer
-    while list(root.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert root.is_dir() and list(root.iterdir()) == []
+    # removed when the child is reaped, just after the answer
+    wait_until(lambda: not list(root.iterdir()), timeout=5, what="the workdir's removal")
+    assert root.is_dir()
 
 
 # -- faithfulness: the sandbox gives what running the program directly gives -------------
@@ -242,10 +242,8 @@ def test_child_runs_in_an_empty_private_directory(unsafe_executor: Executor) -> 
     assert cwd1.startswith(root) and listing == "[]"
     assert second.stdout.splitlines()[0] != cwd1
     gone = unsafe_executor.host_path(cwd1)
-    deadline = time.monotonic() + 5  # removed when the child is reaped, just after the answer
-    while gone.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not gone.exists()
+    # removed when the child is reaped, just after the answer
+    wait_until(lambda: not gone.exists(), timeout=5, what="the workdir's removal")
 
 
 def test_ps_names_the_server_and_the_program_child(unsafe_executor: Executor) -> None:
@@ -296,7 +294,7 @@ def test_lost_server_gives_infra_error_then_restarts(executor_config: ExecutorCo
         pid = ex.server_pid
         assert pid is not None
         future = ex.submit(program("while True:\n    pass"), timeout_s=30)
-        time.sleep(0.3)
+        wait_until(lambda: _children_of(pid), timeout=10, what="the program's start")
         os.kill(pid, signal.SIGKILL)
         lost = future.result(timeout=10)
         assert lost.status is ExecStatus.INFRA_ERROR
@@ -330,7 +328,7 @@ def test_a_server_that_stops_answering_is_killed_and_replaced(
         pid = ex.server_pid
         assert pid is not None
         future = ex.submit(program("while True:\n    pass"), timeout_s=0.5)
-        time.sleep(0.2)
+        wait_until(lambda: _children_of(pid), timeout=10, what="the program's start")
         os.kill(pid, signal.SIGSTOP)  # alive but deaf: it can no longer enforce the timeout
         stuck = future.result(timeout=15)
         assert stuck.status is ExecStatus.INFRA_ERROR
@@ -356,17 +354,18 @@ def test_close_kills_running_children_and_the_server(executor_config: ExecutorCo
     pid = ex.server_pid
     assert pid is not None
     futures = [ex.submit(program("while True:\n    pass"), timeout_s=60) for _ in range(2)]
-    deadline = time.monotonic() + 10
-    while len(_children_of(pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    children = _children_of(pid)
-    assert len(children) == 2
+    children = wait_until(
+        lambda: (found := _children_of(pid)) and len(found) == 2 and found,
+        timeout=10,
+        what="two running programs",
+    )
     ex.close()
     assert all(f.result(timeout=10).status is ExecStatus.INFRA_ERROR for f in futures)
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{p}").exists() for p in [pid, *children]):
-        assert time.monotonic() < deadline, "server or children outlived close()"
-        time.sleep(0.05)
+    wait_until(
+        lambda: not any(Path(f"/proc/{p}").exists() for p in [pid, *children]),
+        timeout=10,
+        what="the exit of the server and its children after close()",
+    )
 
 
 def test_server_that_cannot_start_is_an_infra_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from llm3d.config import ExecutorConfig
 from llm3d.schemas import ExecStatus
+from tests.helpers.waiting import wait_until
 from tests.worker.conftest import CUBE
 from worker.demo_programs import TIMEOUT
 from worker.execution.executor import Executor
@@ -32,19 +33,12 @@ def executor() -> Iterator[Executor]:
         yield ex
 
 
-def wait_for(condition: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def test_cancel_kills_a_running_program_and_drops_a_queued_one(executor: Executor) -> None:
     running = executor.submit(TIMEOUT.code, timeout_s=120)
     queued = executor.submit(TIMEOUT.code, timeout_s=120)
     server = executor._server
     assert server is not None
-    wait_for(lambda: any(p.queued for p in server.pending.values()))
+    wait_until(lambda: any(p.queued for p in server.pending.values()))
     start = time.monotonic()
     assert executor.cancel(queued) and executor.cancel(running)
     results = [queued.result(timeout=10), running.result(timeout=10)]

@@ -10,7 +10,6 @@ survival of crashes.
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 
 from llm3d.config import ExecutorConfig
 from llm3d.schemas import ExecStatus
+from tests.helpers.waiting import wait_until
 from tests.worker.conftest import CUBE
 from worker.execution.executor import Executor
 
@@ -165,10 +165,8 @@ def test_hostile_program_is_contained(
     assert len(result.stdout.encode()) <= executor.config.output_tail_bytes
     assert list(canary.iterdir()) == []
     root = executor.host_path(executor.server_info["workdir_root"])
-    deadline = time.monotonic() + 5
-    while list(root.iterdir()) and time.monotonic() < deadline:  # other runs may be in flight
-        time.sleep(0.05)
-    assert list(root.iterdir()) == []
+    # other runs may be in flight
+    wait_until(lambda: not list(root.iterdir()), timeout=5, what="the workdirs' removal")
     after = executor.run(CUBE)
     assert after.status is ExecStatus.OK and after.vertices.shape == (8, 3)
 
