@@ -190,4 +190,4 @@ def test_cli_runs_the_oracle_and_rejects_unknown_policies(
     assert (out / "report.md").is_file()
     missing = runner.invoke(app, ["eval", "-p", "oracle", "--split", str(tmp_path / "x.jsonl")])
     assert missing.exit_code == 2
-    assert "no such split file" in missing.output
+    assert "no such dataset file" in missing.output
