@@ -36,7 +36,9 @@ from typing import Any
 from environments.blender_3d.dataset import Sample, read_split
 from environments.blender_3d.harness import Blender3DHarness
 from llm3d.client import RewardClient
+from llm3d.config import ExecutorConfig, RenderConfig
 from llm3d.program import extract_code
+from training.best_of import SELECTIONS, markdown_table, selection_table
 from training.eval_report import aggregate, markdown_report, plot_reports, select_cases
 from training.policies import Policy
 
@@ -63,6 +65,8 @@ class EvalSettings:
         batch_size: completions per ``POST /reward/batch``.
         grid: render the comparison grid (needs Blender).
         concurrency: tasks sent to the policy at once (threads; 1 for in-process models).
+        select: best-of-k selections to report side by side (:mod:`training.best_of`:
+            ``first``, ``render``, ``oracle``); empty for none.
     """
 
     split: Path
@@ -77,6 +81,7 @@ class EvalSettings:
     batch_size: int = 64
     grid: bool = True
     concurrency: int = 1
+    select: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -322,8 +327,15 @@ def run_eval(
     policy: Policy,
     *,
     progress: Progress | None = None,
+    render: RenderConfig | None = None,
+    executor_config: ExecutorConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``policy`` on the split; write the report files; return the report.
+
+    With ``settings.select``, the report also holds ``selection``: for each way of keeping
+    one of a task's ``k`` candidates (:mod:`training.best_of`), what it kept. ``render`` is
+    the camera rig that rendered the split (default: the built-in one), used to render the
+    candidates for the ``render`` selection; ``executor_config`` the local sandbox's settings.
 
     Raises:
         DatasetError: when the split is missing or malformed.
@@ -344,6 +356,7 @@ def run_eval(
         settings, samples, codes, JsonlCache(out / "scores.jsonl"), version, task_keys, progress
     )
     records = _records(samples, settings.k, texts, codes, results)
+    selection = _selection(settings, samples, codes, records, render, executor_config, progress)
     report: dict[str, Any] = {
         "settings": {**settings.public(), "policy": policy.name, "fingerprint": policy.fingerprint},
         "reward_version": version,
@@ -351,6 +364,8 @@ def run_eval(
         "seconds": round(time.perf_counter() - start, 2),
         "files": {},
     }
+    if selection is not None:
+        report["selection"] = selection
     files: dict[str, str] = {"json": str(out / "report.json"), "markdown": str(out / "report.md")}
     for path in plot_reports(records, report, out):
         files[path.stem] = str(path)
@@ -363,10 +378,45 @@ def run_eval(
         name: {"task_id": r["task_id"], "index": r["index"], "f_score_0.05": r["_f"]}
         for name, r in select_cases(records).items()
     }
-    (out / "report.md").write_text(markdown_report(report), encoding="utf-8")
+    markdown = markdown_report(report)
+    if selection is not None:
+        markdown += f"\n## Best of {settings.k}\n\n" + markdown_table(selection)
+    (out / "report.md").write_text(markdown, encoding="utf-8")
     full = {**report, "records": records}
     (out / "report.json").write_text(json.dumps(_json_safe(full), indent=2), encoding="utf-8")
     return report
+
+
+def _selection(
+    settings: EvalSettings,
+    samples: Sequence[Sample],
+    codes: Mapping[tuple[str, int], str],
+    records: Sequence[Mapping[str, Any]],
+    render: RenderConfig | None,
+    executor_config: ExecutorConfig | None,
+    progress: Progress | None,
+) -> dict[str, Any] | None:
+    """The best-of-k table of ``settings.select`` (None when no selection is asked for)."""
+    if not settings.select:
+        return None
+    unknown = [s for s in settings.select if s not in SELECTIONS]
+    if unknown:
+        raise ValueError(f"unknown selection {unknown}; use {', '.join(SELECTIONS)}")
+    matches = None
+    if "render" in settings.select:
+        from training.best_of import render_match_scores
+
+        matches = render_match_scores(
+            samples,
+            codes,
+            render=render or RenderConfig(),
+            executor_config=executor_config,
+            cache=JsonlCache(settings.out_dir / "matches.jsonl"),
+            progress=progress,
+        )
+    return selection_table(
+        records, settings.select, matches=matches, pass_threshold=settings.pass_threshold
+    )
 
 
 def _grid(

@@ -65,6 +65,26 @@ def _table(report: dict[str, Any], console: Any) -> None:
         cells = [format_cell(summary.get(key), fmt) for _, key, fmt in columns]
         table.add_row(escape(name), *cells, format_cell(summary.get(f"pass@{k}"), "%"))
     console.print(table)
+    selection = report.get("selection")
+    if selection:
+        best = Table(title=f"best of {k}: which candidate each task keeps")
+        for header in ("selection", "F@0.05", "execution", "pass", "unit Chamfer ×1000"):
+            best.add_column(header, justify="right")
+        for by in ("first", "render", "oracle"):
+            if by in selection:
+                row = selection[by]
+                best.add_row(
+                    by,
+                    format_cell(row["f_score_0.05"], ".3f"),
+                    format_cell(row["execution_rate"], "%"),
+                    format_cell(row["pass_rate"], "%"),
+                    format_cell(row["chamfer_unit_x1000_median"], ".3f"),
+                )
+        console.print(best)
+        if selection.get("seconds_per_candidate") is not None:
+            console.print(
+                f"[dim]render match: {selection['seconds_per_candidate']:.3f} s a candidate[/]"
+            )
     for name, path in report["files"].items():
         console.print(f"[dim]{name}:[/] {escape(path)}")
 
@@ -104,6 +124,22 @@ def eval_command(
     grid: Annotated[
         bool | None, typer.Option("--grid/--no-grid", help="Render the comparison grid.")
     ] = None,
+    best_of: Annotated[
+        int | None,
+        typer.Option(
+            "--best-of",
+            min=1,
+            help="N candidates a task, one kept by each --select way (sets -k).",
+        ),
+    ] = None,
+    select: Annotated[
+        str,
+        typer.Option(
+            help="With --best-of: comma-separated selections to compare: first (k = 1), "
+            "render (renders closest to the input views, no ground truth), oracle (best "
+            "F@0.05, the upper bound).",
+        ),
+    ] = "first,render,oracle",
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -126,6 +162,19 @@ def eval_command(
         )
         raise typer.Exit(2)
     data_dir = Path(cfg.data.out_dir)
+    selections: tuple[str, ...] = ()
+    if best_of is not None:
+        from training.best_of import SELECTIONS
+
+        selections = tuple(s.strip() for s in select.split(",") if s.strip())
+        unknown = [s for s in selections if s not in SELECTIONS]
+        if unknown or not selections:
+            err_console.print(
+                f"[bold red]error:[/] --select {escape(select)!r}: use a comma-separated "
+                f"list of {', '.join(SELECTIONS)}"
+            )
+            raise typer.Exit(2)
+        k = best_of
     settings = EvalSettings(
         split=resolve_split(split or cfg.eval.split, data_dir),
         out_dir=out or Path(cfg.eval.out_dir) / policy,
@@ -139,6 +188,7 @@ def eval_command(
         grid=cfg.eval.grid if grid is None else grid,
         # remote models answer in parallel; an in-process model one prompt at a time
         concurrency=cfg.eval.concurrency if policy in ("openai", "tinker") else 1,
+        select=selections,
     )
     train_path = resolve_split(train_split or cfg.eval.train_split, data_dir)
     try:
@@ -178,7 +228,13 @@ def eval_command(
             bar.update(tasks[stage], completed=done, total=total)
 
         try:
-            report = run_eval(settings, chosen, progress=progress)
+            report = run_eval(
+                settings,
+                chosen,
+                progress=progress,
+                render=cfg.render,
+                executor_config=cfg.executor,
+            )
         except DatasetError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from exc

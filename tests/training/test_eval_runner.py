@@ -191,3 +191,56 @@ def test_cli_runs_the_oracle_and_rejects_unknown_policies(
     missing = runner.invoke(app, ["eval", "-p", "oracle", "--split", str(tmp_path / "x.jsonl")])
     assert missing.exit_code == 2
     assert "no such dataset file" in missing.output
+
+
+class ProgramAmongNeighbours:
+    """Retrieval's nearest (wrong) programs with the task's true program hidden at ``slot``:
+    a selection that finds it without the ground truth is doing its job."""
+
+    name = "hidden-truth"
+    fingerprint = "hidden-truth:v1"
+
+    def __init__(self, retrieval: RetrievalPolicy, slot: int) -> None:
+        self.retrieval = retrieval
+        self.slot = slot
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        texts = self.retrieval.generate(sample, k - 1)
+        texts.insert(self.slot, f"```python\n{sample.code}```")
+        return texts
+
+
+def test_best_of_n_by_render_match_finds_the_right_program_without_ground_truth(
+    data: Path, farm: Farm, tmp_path: Path
+) -> None:
+    from llm3d.config import RenderConfig
+
+    policy = ProgramAmongNeighbours(RetrievalPolicy(read_split(data / "sft.jsonl")), slot=2)
+    chosen = settings(data, farm, tmp_path, k=4, select=("first", "render", "oracle"))
+    report = run_eval(chosen, policy, render=RenderConfig(resolution=64))
+    table = report["selection"]
+    assert table["render"]["f_score_0.05"] == pytest.approx(1.0, abs=1e-3)
+    assert table["render"]["picked_index_mean"] == 2.0  # the hidden true program, every task
+    assert table["oracle"]["f_score_0.05"] == pytest.approx(1.0, abs=1e-3)
+    assert table["first"]["f_score_0.05"] < 0.9  # retrieval@1: a neighbour, not the object
+    assert table["first"]["picked_index_mean"] == 0.0
+    assert table["matched_candidates"] == 16 and table["seconds_per_candidate"] > 0
+    assert "## Best of 4" in (tmp_path / "report.md").read_text()
+    matches = [json.loads(line) for line in (tmp_path / "matches.jsonl").read_text().splitlines()]
+    assert len(matches) == 16  # a rerun reuses them
+    again = run_eval(chosen, policy, render=RenderConfig(resolution=64))
+    assert again["selection"]["render"] == table["render"]
+
+
+def test_cli_best_of_rejects_an_unknown_selection(data: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llm3d.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["eval", "-p", "oracle", "--split", str(data / "eval.jsonl"), "--best-of", "2",
+         "--select", "first,best"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--select" in result.output and "render" in result.output
