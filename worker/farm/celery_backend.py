@@ -11,7 +11,8 @@ Nobody to score: before a batch is sent, the backend makes sure some worker cons
 ``farm.queue`` (Celery's ``inspect().active_queues()``; a result that arrives is proof
 enough for a few seconds). When none does for ``farm.no_worker_timeout_s``, the batch is
 answered 503 with the message of ``/healthz``, instead of waiting on a queue nobody reads;
-the same happens when the workers vanish mid-batch (its queued messages are withdrawn).
+the same happens when the workers vanish mid-batch (asked again after half that time
+without a result, and confirmed by a second broadcast; its queued messages are withdrawn).
 A job passes ``waiting``: it waits instead, and its status says why.
 
 A worker lost mid-batch costs seconds, not the old fifteen minutes: its tasks come back when
@@ -124,16 +125,16 @@ class CeleryBackend:
             self._consumers_seen_at = time.monotonic()
         return names
 
-    async def _await_consumers(self, waiting: Waiting | None) -> None:
+    async def _await_consumers(self, waiting: Waiting | None, patience_s: float) -> None:
         """Return once some worker consumes the queue.
 
         Without ``waiting`` (a batch), raise :class:`BackendUnavailableError` when none does
-        for ``farm.no_worker_timeout_s``; with it (a job), wait as long as it takes, telling
-        ``waiting`` why.
+        for ``patience_s`` (at least one more broadcast is asked); with it (a job), wait as
+        long as it takes, telling ``waiting`` why.
         """
         if time.monotonic() - self._consumers_seen_at < CONSUMERS_FRESH_S:
             return
-        deadline = time.monotonic() + self.config.farm.no_worker_timeout_s
+        deadline = time.monotonic() + patience_s
         told = False
         while not await self.consumers():
             message = self.no_worker_message()
@@ -212,7 +213,7 @@ class CeleryBackend:
             return []
         if self._shutdown_at is not None:
             raise BackendUnavailableError("the reward service is shutting down: retry shortly")
-        await self._await_consumers(waiting)
+        await self._await_consumers(waiting, self.config.farm.no_worker_timeout_s)
         try:
             sent = await self._store_references(jobs)
             ids = await asyncio.to_thread(self._send, sent)
@@ -270,15 +271,15 @@ class CeleryBackend:
             if self._shutdown_at is not None and time.monotonic() >= self._shutdown_at:
                 return
             idle = time.monotonic() - max(last_progress, last_check)
-            if outage is None and idle > self.config.farm.no_worker_timeout_s:
+            if outage is None and idle > self.config.farm.no_worker_timeout_s / 2:
                 # no result for a while: is anyone still consuming? (503 for a batch if not)
                 try:
                     alive = bool(await self.consumers())
                 except BackendUnavailableError:
                     alive = True  # Redis itself: the outage handling below deals with it
-                if not alive:
+                if not alive:  # one more broadcast to be sure, then 503 (or a job waits)
                     self._consumers_seen_at = float("-inf")
-                    await self._await_consumers(waiting)
+                    await self._await_consumers(waiting, 0.0)
                 last_check = time.monotonic()
             if time.monotonic() - last_progress > stall_s:
                 logger.warning("no result for %.0fs: re-sending %d items", stall_s, len(pending))
