@@ -7,14 +7,17 @@ the backend named by ``api.backend`` (and the Redis cache and job store when it 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -83,10 +86,12 @@ def create_app(
         logger.info(
             "reward service up: backend=%s, reward_version=%s", backend.name, REWARD_VERSION
         )
+        restore_signals = _drain_on_exit_signals(service)
         try:
             yield
         finally:
-            await jobs.close()
+            restore_signals()
+            await jobs.close(config.api.shutdown_grace_s + 1.0 if service.shutting_down else 0.0)
             await backend.close()
             await cache.close()
             await store.close()
@@ -144,6 +149,39 @@ def create_app(
         return error_response(503, str(exc), headers={"Retry-After": "5"})
 
     return app
+
+
+def _drain_on_exit_signals(service: RewardService) -> Callable[[], None]:
+    """On SIGTERM or SIGINT, start the service's shutdown (:meth:`RewardService.begin_shutdown`)
+    and then let the server's own handler (uvicorn's: stop accepting, wait for the requests in
+    flight, which now answer within ``api.shutdown_grace_s``) run. Returns the undo.
+
+    Only in the main thread (where signals are delivered); elsewhere (a test client) a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(service.begin_shutdown)
+        handler = previous[signal.Signals(sig)]
+        if callable(handler):
+            handler(sig, frame)
+        elif handler == signal.SIG_DFL:  # nobody else handles it: its default action
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    for sig in signals:
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is on_signal:
+                signal.signal(sig, handler)
+
+    return restore
 
 
 def create_served_app() -> FastAPI:

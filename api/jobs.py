@@ -129,20 +129,28 @@ class JobManager:
         state = {"job": job.model_copy(update={"state": JobState.RUNNING})}
         pending: set[asyncio.Task[None]] = set()
 
-        def progress(done: int) -> None:
-            state["job"] = state["job"].model_copy(update={"completed": done})
+        def record(**update: object) -> None:
+            state["job"] = state["job"].model_copy(update=update)
             t = asyncio.get_running_loop().create_task(self._put_quietly(state["job"]))
             pending.add(t)
             t.add_done_callback(pending.discard)
 
+        def progress(done: int) -> None:
+            record(completed=done)
+
+        def waiting(why: str | None) -> None:
+            # no worker to score: the job waits in the queue and says so (a batch gets 503)
+            record(state=JobState.QUEUED if why else JobState.RUNNING, detail=why)
+
         await self._put_quietly(state["job"])
         try:
             response = await self.service.score(
-                request, request_id=job.request_id, progress=progress
+                request, request_id=job.request_id, progress=progress, waiting=waiting
             )
             final = state["job"].model_copy(
                 update={
                     "state": JobState.DONE,
+                    "detail": None,
                     "completed": len(response.results),
                     "finished_at": datetime.now(UTC),
                     "response": response,
@@ -153,6 +161,7 @@ class JobManager:
             final = state["job"].model_copy(
                 update={
                     "state": JobState.FAILED,
+                    "detail": None,
                     "finished_at": datetime.now(UTC),
                     "error": f"{type(exc).__name__}: {exc}",
                 }
@@ -177,7 +186,11 @@ class JobManager:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Let running jobs record their end for up to ``grace_s`` (after a shutdown began,
+        their batches answer within the grace), then cancel those left."""
+        if self._tasks and grace_s > 0:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -9,6 +9,10 @@ gets it again, and reusing an id for a different batch is a conflict.
 
 The work of a request is cancelled (its programs stopped, nothing cached) when every caller
 waiting for it has gone away: the route cancels its wait when the HTTP client disconnects.
+
+When the process is asked to stop (:meth:`RewardService.begin_shutdown`, on SIGTERM), new
+requests get 503 and those in flight are answered within ``api.shutdown_grace_s``: what
+was scored by then, and ``infra_error`` for the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from api.cache import ResultCache, cacheable
 from api.registry import TaskRegistry
 from api.telemetry import Telemetry
 from llm3d.config import Config
-from llm3d.exceptions import LLM3DError, UnknownTaskError
+from llm3d.exceptions import BackendUnavailableError, LLM3DError, UnknownTaskError
 from llm3d.schemas import (
     ReferencePayload,
     RewardRequest,
@@ -86,6 +90,17 @@ class RewardService:
         self.telemetry = telemetry
         self.reward_version = reward_version
         self._requests: OrderedDict[str, _Remembered] = OrderedDict()
+        self.shutting_down = False
+
+    def begin_shutdown(self) -> None:
+        """Refuse new requests (503); answer those in flight within ``api.shutdown_grace_s``."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        logger.warning(
+            "shutting down: batches in flight answer within %.1fs", self.config.api.shutdown_grace_s
+        )
+        self.backend.begin_shutdown(self.config.api.shutdown_grace_s)
 
     def resolve(self, request: RewardRequest) -> list[ScoreJob]:
         """The jobs of a request; :class:`UnknownTaskError` lists every unknown task id."""
@@ -125,17 +140,24 @@ class RewardService:
         *,
         request_id: str | None = None,
         progress: Callable[[int], None] | None = None,
+        waiting: Callable[[str | None], None] | None = None,
     ) -> RewardResponse:
         """Score a request (idempotent by ``request_id``); results in the order of ``items``.
+
+        ``waiting`` (a job's): wait for a worker when none can score, telling it why,
+        instead of failing (see :meth:`worker.farm.backends.Backend.score_batch`).
 
         Raises:
             UnknownTaskError: an item names a task id the service does not know.
             RequestConflictError: ``request_id`` was used before for a different batch.
-            BackendUnavailableError: the backend cannot be reached.
+            BackendUnavailableError: the backend cannot be reached, nobody can score, or the
+                service is shutting down.
         """
+        if self.shutting_down:
+            raise BackendUnavailableError("the reward service is shutting down: retry shortly")
         rid = request_id or request.request_id
         if rid is None:  # nobody else can ask for this answer: cancelled with the caller
-            return await self._score(request, uuid.uuid4().hex, progress)
+            return await self._score(request, uuid.uuid4().hex, progress, waiting)
         fingerprint = _fingerprint(request)
         remembered = self._requests.get(rid)
         if remembered is not None and remembered.abandoned:
@@ -148,7 +170,7 @@ class RewardService:
                 )
             self._requests.move_to_end(rid)
         else:
-            task = asyncio.ensure_future(self._score(request, rid, progress))
+            task = asyncio.ensure_future(self._score(request, rid, progress, waiting))
             remembered = _Remembered(fingerprint, task)
             task.add_done_callback(functools.partial(self._settled, rid, remembered))
             self._requests[rid] = remembered
@@ -170,7 +192,11 @@ class RewardService:
             del self._requests[rid]
 
     async def _score(
-        self, request: RewardRequest, rid: str, progress: Callable[[int], None] | None
+        self,
+        request: RewardRequest,
+        rid: str,
+        progress: Callable[[int], None] | None,
+        waiting: Callable[[str | None], None] | None = None,
     ) -> RewardResponse:
         jobs = self.resolve(request)
         keys = [cache_key(j.code, j.gt_key, j.settings, self.reward_version) for j in jobs]
@@ -196,7 +222,9 @@ class RewardService:
             start = time.perf_counter()
             try:
                 scored = await self.backend.score_batch(
-                    todo, (lambda done: progress(n_hits + done)) if progress else None
+                    todo,
+                    (lambda done: progress(n_hits + done)) if progress else None,
+                    waiting=waiting,
                 )
             finally:
                 self.telemetry.queue_depth.dec(len(todo))

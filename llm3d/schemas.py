@@ -281,6 +281,9 @@ class JobStatus(_Wire):
     created_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    detail: str | None = Field(
+        None, description="why a queued job waits (no worker consumes the queue), else null"
+    )
     response: RewardResponse | None = None
 
 

@@ -178,6 +178,12 @@ class ApiConfig(Section):
     cache_size: int = Field(10_000, ge=0, description="in-process result cache entries")
     job_ttl_s: int = Field(3600, ge=60, description="how long finished jobs stay readable")
     datasets: list[Path] = Field(default_factory=list, description="task files loaded at start")
+    shutdown_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="on SIGTERM, batches in flight get this long to finish; their items not "
+        "scored by then are answered infra_error, and the process exits",
+    )
 
 
 class FarmConfig(Section):
@@ -194,7 +200,17 @@ class FarmConfig(Section):
     )
     task_margin_s: float = Field(30.0, ge=1, description="task soft limit above the executor's")
     visibility_timeout_s: float = Field(
-        900.0, ge=5, description="unacked tasks of a lost worker are redelivered after this"
+        20.0,
+        ge=4,
+        description="a task held by a worker that stopped renewing its lease (killed, hung, "
+        "its host lost) is redelivered this long after the last renewal; live workers renew "
+        "every quarter of it, so a slow task is never redelivered",
+    )
+    no_worker_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="a batch that no worker could take (none consumes farm.queue) is answered "
+        "503 after this long; a job waits instead, saying so in its status",
     )
     result_timeout_s: float = Field(
         3600.0, gt=0, description="longest wait for a batch's results before 503"

@@ -57,7 +57,9 @@ def serve_command(
     This process supervises ``api.workers`` API processes (uvicorn's supervisor) on one
     listening socket: a worker killed by a signal, the OOM killer or a crash is replaced
     within seconds on the same port. A worker that cannot start (a broken configuration
-    or dataset) stops the service with exit status 3.
+    or dataset) stops the service with exit status 3. On SIGTERM it stops taking requests,
+    answers those in flight within ``api.shutdown_grace_s`` (items not scored by then are
+    ``infra_error``) and exits.
     """
     _one_thread_per_process()
     from uvicorn import Config as UvicornConfig
@@ -89,7 +91,9 @@ def serve_command(
         workers=cfg.api.workers,
         log_level=cfg.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=10,
+        # on SIGTERM the batches in flight answer within api.shutdown_grace_s (what is
+        # scored, and infra_error for the rest); this only bounds sending those answers
+        timeout_graceful_shutdown=int(cfg.api.shutdown_grace_s) + 5,
         # a worker busy scoring still answers the supervisor's pings from a thread; only
         # one that cannot for this long is taken for hung and replaced
         timeout_worker_healthcheck=30,

@@ -38,7 +38,10 @@ class FakeBackend:
         self.calls = 0
 
     async def score_batch(
-        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+        **_: Any,
     ) -> list[RewardResult]:
         self.calls += 1
         if any(j.code == "down" for j in jobs):
@@ -58,6 +61,9 @@ class FakeBackend:
 
     async def health(self) -> dict[str, Any]:
         return {"backend": self.name, "note": f"odd {SURROGATE}"}
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        return None
 
     async def close(self) -> None:
         return None
@@ -354,7 +360,10 @@ def test_work_is_cancelled_when_every_caller_of_a_request_id_went_away() -> None
 
     class Slow(FakeBackend):
         async def score_batch(
-            self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+            self,
+            jobs: Sequence[ScoreJob],
+            progress: Callable[[int], None] | None = None,
+            **_: Any,
         ) -> list[RewardResult]:
             started.set()
             try:

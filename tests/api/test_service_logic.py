@@ -28,9 +28,13 @@ class FakeBackend:
         self.calls: list[list[str]] = []
         self.delay = delay
         self.fail = fail
+        self.shutdown_grace: float | None = None
 
     async def score_batch(
-        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+        **_: Any,
     ) -> list[RewardResult]:
         self.calls.append([j.code for j in jobs])
         await asyncio.sleep(self.delay)
@@ -46,6 +50,9 @@ class FakeBackend:
 
     async def health(self) -> dict[str, Any]:
         return {}
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        self.shutdown_grace = grace_s
 
     async def close(self) -> None:
         return None
@@ -134,3 +141,18 @@ def test_unknown_task_ids_are_all_named() -> None:
     assert (
         "'nope'" in str(info.value) and "'zip'" in str(info.value) and "items[1]" in str(info.value)
     )
+
+
+def test_after_shutdown_began_new_requests_get_503_and_the_backend_is_told() -> None:
+    backend = FakeBackend()
+    service = make(backend)
+
+    async def go() -> None:
+        await service.score(request("a"))
+        service.begin_shutdown()
+        with pytest.raises(BackendUnavailableError, match="shutting down"):
+            await service.score(request("b"))
+
+    asyncio.run(go())
+    assert backend.shutdown_grace == service.config.api.shutdown_grace_s
+    assert len(backend.calls) == 1

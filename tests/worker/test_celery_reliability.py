@@ -25,7 +25,14 @@ import pytest
 
 from llm3d.config import load_config
 from llm3d.schemas import ReferencePayload, reference_key
-from tests.api.farm import Farm, needs_redis, private_redis, redis_available, start_farm
+from tests.api.farm import (
+    Farm,
+    needs_redis,
+    private_redis,
+    redis_available,
+    start_farm,
+    wait_until,
+)
 from worker.demo_programs import HOSTILE, OBJECTS, TIMEOUT, perturb
 from worker.execution.executor import Executor
 from worker.farm.consumer import close_lost_channels
@@ -190,7 +197,6 @@ def test_redis_restart_during_a_job_gives_503_then_completes(tmp: Path) -> None:
                 detail = body.get("detail", "")
                 assert "Redis" in detail and "unreachable" in detail, body
             assert down.headers.get("Retry-After")
-            time.sleep(1.0)
             redis_proc.start()  # same port, same directory: the queue and the job come back
             deadline = time.monotonic() + 60
             while not redis_available(url):
@@ -370,11 +376,17 @@ def test_worker_keeps_consuming_when_it_notices_a_lost_redis_on_another_socket_f
                 time.sleep(0.2)
 
             network.partition()
-            deadline = time.monotonic() + 30
-            while network.refused < 1:  # the worker noticed, on its pub/sub socket
-                assert time.monotonic() < deadline, f"the worker did not notice\n{farm.logs()}"
-                time.sleep(0.1)
-            time.sleep(8.0)  # past the teardown's 5 s bound on the silent BRPOP socket
+            log_before = len(farm.workers[0].tail(10**7))
+            # the worker noticed, on its pub/sub socket
+            wait_until(lambda: network.refused >= 1, 30, f"the worker noticing\n{farm.logs()}")
+            # ... and its consumer tore the lost connection down (reading the silent BRPOP
+            # socket for up to 5 s) and now tries to reconnect: only then is the network healed
+            wait_until(
+                lambda: "Cannot connect to" in farm.workers[0].tail(10**7)[log_before:],
+                60,
+                f"the consumer's reconnection attempt\n{farm.logs()}",
+                every=0.2,
+            )
             network.heal()
 
             assert poll(farm, job_url, timeout=120)["state"] == "done", farm.logs()

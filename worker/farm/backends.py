@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llm3d.config import Config
-from llm3d.exceptions import ConfigError, InfraError
+from llm3d.exceptions import BackendUnavailableError, ConfigError, InfraError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob, build_ground_truth, gt_cache_key, infra_result, score_job
 from worker.types import ExecResult
@@ -54,13 +54,24 @@ class Backend(Protocol):
     name: str
 
     async def score_batch(
-        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
     ) -> list[RewardResult]:
         """Score ``jobs``: one result per job, in order. Never raises for a program's fault.
 
         ``progress(done)`` is called as results arrive. Raises
-        :class:`~llm3d.exceptions.BackendUnavailableError` when the backend cannot be reached.
+        :class:`~llm3d.exceptions.BackendUnavailableError` when the backend cannot be reached,
+        or when nobody can score (no worker): unless ``waiting`` is given (a job), which is
+        then told why the batch waits (a message), and that it no longer does (``None``).
         """
+        ...
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """The service is stopping: batches in flight answer within ``grace_s`` seconds, their
+        unfinished items ``infra_error``; new batches are refused (503)."""
         ...
 
     async def health(self) -> dict[str, Any]:
@@ -152,6 +163,20 @@ class InlineBackend:
         self._gt_locks: dict[str, threading.Lock] = {}
         self._gt_locks_guard = threading.Lock()
         self._closed = False
+        self._scopes: set[CancelScope] = set()
+        self._shutting_down = False
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """After ``grace_s``, stop the programs of every batch in flight (``infra_error``)."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+
+        def stop_all() -> None:
+            stopped = sum(scope.cancel() for scope in list(self._scopes))
+            logger.warning("shutting down: %d programs in flight stopped", stopped)
+
+        asyncio.get_running_loop().call_later(grace_s, stop_all)
 
     def run_program(
         self, code: str, timeout_s: float, scope: CancelScope | None = None
@@ -201,16 +226,28 @@ class InlineBackend:
         return None
 
     async def score_batch(
-        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
     ) -> list[RewardResult]:
-        """Score ``jobs``; when the awaiting task is cancelled, their programs are stopped."""
+        """Score ``jobs``; when the awaiting task is cancelled, their programs are stopped.
+
+        The pool is this process's own: there is always someone to score (``waiting`` unused).
+        """
+        if self._shutting_down:
+            raise BackendUnavailableError("the reward service is shutting down: retry shortly")
         scope = CancelScope()
+        self._scopes.add(scope)
         try:
             return await self._score_batch(jobs, progress, scope)
         except asyncio.CancelledError:
             stopped = scope.cancel()
             logger.info("batch cancelled: %d programs stopped", stopped)
             raise
+        finally:
+            self._scopes.discard(scope)
 
     async def _score_batch(
         self,
@@ -300,7 +337,11 @@ class ModalBackend:
         self._score = modal.Function.from_name(self.app_name, "score")
 
     async def score_batch(
-        self, jobs: Sequence[ScoreJob], progress: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[ScoreJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
     ) -> list[RewardResult]:
         payloads = [job.to_dict() for job in jobs]
         try:
@@ -318,6 +359,10 @@ class ModalBackend:
                 "deploy it with `modal deploy -m api.modal_web`"
             ) from exc
         return {"backend": self.name, "app": self.app_name}
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Nothing to do: Modal finishes the calls; uvicorn's graceful timeout bounds the wait."""
+        return None
 
     async def close(self) -> None:
         return None

@@ -5,7 +5,9 @@ The settings follow Celery's guidance for long, idempotent, CPU-bound tasks:
 
 - ``acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it
   finished, so a worker killed mid-task leaves its message to be redelivered to another
-  worker (after ``farm.visibility_timeout_s`` with the Redis transport);
+  worker: with the Redis transport, ``farm.visibility_timeout_s`` after the worker last
+  renewed its lease on it (:mod:`worker.farm.leases`: live workers renew, so only a lost
+  worker's tasks come back, within seconds, and a slow task never does);
 - ``worker_prefetch_multiplier = 1``: a worker holds at most one task per process;
 - ``worker_max_tasks_per_child``: processes are recycled (and their Blender fork server with
   them), bounding any slow leak;
@@ -29,6 +31,7 @@ from typing import Any
 from celery import Celery
 
 from llm3d.config import Config, load_config
+from worker.farm.leases import LeaseKeeper, lease_interval_s
 
 __all__ = ["SCORE_TASK", "app", "configure", "make_celery", "task_time_limits"]
 
@@ -54,20 +57,22 @@ def configure(celery: Celery, config: Config) -> Celery:
     """Apply ``config`` (broker, queue, limits, acknowledgement policy) to ``celery``."""
     farm = config.farm
     soft, hard = task_time_limits(config)
-    if farm.visibility_timeout_s <= hard:
-        logger.warning(
-            "farm.visibility_timeout_s=%s is not above the task hard limit %ss: a long task "
-            "may be redelivered while it still runs (harmless, the tasks are idempotent, but "
-            "wasted work)",
-            farm.visibility_timeout_s,
-            hard,
-        )
+    sweep = max(1, int(lease_interval_s(farm.visibility_timeout_s)))
     transport: dict[str, Any] = {
+        # Live workers renew their leases every quarter of this (worker.farm.leases), so it
+        # bounds how long a lost worker's task waits, not how long a task may run.
         "visibility_timeout": farm.visibility_timeout_s,
-        # sweep for messages of lost workers often enough to honour visibility_timeout
-        # (kombu's default sweep is every 10 s x 10 = 100 s)
-        "unacked_restore_interval": max(1, min(10, int(farm.visibility_timeout_s / 4))),
+        # sweep for messages of lost workers as often as leases are renewed (kombu's
+        # default sweep is every 10 s x 10 = 100 s)
+        "unacked_restore_interval": sweep,
         "unacked_restore_throttle": 1,
+        # a sweeper killed while holding the sweep's lock blocks the others this long
+        "unacked_mutex_expire": max(sweep, int(farm.visibility_timeout_s)),
+        # the farm's own unacked bookkeeping: farms sharing a Redis database (with other
+        # visibility timeouts) must not sweep each other's messages
+        "unacked_key": f"{farm.namespace}:unacked",
+        "unacked_index_key": f"{farm.namespace}:unacked_index",
+        "unacked_mutex_key": f"{farm.namespace}:unacked_mutex",
     }
     celery.conf.update(
         broker_url=farm.redis_url,
@@ -98,6 +103,8 @@ def configure(celery: Celery, config: Config) -> Celery:
         task_send_sent_event=False,
         worker_send_task_events=False,
     )
+    # renews the leases of held tasks (a set: configuring twice adds it once)
+    celery.steps["consumer"].add(LeaseKeeper)
     return celery
 
 

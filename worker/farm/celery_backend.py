@@ -7,6 +7,20 @@ loop and thousands of items cost one round trip per poll. A Redis outage while g
 retried until ``farm.result_timeout_s``; a batch that cannot even be sent, or whose deadline
 passes, raises :class:`~llm3d.exceptions.BackendUnavailableError` (the API answers 503).
 
+Nobody to score: before a batch is sent, the backend makes sure some worker consumes
+``farm.queue`` (Celery's ``inspect().active_queues()``; a result that arrives is proof
+enough for a few seconds). When none does for ``farm.no_worker_timeout_s``, the batch is
+answered 503 with the message of ``/healthz``, instead of waiting on a queue nobody reads;
+the same happens when the workers vanish mid-batch (asked again after half that time
+without a result, and confirmed by a second broadcast; its queued messages are withdrawn).
+A job passes ``waiting``: it waits instead, and its status says why.
+
+A worker lost mid-batch costs seconds, not the old fifteen minutes: its tasks come back when
+it stops renewing their leases (:mod:`worker.farm.leases`).
+
+Shutdown: after :meth:`CeleryBackend.begin_shutdown` a batch still gathering gets the grace
+to finish; then its unfinished items are answered ``infra_error`` and their tasks revoked.
+
 A batch whose caller goes away (the awaiting task is cancelled) has its tasks revoked:
 workers drop those still queued when they receive them. Tasks already running are not
 terminated (``terminate=True`` would kill the worker's pool process, and its warm fork
@@ -41,6 +55,17 @@ logger = logging.getLogger(__name__)
 
 READY = {"SUCCESS", "FAILURE", "REVOKED"}
 
+#: How long a seen worker (or a result that arrived) counts as proof that someone consumes
+#: the queue, so that back-to-back batches do not each wait for a broadcast's replies.
+CONSUMERS_FRESH_S = 10.0
+#: How long one ``inspect().active_queues()`` broadcast waits for the workers' replies.
+INSPECT_TIMEOUT_S = 1.0
+#: The error of items not scored when the service shut down.
+SHUTDOWN_ERROR = "the reward service shut down before this item was scored: resubmit it"
+
+#: Told why a job's batch waits (a message), or that it no longer does (None).
+Waiting = Callable[[str | None], None]
+
 
 class CeleryBackend:
     """Scores batches on Celery workers consuming ``farm.queue``.
@@ -61,6 +86,70 @@ class CeleryBackend:
             self.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0
         )
         self._stored_refs: set[str] = set()
+        self._consumers_seen_at = float("-inf")
+        self._shutdown_at: float | None = None
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Batches still gathering answer within ``grace_s``: unfinished items ``infra_error``."""
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic() + grace_s
+
+    # -- who consumes the queue ----------------------------------------------------------
+
+    def no_worker_message(self) -> str:
+        """What ``/healthz`` and a 503 say when no worker consumes ``farm.queue``."""
+        return (
+            f"no Celery worker consumes queue {self.config.farm.queue!r} on "
+            f"{self.redis_url.split('@')[-1]}: start one with `llm3d worker` (or "
+            "`docker compose up --scale worker=N`)"
+        )
+
+    def _consumers(self) -> list[str]:
+        """Workers that answer and consume ``farm.queue`` (one broadcast, blocking)."""
+        replies = self.app.control.inspect(timeout=INSPECT_TIMEOUT_S).active_queues() or {}
+        queue = self.config.farm.queue
+        return sorted(
+            name
+            for name, queues in replies.items()
+            if any(q.get("name") == queue for q in queues or ())
+        )
+
+    async def consumers(self) -> list[str]:
+        """:meth:`_consumers` off the event loop; 503 (:class:`BackendUnavailableError`) when
+        Redis cannot be reached."""
+        try:
+            names = await asyncio.to_thread(self._consumers)
+        except Exception as exc:  # kombu's OperationalError, redis-py: the broker is down
+            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
+        if names:
+            self._consumers_seen_at = time.monotonic()
+        return names
+
+    async def _await_consumers(self, waiting: Waiting | None, patience_s: float) -> None:
+        """Return once some worker consumes the queue.
+
+        Without ``waiting`` (a batch), raise :class:`BackendUnavailableError` when none does
+        for ``patience_s`` (at least one more broadcast is asked); with it (a job), wait as
+        long as it takes, telling ``waiting`` why.
+        """
+        if time.monotonic() - self._consumers_seen_at < CONSUMERS_FRESH_S:
+            return
+        deadline = time.monotonic() + patience_s
+        told = False
+        while not await self.consumers():
+            message = self.no_worker_message()
+            if waiting is not None:
+                if not told:
+                    logger.warning("a job waits: %s", message)
+                    waiting(message)
+                    told = True
+            elif time.monotonic() >= deadline:
+                raise BackendUnavailableError(message)
+            if self._shutdown_at is not None:
+                raise BackendUnavailableError(f"the reward service is shutting down; {message}")
+            await asyncio.sleep(0.5)
+        if told and waiting is not None:
+            waiting(None)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -117,9 +206,14 @@ class CeleryBackend:
         self,
         jobs: Sequence[ScoreJob],
         progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Waiting | None = None,
     ) -> list[RewardResult]:
         if not jobs:
             return []
+        if self._shutdown_at is not None:
+            raise BackendUnavailableError("the reward service is shutting down: retry shortly")
+        await self._await_consumers(waiting, self.config.farm.no_worker_timeout_s)
         try:
             sent = await self._store_references(jobs)
             ids = await asyncio.to_thread(self._send, sent)
@@ -137,10 +231,22 @@ class CeleryBackend:
         longest = max(j.settings.timeout_s for j in jobs)
         stall_s = self.config.farm.visibility_timeout_s + task_time_limits(self.config, longest)[1]
         try:
-            await self._gather(jobs, keys, all_ids, results, pending, deadline, stall_s, progress)
+            await self._gather(
+                jobs, keys, all_ids, results, pending, deadline, stall_s, progress, waiting
+            )
         except asyncio.CancelledError:
             self._revoke(all_ids)
             raise
+        except BackendUnavailableError:
+            await self._withdraw(all_ids)  # nobody will take them: do not leave them queued
+            raise
+        if pending:  # shutting down: what is known now is the answer
+            for i in pending:
+                results[i] = infra_result(jobs[i].item_id, SHUTDOWN_ERROR)
+            self._revoke(all_ids)
+            logger.warning(
+                "shutting down: %d of %d items answered infra_error", len(pending), len(jobs)
+            )
         await self._forget(all_ids)
         return [r for r in results if r is not None]
 
@@ -154,12 +260,27 @@ class CeleryBackend:
         deadline: float,
         stall_s: float,
         progress: Callable[[int], None] | None,
+        waiting: Waiting | None = None,
     ) -> None:
-        """Poll the result keys of ``pending`` items into ``results`` until all are there."""
+        """Poll the result keys of ``pending`` items into ``results`` until all are there
+        (or until the shutdown grace is over: the items left are in ``pending``)."""
         outage: BaseException | None = None
         redrive = False
-        last_progress = time.monotonic()
+        last_progress = last_check = time.monotonic()
         while pending:
+            if self._shutdown_at is not None and time.monotonic() >= self._shutdown_at:
+                return
+            idle = time.monotonic() - max(last_progress, last_check)
+            if outage is None and idle > self.config.farm.no_worker_timeout_s / 2:
+                # no result for a while: is anyone still consuming? (503 for a batch if not)
+                try:
+                    alive = bool(await self.consumers())
+                except BackendUnavailableError:
+                    alive = True  # Redis itself: the outage handling below deals with it
+                if not alive:  # one more broadcast to be sure, then 503 (or a job waits)
+                    self._consumers_seen_at = float("-inf")
+                    await self._await_consumers(waiting, 0.0)
+                last_check = time.monotonic()
             if time.monotonic() - last_progress > stall_s:
                 logger.warning("no result for %.0fs: re-sending %d items", stall_s, len(pending))
                 redrive, last_progress = True, time.monotonic()
@@ -194,7 +315,7 @@ class CeleryBackend:
                 else:
                     results[i] = done
             if len(still) != len(pending):
-                last_progress = time.monotonic()
+                last_progress = self._consumers_seen_at = time.monotonic()
                 if progress is not None:
                     progress(len(jobs) - len(still))
             pending[:] = still
@@ -245,6 +366,23 @@ class CeleryBackend:
         all_ids.extend(new_ids)
         logger.warning("Redis is back: re-sent %d pending items", len(todo))
 
+    async def _withdraw(self, ids: Sequence[str]) -> None:
+        """Remove a failed batch's messages still waiting in the queue (best effort)."""
+        wanted = set(ids)
+        queue = self.config.farm.queue
+        try:
+            raw = await self.redis.lrange(queue, 0, -1)
+            mine = [m.decode() if isinstance(m, bytes) else m for m in raw]
+            mine = [m for m in mine if _task_id(m) in wanted]
+            if mine:
+                pipe = self.redis.pipeline(transaction=False)
+                for message in mine:
+                    pipe.lrem(queue, 1, message)
+                await pipe.execute()
+                logger.info("withdrew %d queued messages of a failed batch", len(mine))
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("could not withdraw the queued messages of a failed batch: %s", exc)
+
     async def _forget(self, ids: Sequence[str]) -> None:
         """Results are gathered: drop them from the result backend (the API caches them)."""
         try:
@@ -261,24 +399,14 @@ class CeleryBackend:
         except (redis.RedisError, OSError) as exc:
             raise BackendUnavailableError.redis(self.redis_url, exc) from exc
 
-    def _ping_workers(self) -> list[str]:
-        replies = self.app.control.ping(timeout=1.0) or []
-        return sorted(name for reply in replies for name in reply)
-
     async def health(self) -> dict[str, Any]:
         try:
             await self.redis.ping()
         except (redis.RedisError, OSError) as exc:
             raise BackendUnavailableError.redis(self.redis_url, exc) from exc
-        try:
-            workers = await asyncio.to_thread(self._ping_workers)
-        except Exception as exc:
-            raise BackendUnavailableError.redis(self.redis_url, exc) from exc
+        workers = await self.consumers()
         if not workers:
-            raise BackendUnavailableError(
-                f"no Celery worker answers on {self.redis_url.split('@')[-1]}: start one with "
-                "`llm3d worker` (or `docker compose up --scale worker=N`)"
-            )
+            raise BackendUnavailableError(self.no_worker_message())
         return {
             "backend": self.name,
             "workers": workers,
@@ -289,3 +417,12 @@ class CeleryBackend:
     async def close(self) -> None:
         await self.redis.aclose()
         await asyncio.to_thread(self.app.close)
+
+
+def _task_id(message: bytes | str) -> str | None:
+    """The Celery task id of a kombu message as the Redis transport queues it."""
+    try:
+        body = json.loads(message)
+        return str(body["headers"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return None

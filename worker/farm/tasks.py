@@ -17,11 +17,12 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from llm3d.config import Config
 from llm3d.exceptions import InfraError
-from llm3d.schemas import ReferencePayload
+from llm3d.schemas import ExecStatus, ReferencePayload
 from worker.farm.celery_app import SCORE_TASK, app
 from worker.scoring import LocalScorer, infra_result
 
 __all__ = [
+    "INFRA_RETRIES",
     "WorkerState",
     "reference_redis_key",
     "score",
@@ -101,14 +102,32 @@ def score_payload(
     return (worker_state or state()).score(payload)
 
 
-@app.task(name=SCORE_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
-def score(payload: dict[str, Any]) -> dict[str, Any]:
-    """Score one job (see :func:`score_payload`); a soft time limit gives ``infra_error``."""
+#: Times a task whose result is ``infra_error`` is sent again (a fork server killed under the
+#: program, by the OOM killer or a crash: the next try gets a fresh server).
+INFRA_RETRIES = 1
+
+
+@app.task(name=SCORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def score(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Score one job (see :func:`score_payload`); a soft time limit gives ``infra_error``.
+
+    An ``infra_error`` is never the program's fault: the task is sent once more (to this or
+    another worker) before that result is kept.
+    """
+    item_id = str(payload.get("item_id", "?"))
     try:
-        return score_payload(payload)
+        result = score_payload(payload)
     except SoftTimeLimitExceeded:
-        item_id = str(payload.get("item_id", "?"))
         logger.error("item %s: task soft time limit exceeded; the executor did not return", item_id)
         return infra_result(
             item_id, "the worker's time limit fired before the executor returned"
         ).model_dump(mode="json")
+    request = self.request
+    if (
+        result.get("status") == ExecStatus.INFRA_ERROR.value
+        and not request.called_directly
+        and request.retries < INFRA_RETRIES
+    ):
+        logger.warning("item %s: infra_error (%s); sending it again", item_id, result.get("error"))
+        raise self.retry(countdown=0, max_retries=INFRA_RETRIES)
+    return result
