@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,18 +41,6 @@ BASE_ENV = {
     "LLM3D_FARM__VISIBILITY_TIMEOUT_S": "40",
     "LLM3D_FARM__RESULT_TIMEOUT_S": "240",
 }
-
-
-def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, *, every: float = 0.05
-) -> float:
-    """Poll ``condition`` until it is true; the seconds it took. Fails after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(every)
-    return time.monotonic() - start
 
 
 def free_port() -> int:

@@ -34,7 +34,8 @@ import httpx
 import pytest
 import redis
 
-from tests.api.farm import Farm, needs_redis, start_farm, wait_until
+from tests.api.farm import Farm, needs_redis, start_farm
+from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.redis, needs_redis]
 
@@ -254,7 +255,7 @@ def test_a_killed_fork_server_costs_one_retry(two_workers: Farm) -> None:
         servers[:] = busy_fork_servers(farm)
         return bool(servers)
 
-    wait_until(busy, 60, "a program running under a fork server", every=0.02)
+    wait_until(busy, 60, "a program running under a fork server", poll=0.02)
     for server in servers:
         os.kill(server, signal.SIGKILL)
     results = batch.result(120)
@@ -292,7 +293,7 @@ def test_no_worker_gives_503_in_seconds_and_a_job_waits(farm: Farm) -> None:
         def done() -> bool:
             return bool(http.get(url).json()["state"] in {"done", "failed"})
 
-        wait_until(done, 120, "the job once a worker started", every=0.2)
+        wait_until(done, 120, "the job once a worker started", poll=0.2)
         state = http.get(url).json()
     assert state["state"] == "done" and state["detail"] is None, state
     assert {r["status"] for r in state["response"]["results"]} == {"ok"}

@@ -31,8 +31,8 @@ from tests.api.farm import (
     private_redis,
     redis_available,
     start_farm,
-    wait_until,
 )
+from tests.helpers.waiting import wait_until
 from worker.demo_programs import HOSTILE, OBJECTS, TIMEOUT, perturb
 from worker.execution.executor import Executor
 from worker.farm.consumer import close_lost_channels
