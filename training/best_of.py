@@ -60,10 +60,11 @@ def render_match_scores(
     cache: Any = None,
     progress: Progress | None = None,
 ) -> dict[Ident, dict[str, Any]]:
-    """``(task_id, index) → {"score", "error", "seconds"}`` for every candidate.
+    """``(task_id, index) → {"score", "views", "error", "seconds"}`` for every candidate.
 
     ``score`` is the render match in [0, 1], ``None`` when the candidate did not execute or
-    could not be matched (``error`` says why); ``seconds`` is what the candidate cost
+    could not be matched (``error`` says why); ``views`` each view's ``iou``, ``edges`` and
+    ``score``; ``seconds`` is what the candidate cost
     (execute + render + match). ``cache`` (a :class:`training.eval_runner.JsonlCache`) makes
     a rerun reuse earlier matches.
     """
@@ -103,13 +104,14 @@ def render_match_scores(
                     folder = Path(tmp) / f"{done}"
                     paths = render_views(result.vertices, result.faces, folder, config=render)
                     try:
-                        entry["score"] = match_views(paths, list(sample.images)).score
+                        entry.update(match_views(paths, list(sample.images)).as_dict())
                     except MatchUnavailableError as exc:
                         entry["error"] = str(exc)
             entry["seconds"] = round(time.perf_counter() - start, 4)
             out[ident] = entry
             if cache is not None:
-                cache.add([{"key": keys[ident], "match": entry}])
+                row = {"key": keys[ident], "task_id": ident[0], "index": ident[1], "match": entry}
+                cache.add([row])
             if progress is not None:
                 progress("render match", done, len(todo))
     return out
