@@ -54,21 +54,31 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 def weight_study(
     records: list[dict[str, Any]], matches: dict[tuple[str, int], dict[str, Any]]
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
+    """Spearman(match, F@0.05) for each IoU weight: over all candidates pooled, and the mean
+    over tasks of the within-task correlation (what a per-task choice depends on)."""
     f = {
         (str(r["task_id"]), int(r["index"])): (r["metrics"] or {}).get("f_score_0.05")
         for r in records
     }
     out = {}
     for w in WEIGHTS:
-        xs, ys = [], []
+        pooled: tuple[list[float], list[float]] = ([], [])
+        tasks: dict[str, tuple[list[float], list[float]]] = {}
         for ident, m in matches.items():
             if m.get("score") is None or f.get(ident) is None:
                 continue
             views = m["views"]
-            xs.append(sum(w * v["iou"] + (1 - w) * v["edges"] for v in views) / len(views))
-            ys.append(float(f[ident]))
-        out[f"{w:g}"] = round(spearman(xs, ys), 4)
+            x = sum(w * v["iou"] + (1 - w) * v["edges"] for v in views) / len(views)
+            for xs, ys in (pooled, tasks.setdefault(ident[0], ([], []))):
+                xs.append(x)
+                ys.append(float(f[ident]))
+        within = [spearman(*pair) for pair in tasks.values()]
+        within = [r for r in within if math.isfinite(r)]
+        out[f"{w:g}"] = {
+            "pooled": round(spearman(*pooled), 4),
+            "within_task_mean": round(sum(within) / len(within), 4) if within else math.nan,
+        }
     return out
 
 
@@ -97,10 +107,9 @@ def main() -> None:
         print(
             f"seconds a candidate (execute + render + match): {table.get('seconds_per_candidate')}"
         )
-        print(
-            "Spearman(match, F@0.05) by IoU weight: "
-            + ", ".join(f"{w}: {r}" for w, r in study.items())
-        )
+        print("Spearman(match, F@0.05) by IoU weight (pooled / mean within a task):")
+        for w, r in study.items():
+            print(f"  IoU weight {w:>4}: {r['pooled']:7.4f} / {r['within_task_mean']:7.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"\nwrote {args.out}")

@@ -17,9 +17,9 @@ T = TypeVar("T")
 
 def wait_until(
     condition: Callable[[], T],
-    *,
     timeout: float = 30.0,
     what: str = "the condition",
+    *,
     poll: float = 0.02,
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that.
