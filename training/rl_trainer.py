@@ -16,7 +16,8 @@ One step:
    completion-token count, so the loss is a per-token mean.
 
 Each step is one JSONL record: mean reward, execution rate, mean F@0.05, the share of each
-status, tokens, seconds of each phase; plus ``reward.png``.
+status, tokens, seconds of each phase; plus ``reward.png``. The loop around the step
+(checkpoints, resume, the run log) is :class:`training.loop.Trainer`'s, shared with SFT.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,9 +36,9 @@ from llm3d.exceptions import ConfigError
 from llm3d.schemas import ItemStatus, RewardResponse, RewardResult
 from training.backends.base import Backend, Completion, Datum
 from training.data import Example
-from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
+from training.loop import Curve, Trainer
 
-__all__ = ["GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advantages"]
+__all__ = ["GRPO", "GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advantages"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,16 +111,28 @@ def group_advantages(rewards: Sequence[float | None]) -> list[float | None] | No
     return [None if r is None else r - mean for r in rewards]
 
 
-class GRPOTrainer:
-    """One GRPO run.
+class GRPO:
+    """The GRPO method of :class:`~training.loop.Trainer` (see :class:`GRPOTrainer`).
+
+    Its batch is the step's sampled groups; its loss the clipped importance ratio on
+    their advantages after the reward service has scored them.
 
     Args:
         config: the whole configuration (``training`` section, ``seed``).
         backend: a :class:`~training.backends.base.Backend`.
         rows: the RL prompts (with their ground truths).
         scorer: the reward service's client.
-        run_dir: where logs, checkpoints and curves go.
     """
+
+    kind = "rl"
+    title = "GRPO"
+    batch_seconds = "seconds_sample"
+    eval_every = 0
+    curves = (
+        Curve(
+            "train", ("reward_mean", "execution_rate", "f_score_0.05"), "reward.png", "GRPO reward"
+        ),
+    )
 
     def __init__(
         self,
@@ -127,7 +140,6 @@ class GRPOTrainer:
         backend: Backend,
         rows: Sequence[Example],
         scorer: RewardScorer,
-        run_dir: Path,
     ) -> None:
         if not rows:
             raise ValueError("GRPO needs at least one prompt row")
@@ -136,16 +148,9 @@ class GRPOTrainer:
         self.backend = backend
         self.rows = list(rows)
         self.scorer = scorer
-        self.run_dir = Path(run_dir)
-        self.step = 0
 
-    def init_from(self, checkpoint: Path) -> None:
-        """Start from another run's weights (e.g. the SFT adapter), with a fresh optimizer."""
-        state = read_state(checkpoint)
-        self.backend.load(str(state["ref"]), optimizer=False)
-        logger.info("GRPO starts from the weights of %s", checkpoint)
-
-    # ------------------------------------------------------------------ pieces
+    def total_steps(self) -> int:
+        return self.tc.rl_steps
 
     def rows_at(self, step: int) -> list[Example]:
         """The prompts of step ``step``: consecutive slices of a seeded shuffle per epoch."""
@@ -160,7 +165,7 @@ class GRPOTrainer:
             position += 1
         return out
 
-    def sample_groups(self, step: int) -> list[Group]:
+    def batch(self, step: int) -> list[Group]:
         """``group_size`` completions for each prompt of the step (current weights)."""
         rows = self.rows_at(step)
         prompts = [self.backend.render_prompt(r.prompt) for r in rows]
@@ -239,93 +244,56 @@ class GRPOTrainer:
         optim = self.backend.optim_step(self.tc.learning_rate)
         return {"loss": result.loss, **result.metrics, **optim}
 
-    def train_step(self, groups: Sequence[Group] | None = None) -> dict[str, Any]:
-        """Sample (unless ``groups`` are given), score, update; returns the step's record."""
+    def learn(self, groups: list[Group]) -> dict[str, Any]:
+        """Score the groups, build the datums, one update; the step's record fields."""
         t0 = time.perf_counter()
-        groups = list(groups) if groups is not None else self.sample_groups(self.step)
-        t1 = time.perf_counter()
         self.score(groups)
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         data, stats = self.build_data(groups)
         update = self.update(data)
-        t3 = time.perf_counter()
-        self.step += 1
         return {
-            "kind": "train",
-            "step": self.step,
             **step_metrics(groups),
             **stats,
             **update,
-            "seconds_sample": t1 - t0,
-            "seconds_reward": t2 - t1,
-            "seconds_update": t3 - t2,
-            "seconds": t3 - t0,
+            "seconds_reward": t1 - t0,
+            "seconds_update": time.perf_counter() - t1,
         }
 
-    def save(self) -> Path:
-        folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
-        ref = self.backend.save(folder, "model")
-        write_state(
-            folder,
-            {
-                "trainer": "rl",
-                "step": self.step,
-                "backend": self.backend.name,
-                "ref": ref,
-                "seed": self.config.seed,
-            },
-        )
-        return folder
+    def evaluate(self, step: int) -> dict[str, Any] | None:
+        return None
 
-    def resume(self, checkpoint: Path) -> None:
-        state = read_state(checkpoint)
-        self.backend.load(str(state["ref"]))
-        self.step = int(state["step"])
-        logger.info("resumed GRPO at step %d from %s", self.step, checkpoint)
+    def describe(self, record: Mapping[str, Any]) -> str:
+        return f"GRPO reward {record['reward_mean'] or 0:.3f}"
 
-    # ------------------------------------------------------------------ loop
+    def state(self) -> dict[str, Any]:
+        return {}
 
-    def train(
-        self, *, steps: int | None = None, resume: Path | None = None, progress: bool = True
-    ) -> list[dict[str, Any]]:
-        """Run until ``steps`` (default ``training.rl_steps``) steps are done in total."""
-        if resume is not None:
-            self.resume(resume)
-        total = steps if steps is not None else self.tc.rl_steps
-        log = RunLog(
-            self.run_dir,
-            wandb_project=self.tc.wandb_project,
-            config=self.config.model_dump(mode="json"),
-            resume_step=self.step if resume is not None else None,
-        )
-        records: list[dict[str, Any]] = []
-        from rich.progress import Progress
+    def restore(self, state: Mapping[str, Any]) -> None:
+        pass
 
-        try:
-            with Progress(disable=not progress, transient=True) as bar:
-                task = bar.add_task("GRPO", total=total, completed=self.step)
-                while self.step < total:
-                    record = self.train_step()
-                    log.log(record)
-                    records.append(record)
-                    bar.update(
-                        task,
-                        completed=self.step,
-                        description=f"GRPO reward {record['reward_mean'] or 0:.3f}",
-                    )
-                    if self.tc.save_every and self.step % self.tc.save_every == 0:
-                        self.save()
-            if not self.tc.save_every or self.step % self.tc.save_every:
-                self.save()
-        finally:
-            log.close()
-        plot_curves(
-            read_metrics(log.path, "train"),
-            ["reward_mean", "execution_rate", "f_score_0.05"],
-            self.run_dir / "reward.png",
-            title="GRPO reward",
-        )
-        return records
+
+class GRPOTrainer(Trainer[list[Group]]):
+    """One GRPO run: :class:`GRPO` in the shared loop.
+
+    Args:
+        config: the whole configuration (``training`` section, ``seed``).
+        backend: a :class:`~training.backends.base.Backend`.
+        rows: the RL prompts (with their ground truths).
+        scorer: the reward service's client.
+        run_dir: where logs, checkpoints and curves go.
+    """
+
+    method: GRPO
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        rows: Sequence[Example],
+        scorer: RewardScorer,
+        run_dir: Path,
+    ) -> None:
+        super().__init__(config, backend, run_dir, GRPO(config, backend, rows, scorer))
 
 
 def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:
