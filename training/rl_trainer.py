@@ -10,10 +10,17 @@ One step:
 3. **advantages**: ``reward − mean(group)``, no division by the standard deviation;
    completions with ``infra_error`` (reward null) are excluded, groups whose remaining
    rewards are all equal carry no signal and are dropped; optional KL penalty
-   ``kl_coef · (log π − log π_ref)`` per token, subtracted from the advantage;
+   ``kl_coef · (log π − log π_ref)`` per token, subtracted from the advantage, where
+   ``π_ref`` is the policy this run started from (the ``--init-from`` weights), frozen at
+   its first step and kept in its checkpoints;
 4. **update**: the clipped importance-ratio (``ppo``) loss on all kept completions, one
    Adam step. Token-level normalisation: advantages are divided by the batch's
    completion-token count, so the loss is a per-token mean.
+
+On-policy: the sampled log-probs, the trained ones and the reference's are all of
+``softmax(logits / training.temperature)``, nothing else applied (see
+:mod:`training.backends.base`); on fresh samples the importance ratio is 1. A backend that
+trains only the untempered policy (Tinker) accepts only ``temperature = 1``.
 
 Each step is one JSONL record: mean reward, execution rate, mean F@0.05, the share of each
 status, tokens, seconds of each phase; plus ``reward.png``. The loop around the step
@@ -122,6 +129,11 @@ class GRPO:
         backend: a :class:`~training.backends.base.Backend`.
         rows: the RL prompts (with their ground truths).
         scorer: the reward service's client.
+        reference_dir: where the KL reference is saved when ``kl_coef > 0``.
+
+    Raises:
+        ConfigError: ``training.temperature`` is not 1 and the backend cannot train a
+            tempered policy (GRPO would be off-policy).
     """
 
     kind = "rl"
@@ -140,14 +152,24 @@ class GRPO:
         backend: Backend,
         rows: Sequence[Example],
         scorer: RewardScorer,
+        *,
+        reference_dir: Path,
     ) -> None:
         if not rows:
             raise ValueError("GRPO needs at least one prompt row")
         self.config = config
         self.tc = config.training
+        if self.tc.temperature != 1.0 and not backend.tempered_training:
+            raise ConfigError(
+                f"training.temperature={self.tc.temperature}: the {backend.name} backend "
+                "trains the untempered policy only, so GRPO samples must be drawn at "
+                "temperature 1.0 to be on-policy"
+            )
         self.backend = backend
         self.rows = list(rows)
         self.scorer = scorer
+        self.reference_dir = Path(reference_dir)
+        self.reference: str | None = None
 
     def total_steps(self) -> int:
         return self.tc.rl_steps
@@ -215,7 +237,8 @@ class GRPO:
         ]
         kl_terms: list[list[float]] = [[0.0] * len(d.completion) for d in raw]
         if self.tc.kl_coef > 0:
-            reference = self.backend.logprobs(raw, reference=True)
+            self._freeze_reference()
+            reference = self.backend.logprobs(raw, reference=True, temperature=self.tc.temperature)
             kl_terms = [
                 [s - r for s, r in zip(c.logprobs, ref, strict=True)]
                 for (_, c, _), ref in zip(kept, reference, strict=True)
@@ -239,7 +262,11 @@ class GRPO:
         if not data:
             return {"loss": None}
         result = self.backend.forward_backward(
-            data, self.tc.loss_fn, clip_low=self.tc.clip_low, clip_high=self.tc.clip_high
+            data,
+            self.tc.loss_fn,
+            clip_low=self.tc.clip_low,
+            clip_high=self.tc.clip_high,
+            temperature=self.tc.temperature,
         )
         optim = self.backend.optim_step(self.tc.learning_rate)
         return {"loss": result.loss, **result.metrics, **optim}
@@ -265,11 +292,24 @@ class GRPO:
     def describe(self, record: Mapping[str, Any]) -> str:
         return f"GRPO reward {record['reward_mean'] or 0:.3f}"
 
+    def _freeze_reference(self) -> None:
+        """The KL reference: the weights of the run's first step (before any update)."""
+        if self.reference is None:
+            self.reference = self.backend.freeze_reference(self.reference_dir)
+            logger.info("KL reference: the starting policy, saved at %s", self.reference)
+
     def state(self) -> dict[str, Any]:
-        return {}
+        return {"kl_reference": self.reference} if self.reference is not None else {}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        pass
+        ref = state.get("kl_reference")
+        if ref is not None:
+            self.backend.load_reference(str(ref))
+            self.reference = str(ref)
+        elif self.tc.kl_coef > 0:
+            logger.warning(
+                "the checkpoint keeps no KL reference: the weights it resumes from become one"
+            )
 
 
 class GRPOTrainer(Trainer[list[Group]]):
@@ -293,7 +333,8 @@ class GRPOTrainer(Trainer[list[Group]]):
         scorer: RewardScorer,
         run_dir: Path,
     ) -> None:
-        super().__init__(config, backend, run_dir, GRPO(config, backend, rows, scorer))
+        method = GRPO(config, backend, rows, scorer, reference_dir=Path(run_dir) / "reference")
+        super().__init__(config, backend, run_dir, method)
 
 
 def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:
