@@ -154,7 +154,7 @@ def main() -> None:
                 steps = []
                 for i in range(args.steps + 1):
                     t0 = time.perf_counter()
-                    groups = trainer.sample_groups(trainer.step)
+                    groups = trainer.method.batch(trainer.step)
                     sample_s = time.perf_counter() - t0
                     if workload == "programs":
                         for g in groups:

@@ -32,6 +32,10 @@ class InfraError(LLM3DError, RuntimeError):
     """A part of the reward infrastructure failed: never the program's fault."""
 
 
+class TrainingBackendError(LLM3DError, RuntimeError):
+    """A training backend answered what a trainer cannot use (e.g. samples without log-probs)."""
+
+
 class MeshError(LLM3DError, ValueError):
     """A mesh could not be read or is unusable."""
 

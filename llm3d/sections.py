@@ -302,7 +302,9 @@ class TrainingConfig(Section):
     # GRPO
     rl_data: Path = Path("data/rl.jsonl")
     rl_steps: int = Field(100, ge=1)
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(
+        1.0, gt=0, description="GRPO sampling: the policy is softmax(logits / T); tinker: 1.0 only"
+    )
     loss_fn: Literal["ppo", "importance_sampling"] = "ppo"
     clip_low: float = Field(0.2, ge=0, lt=1, description="ratio clipped below 1 - clip_low")
     clip_high: float = Field(0.2, ge=0, description="ratio clipped above 1 + clip_high")

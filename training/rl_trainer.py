@@ -10,13 +10,21 @@ One step:
 3. **advantages**: ``reward − mean(group)``, no division by the standard deviation;
    completions with ``infra_error`` (reward null) are excluded, groups whose remaining
    rewards are all equal carry no signal and are dropped; optional KL penalty
-   ``kl_coef · (log π − log π_ref)`` per token, subtracted from the advantage;
+   ``kl_coef · (log π − log π_ref)`` per token, subtracted from the advantage, where
+   ``π_ref`` is the policy this run started from (the ``--init-from`` weights), frozen at
+   its first step and kept in its checkpoints;
 4. **update**: the clipped importance-ratio (``ppo``) loss on all kept completions, one
    Adam step. Token-level normalisation: advantages are divided by the batch's
    completion-token count, so the loss is a per-token mean.
 
+On-policy: the sampled log-probs, the trained ones and the reference's are all of
+``softmax(logits / training.temperature)``, nothing else applied (see
+:mod:`training.backends.base`); on fresh samples the importance ratio is 1. A backend that
+trains only the untempered policy (Tinker) accepts only ``temperature = 1``.
+
 Each step is one JSONL record: mean reward, execution rate, mean F@0.05, the share of each
-status, tokens, seconds of each phase; plus ``reward.png``.
+status, tokens, seconds of each phase; plus ``reward.png``. The loop around the step
+(checkpoints, resume, the run log) is :class:`training.loop.Trainer`'s, shared with SFT.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,9 +43,9 @@ from llm3d.exceptions import ConfigError
 from llm3d.schemas import ExecStatus, RewardResponse, RewardResult
 from training.backends.base import Backend, Completion, Datum
 from training.data import Example
-from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
+from training.loop import Curve, Trainer
 
-__all__ = ["GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advantages"]
+__all__ = ["GRPO", "GRPOTrainer", "Group", "RewardScorer", "ensure_tasks", "group_advantages"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,16 +118,33 @@ def group_advantages(rewards: Sequence[float | None]) -> list[float | None] | No
     return [None if r is None else r - mean for r in rewards]
 
 
-class GRPOTrainer:
-    """One GRPO run.
+class GRPO:
+    """The GRPO method of :class:`~training.loop.Trainer` (see :class:`GRPOTrainer`).
+
+    Its batch is the step's sampled groups; its loss the clipped importance ratio on
+    their advantages after the reward service has scored them.
 
     Args:
         config: the whole configuration (``training`` section, ``seed``).
         backend: a :class:`~training.backends.base.Backend`.
         rows: the RL prompts (with their ground truths).
         scorer: the reward service's client.
-        run_dir: where logs, checkpoints and curves go.
+        reference_dir: where the KL reference is saved when ``kl_coef > 0``.
+
+    Raises:
+        ConfigError: ``training.temperature`` is not 1 and the backend cannot train a
+            tempered policy (GRPO would be off-policy).
     """
+
+    kind = "rl"
+    title = "GRPO"
+    batch_seconds = "seconds_sample"
+    eval_every = 0
+    curves = (
+        Curve(
+            "train", ("reward_mean", "execution_rate", "f_score_0.05"), "reward.png", "GRPO reward"
+        ),
+    )
 
     def __init__(
         self,
@@ -127,25 +152,27 @@ class GRPOTrainer:
         backend: Backend,
         rows: Sequence[Example],
         scorer: RewardScorer,
-        run_dir: Path,
+        *,
+        reference_dir: Path,
     ) -> None:
         if not rows:
             raise ValueError("GRPO needs at least one prompt row")
         self.config = config
         self.tc = config.training
+        if self.tc.temperature != 1.0 and not backend.tempered_training:
+            raise ConfigError(
+                f"training.temperature={self.tc.temperature}: the {backend.name} backend "
+                "trains the untempered policy only, so GRPO samples must be drawn at "
+                "temperature 1.0 to be on-policy"
+            )
         self.backend = backend
         self.rows = list(rows)
         self.scorer = scorer
-        self.run_dir = Path(run_dir)
-        self.step = 0
+        self.reference_dir = Path(reference_dir)
+        self.reference: str | None = None
 
-    def init_from(self, checkpoint: Path) -> None:
-        """Start from another run's weights (e.g. the SFT adapter), with a fresh optimizer."""
-        state = read_state(checkpoint)
-        self.backend.load(str(state["ref"]), optimizer=False)
-        logger.info("GRPO starts from the weights of %s", checkpoint)
-
-    # ------------------------------------------------------------------ pieces
+    def total_steps(self) -> int:
+        return self.tc.rl_steps
 
     def rows_at(self, step: int) -> list[Example]:
         """The prompts of step ``step``: consecutive slices of a seeded shuffle per epoch."""
@@ -160,7 +187,7 @@ class GRPOTrainer:
             position += 1
         return out
 
-    def sample_groups(self, step: int) -> list[Group]:
+    def batch(self, step: int) -> list[Group]:
         """``group_size`` completions for each prompt of the step (current weights)."""
         rows = self.rows_at(step)
         prompts = [self.backend.render_prompt(r.prompt) for r in rows]
@@ -210,7 +237,8 @@ class GRPOTrainer:
         ]
         kl_terms: list[list[float]] = [[0.0] * len(d.completion) for d in raw]
         if self.tc.kl_coef > 0:
-            reference = self.backend.logprobs(raw, reference=True)
+            self._freeze_reference()
+            reference = self.backend.logprobs(raw, reference=True, temperature=self.tc.temperature)
             kl_terms = [
                 [s - r for s, r in zip(c.logprobs, ref, strict=True)]
                 for (_, c, _), ref in zip(kept, reference, strict=True)
@@ -234,98 +262,79 @@ class GRPOTrainer:
         if not data:
             return {"loss": None}
         result = self.backend.forward_backward(
-            data, self.tc.loss_fn, clip_low=self.tc.clip_low, clip_high=self.tc.clip_high
+            data,
+            self.tc.loss_fn,
+            clip_low=self.tc.clip_low,
+            clip_high=self.tc.clip_high,
+            temperature=self.tc.temperature,
         )
         optim = self.backend.optim_step(self.tc.learning_rate)
         return {"loss": result.loss, **result.metrics, **optim}
 
-    def train_step(self, groups: Sequence[Group] | None = None) -> dict[str, Any]:
-        """Sample (unless ``groups`` are given), score, update; returns the step's record."""
+    def learn(self, groups: list[Group]) -> dict[str, Any]:
+        """Score the groups, build the datums, one update; the step's record fields."""
         t0 = time.perf_counter()
-        groups = list(groups) if groups is not None else self.sample_groups(self.step)
-        t1 = time.perf_counter()
         self.score(groups)
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         data, stats = self.build_data(groups)
         update = self.update(data)
-        t3 = time.perf_counter()
-        self.step += 1
         return {
-            "kind": "train",
-            "step": self.step,
             **step_metrics(groups),
             **stats,
             **update,
-            "seconds_sample": t1 - t0,
-            "seconds_reward": t2 - t1,
-            "seconds_update": t3 - t2,
-            "seconds": t3 - t0,
+            "seconds_reward": t1 - t0,
+            "seconds_update": time.perf_counter() - t1,
         }
 
-    def save(self) -> Path:
-        folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
-        ref = self.backend.save(folder, "model")
-        write_state(
-            folder,
-            {
-                "trainer": "rl",
-                "step": self.step,
-                "backend": self.backend.name,
-                "ref": ref,
-                "seed": self.config.seed,
-            },
-        )
-        return folder
+    def evaluate(self, step: int) -> dict[str, Any] | None:
+        return None
 
-    def resume(self, checkpoint: Path) -> None:
-        state = read_state(checkpoint)
-        self.backend.load(str(state["ref"]))
-        self.step = int(state["step"])
-        logger.info("resumed GRPO at step %d from %s", self.step, checkpoint)
+    def describe(self, record: Mapping[str, Any]) -> str:
+        return f"GRPO reward {record['reward_mean'] or 0:.3f}"
 
-    # ------------------------------------------------------------------ loop
+    def _freeze_reference(self) -> None:
+        """The KL reference: the weights of the run's first step (before any update)."""
+        if self.reference is None:
+            self.reference = self.backend.freeze_reference(self.reference_dir)
+            logger.info("KL reference: the starting policy, saved at %s", self.reference)
 
-    def train(
-        self, *, steps: int | None = None, resume: Path | None = None, progress: bool = True
-    ) -> list[dict[str, Any]]:
-        """Run until ``steps`` (default ``training.rl_steps``) steps are done in total."""
-        if resume is not None:
-            self.resume(resume)
-        total = steps if steps is not None else self.tc.rl_steps
-        log = RunLog(
-            self.run_dir,
-            wandb_project=self.tc.wandb_project,
-            config=self.config.model_dump(mode="json"),
-            resume_step=self.step if resume is not None else None,
-        )
-        records: list[dict[str, Any]] = []
-        from rich.progress import Progress
+    def state(self) -> dict[str, Any]:
+        return {"kl_reference": self.reference} if self.reference is not None else {}
 
-        try:
-            with Progress(disable=not progress, transient=True) as bar:
-                task = bar.add_task("GRPO", total=total, completed=self.step)
-                while self.step < total:
-                    record = self.train_step()
-                    log.log(record)
-                    records.append(record)
-                    bar.update(
-                        task,
-                        completed=self.step,
-                        description=f"GRPO reward {record['reward_mean'] or 0:.3f}",
-                    )
-                    if self.tc.save_every and self.step % self.tc.save_every == 0:
-                        self.save()
-            if not self.tc.save_every or self.step % self.tc.save_every:
-                self.save()
-        finally:
-            log.close()
-        plot_curves(
-            read_metrics(log.path, "train"),
-            ["reward_mean", "execution_rate", "f_score_0.05"],
-            self.run_dir / "reward.png",
-            title="GRPO reward",
-        )
-        return records
+    def restore(self, state: Mapping[str, Any]) -> None:
+        ref = state.get("kl_reference")
+        if ref is not None:
+            self.backend.load_reference(str(ref))
+            self.reference = str(ref)
+        elif self.tc.kl_coef > 0:
+            logger.warning(
+                "the checkpoint keeps no KL reference: the weights it resumes from become one"
+            )
+
+
+class GRPOTrainer(Trainer[list[Group]]):
+    """One GRPO run: :class:`GRPO` in the shared loop.
+
+    Args:
+        config: the whole configuration (``training`` section, ``seed``).
+        backend: a :class:`~training.backends.base.Backend`.
+        rows: the RL prompts (with their ground truths).
+        scorer: the reward service's client.
+        run_dir: where logs, checkpoints and curves go.
+    """
+
+    method: GRPO
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        rows: Sequence[Example],
+        scorer: RewardScorer,
+        run_dir: Path,
+    ) -> None:
+        method = GRPO(config, backend, rows, scorer, reference_dir=Path(run_dir) / "reference")
+        super().__init__(config, backend, run_dir, method)
 
 
 def step_metrics(groups: Sequence[Group]) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Supervised fine-tuning (LoRA) on the SFT split, through either backend.
 
-The loop: rows in curriculum order (easy → hard; or a seeded shuffle per epoch), batches of
-``training.batch_size``, the loss on the assistant's tokens only (the program and its
-end-of-turn token; the system prompt, the images and the instruction have weight 0), Adam
-steps, the held-out split evaluated every ``eval_every`` steps, checkpoints every
-``save_every`` steps. Resuming from a checkpoint restores weights, optimizer and position,
-so the run continues exactly as if it had not stopped.
+The method: rows in curriculum order (easy → hard; or a seeded shuffle per epoch),
+batches of ``training.batch_size``, the loss on the assistant's tokens only (the program
+and its end-of-turn token; the system prompt, the images and the instruction have weight
+0), one Adam step a batch, the held-out split evaluated every ``eval_every`` steps. The
+loop around it (checkpoints every ``save_every`` steps, resume with identical results,
+the run log and curves) is :class:`training.loop.Trainer`'s, shared with GRPO.
 
 Evaluation always reports the held-out mean negative log-likelihood per target token
 (``eval_nll``); an ``evaluator`` (e.g. the evaluation runner generating programs and
@@ -14,21 +14,18 @@ scoring them through the reward service) adds its metrics beside it.
 
 from __future__ import annotations
 
-import logging
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm3d.config import Config
 from training.backends.base import Backend, Datum
 from training.data import Example, batches, curriculum_order
-from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
+from training.loop import Curve, Trainer
 
-__all__ = ["Evaluator", "SFTTrainer", "supervised_datum"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["SFT", "Evaluator", "SFTBatch", "SFTTrainer", "supervised_datum"]
 
 #: ``evaluator(backend, rows, step) -> metrics``: extra held-out metrics (the eval runner).
 Evaluator = Callable[[Backend, Sequence[Example], int], dict[str, float]]
@@ -41,24 +38,40 @@ def supervised_datum(backend: Backend, example: Example, weight: float = 1.0) ->
     return Datum(prompt=prompt, completion=tuple(completion), weights=(weight,) * len(completion))
 
 
-class SFTTrainer:
-    """One SFT run.
+@dataclass(frozen=True)
+class SFTBatch:
+    """The rows of one step and their datums (weights summing to 1 over the batch)."""
+
+    epoch: int
+    rows: list[Example]
+    data: list[Datum]
+    n_tokens: int
+
+
+class SFT:
+    """The SFT method of :class:`~training.loop.Trainer` (see :class:`SFTTrainer`).
 
     Args:
         config: the whole configuration (``training`` section, ``seed``).
         backend: a :class:`~training.backends.base.Backend`.
         train: the SFT rows.
-        run_dir: where logs, checkpoints and curves go.
         held_out: rows evaluated every ``training.eval_every`` steps.
         evaluator: extra evaluation (see :data:`Evaluator`).
     """
+
+    kind = "sft"
+    title = "SFT"
+    batch_seconds = "seconds_data"
+    curves = (
+        Curve("train", ("loss",), "loss.png", "SFT loss"),
+        Curve("eval", ("eval_nll",), "eval.png", "held-out NLL"),
+    )
 
     def __init__(
         self,
         config: Config,
         backend: Backend,
         train: Sequence[Example],
-        run_dir: Path,
         *,
         held_out: Sequence[Example] = (),
         evaluator: Evaluator | None = None,
@@ -69,13 +82,12 @@ class SFTTrainer:
         self.rows = curriculum_order(train)
         self.held_out = list(held_out)[: self.tc.eval_limit]
         self.evaluator = evaluator
-        self.run_dir = Path(run_dir)
+        self.eval_every = self.tc.eval_every
         self.steps_per_epoch = math.ceil(len(self.rows) / self.tc.batch_size)
-        total = self.steps_per_epoch * self.tc.sft_epochs
-        self.total_steps = min(total, self.tc.sft_max_steps or total)
-        self.step = 0
 
-    # ------------------------------------------------------------------ pieces
+    def total_steps(self) -> int:
+        total = self.steps_per_epoch * self.tc.sft_epochs
+        return min(total, self.tc.sft_max_steps or total)
 
     def batch_at(self, step: int) -> list[Example]:
         """The rows of step ``step`` (0-based); a pure function of the step and the seed."""
@@ -107,32 +119,30 @@ class SFTTrainer:
         ]
         return scaled, n_tokens
 
-    def train_step(self) -> dict[str, Any]:
-        """One optimizer step on the next batch; returns its log record."""
-        start = time.perf_counter()
-        rows = self.batch_at(self.step)
+    def batch(self, step: int) -> SFTBatch:
+        rows = self.batch_at(step)
         data, n_tokens = self.data_for(rows)
-        result = self.backend.forward_backward(data, "cross_entropy")
+        return SFTBatch(step // self.steps_per_epoch, rows, data, n_tokens)
+
+    def learn(self, batch: SFTBatch) -> dict[str, Any]:
+        result = self.backend.forward_backward(batch.data, "cross_entropy")
         optim = self.backend.optim_step(self.tc.learning_rate)
-        self.step += 1
         return {
-            "kind": "train",
-            "step": self.step,
-            "epoch": (self.step - 1) // self.steps_per_epoch,
+            "epoch": batch.epoch,
             "loss": result.loss,
-            "tokens": n_tokens,
-            "prompt_tokens": sum(self.backend.prompt_length(d.prompt) for d in data),
-            "sequences": len(data),
+            "tokens": batch.n_tokens,
+            "prompt_tokens": sum(self.backend.prompt_length(d.prompt) for d in batch.data),
+            "sequences": len(batch.data),
             "learning_rate": self.tc.learning_rate,
-            "difficulty": sorted({r.difficulty for r in rows}),
-            "seconds": time.perf_counter() - start,
+            "difficulty": sorted({r.difficulty for r in batch.rows}),
             **optim,
         }
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, step: int) -> dict[str, Any] | None:
         """Held-out mean NLL per target token, plus the evaluator's metrics."""
-        start = time.perf_counter()
-        record: dict[str, Any] = {"kind": "eval", "step": self.step}
+        if not self.held_out and self.evaluator is None:
+            return None
+        record: dict[str, Any] = {}
         if self.held_out:
             data = [supervised_datum(self.backend, r) for r in self.held_out]
             logprobs = self.backend.logprobs(data)
@@ -140,83 +150,42 @@ class SFTTrainer:
             record["eval_nll"] = -sum(sum(lp) for lp in logprobs) / max(n, 1)
             record["eval_rows"] = len(data)
         if self.evaluator is not None:
-            record.update(self.evaluator(self.backend, self.held_out, self.step))
-        record["seconds"] = time.perf_counter() - start
+            record.update(self.evaluator(self.backend, self.held_out, step))
         return record
 
-    def save(self) -> Path:
-        """A checkpoint of the backend and the trainer's position."""
-        folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
-        ref = self.backend.save(folder, "model")
-        write_state(
-            folder,
-            {
-                "trainer": "sft",
-                "step": self.step,
-                "backend": self.backend.name,
-                "ref": ref,
-                "seed": self.config.seed,
-            },
-        )
-        logger.info("checkpoint at step %d: %s", self.step, folder)
-        return folder
+    def describe(self, record: Mapping[str, Any]) -> str:
+        return f"SFT loss {record['loss']:.3f}"
 
-    def resume(self, checkpoint: Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        state = read_state(checkpoint)
-        self.backend.load(str(state["ref"]))
-        self.step = int(state["step"])
-        logger.info("resumed SFT at step %d from %s", self.step, checkpoint)
+    def state(self) -> dict[str, Any]:
+        return {}
 
-    # ------------------------------------------------------------------ loop
+    def restore(self, state: Mapping[str, Any]) -> None:
+        pass
 
-    def train(self, *, resume: Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
-        """Run to ``total_steps``; returns the train records of this call."""
-        if resume is not None:
-            self.resume(resume)
-        log = RunLog(
-            self.run_dir,
-            wandb_project=self.tc.wandb_project,
-            config=self.config.model_dump(mode="json"),
-            resume_step=self.step if resume is not None else None,
-        )
-        records: list[dict[str, Any]] = []
-        from rich.progress import Progress
 
-        try:
-            with Progress(disable=not progress, transient=True) as bar:
-                task = bar.add_task("SFT", total=self.total_steps, completed=self.step)
-                while self.step < self.total_steps:
-                    record = self.train_step()
-                    log.log(record)
-                    records.append(record)
-                    bar.update(
-                        task, completed=self.step, description=f"SFT loss {record['loss']:.3f}"
-                    )
-                    every = self.tc.eval_every
-                    if every and self.step % every == 0 and (self.held_out or self.evaluator):
-                        log.log(self.evaluate())
-                    if self.tc.save_every and self.step % self.tc.save_every == 0:
-                        self.save()
-            if not self.tc.save_every or self.step % self.tc.save_every:
-                self.save()
-            every = self.tc.eval_every
-            evaluated_now = bool(every) and self.step % every == 0
-            if (self.held_out or self.evaluator) and not evaluated_now:
-                log.log(self.evaluate())
-        finally:
-            log.close()
-        rows = read_metrics(log.path)
-        plot_curves(
-            [r for r in rows if r.get("kind") == "train"],
-            ["loss"],
-            self.run_dir / "loss.png",
-            title="SFT loss",
-        )
-        plot_curves(
-            [r for r in rows if r.get("kind") == "eval"],
-            ["eval_nll"],
-            self.run_dir / "eval.png",
-            title="held-out NLL",
-        )
-        return records
+class SFTTrainer(Trainer[SFTBatch]):
+    """One SFT run: :class:`SFT` in the shared loop.
+
+    Args:
+        config: the whole configuration (``training`` section, ``seed``).
+        backend: a :class:`~training.backends.base.Backend`.
+        train: the SFT rows.
+        run_dir: where logs, checkpoints and curves go.
+        held_out: rows evaluated every ``training.eval_every`` steps.
+        evaluator: extra evaluation (see :data:`Evaluator`).
+    """
+
+    method: SFT
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        train: Sequence[Example],
+        run_dir: Path,
+        *,
+        held_out: Sequence[Example] = (),
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        method = SFT(config, backend, train, held_out=held_out, evaluator=evaluator)
+        super().__init__(config, backend, run_dir, method)

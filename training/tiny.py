@@ -112,6 +112,7 @@ def build_tiny_model(
     vision_depth: int = 2,
     image_min_pixels: int = 56 * 56,
     image_max_pixels: int = 112 * 112,
+    model_vocab_size: int | None = None,
 ) -> Path:
     """Build and save a tiny Qwen2.5-VL checkpoint (weights, tokenizer, processor).
 
@@ -124,6 +125,9 @@ def build_tiny_model(
         vision_depth: vision transformer blocks.
         image_min_pixels: the image processor's lower bound on resized images.
         image_max_pixels: its upper bound (small images keep the vision tower cheap).
+        model_vocab_size: rows of the embedding and the output layer when larger than the
+            tokenizer (Qwen pads 151,665 tokens to 152,064): a wide vocabulary for
+            measuring what sampling holds per token.
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -145,7 +149,7 @@ def build_tiny_model(
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
     config = transformers.Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
+            "vocab_size": max(len(tokenizer), model_vocab_size or 0),
             "hidden_size": hidden_size,
             "intermediate_size": 2 * hidden_size,
             "num_hidden_layers": layers,
@@ -204,7 +208,14 @@ def build_tiny_model(
     image_processor.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "llm3d_tiny.json").write_text(
-        json.dumps({"seed": seed, "parameters": n_params, "vocab_size": len(tokenizer)}),
+        json.dumps(
+            {
+                "seed": seed,
+                "parameters": n_params,
+                "vocab_size": len(tokenizer),
+                "model_vocab_size": model.config.get_text_config().vocab_size,
+            }
+        ),
         encoding="utf-8",
     )
     logger.info("tiny Qwen2.5-VL (%d parameters) saved to %s", n_params, out)

@@ -10,6 +10,7 @@ local backend. Logs, checkpoints and curves go to ``paths.runs_dir/<run_name>/``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -88,7 +89,7 @@ def _tiny(config_path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]
     return {**tiny, **{k: v for k, v in overrides.items() if v is not None}}
 
 
-def _resume(cfg: Config, run_dir: Path, resume: str | None) -> Path | None:
+def _resume(run_dir: Path, resume: str | None) -> Path | None:
     from training.runlog import latest_checkpoint
 
     if resume is None:
@@ -100,6 +101,46 @@ def _resume(cfg: Config, run_dir: Path, resume: str | None) -> Path | None:
             raise typer.Exit(2)
         return found
     return Path(resume)
+
+
+#: ``train(config, run_dir, resume_from, progress) -> records``: one command's trainer run.
+TrainFn = Callable[[Config, Path, Path | None, bool], list[dict[str, Any]]]
+
+
+def _run(
+    command: str,
+    train: TrainFn,
+    keys: list[str],
+    config_path: Path | None,
+    overrides: dict[str, Any],
+    backend: BackendName | None,
+    run_name: str | None,
+    resume: str | None,
+    tiny: bool,
+    as_json: bool,
+) -> None:
+    """What ``llm3d sft`` and ``llm3d rl`` do around their trainer.
+
+    The options both commands have (``--config``, ``--backend``, ``--run-name``,
+    ``--resume``, ``--tiny``, ``--json``), the configuration, logging, the run folder, the
+    checkpoint to resume from, a clean exit on errors, and the summary of ``keys``
+    (table or JSON). ``train`` is the command's own part: it builds its trainer and runs it.
+    """
+    overrides = {**overrides, "training__backend": backend, "training__run_name": run_name}
+    if tiny:
+        overrides = _tiny(config_path, overrides)
+    cfg = _load(config_path, overrides)
+    logging.basicConfig(
+        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run_dir = cfg.paths.runs_dir / cfg.training.run_name
+    checkpoint = _resume(run_dir, resume)
+    try:
+        records = train(cfg, run_dir, checkpoint, not as_json)
+    except LLM3DError as exc:
+        err_console.print(f"[bold red]{command} failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    _emit(_summary(f"llm3d {command}", run_dir, records, keys), as_json)
 
 
 def _fmt(value: Any) -> str:
@@ -175,22 +216,16 @@ def sft_command(
         "training__sft_data": str(data) if data else None,
         "training__sft_eval_data": str(eval_data) if eval_data else None,
         "training__sft_max_steps": steps,
-        "training__backend": backend,
-        "training__run_name": run_name,
     }
-    if tiny:
-        overrides = _tiny(config, overrides)
-    cfg = _load(config, overrides)
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from training.backends import make_backend
-    from training.data import load_examples
-    from training.sft_trainer import SFTTrainer
 
-    tc = cfg.training
-    run_dir = cfg.paths.runs_dir / tc.run_name
-    try:
+    def train(
+        cfg: Config, run_dir: Path, checkpoint: Path | None, progress: bool
+    ) -> list[dict[str, Any]]:
+        from training.backends import make_backend
+        from training.data import load_examples
+        from training.sft_trainer import SFTTrainer
+
+        tc = cfg.training
         rows = load_examples(tc.sft_data)
         held_out = load_examples(tc.sft_eval_data, limit=tc.eval_limit) if tc.sft_eval_data else []
         evaluator = None
@@ -203,11 +238,10 @@ def sft_command(
         trainer = SFTTrainer(
             cfg, make_backend(cfg), rows, run_dir, held_out=held_out, evaluator=evaluator
         )
-        records = trainer.train(resume=_resume(cfg, run_dir, resume), progress=not as_json)
-    except LLM3DError as exc:
-        err_console.print(f"[bold red]sft failed:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
-    _emit(_summary("llm3d sft", run_dir, records, ["step", "loss", "tokens", "seconds"]), as_json)
+        return trainer.train(resume=checkpoint, progress=progress)
+
+    keys = ["step", "loss", "tokens", "seconds"]
+    _run("sft", train, keys, config, overrides, backend, run_name, resume, tiny, as_json)
 
 
 def rl_command(
@@ -231,35 +265,27 @@ def rl_command(
     overrides: dict[str, Any] = {
         "training__rl_data": str(data) if data else None,
         "training__rl_steps": steps,
-        "training__backend": backend,
-        "training__run_name": run_name,
         "training__reward_url": reward_url,
     }
-    if tiny:
-        overrides = _tiny(config, overrides)
-    cfg = _load(config, overrides)
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from llm3d.client import RewardClient
-    from training.backends import make_backend
-    from training.data import load_examples
-    from training.rl_trainer import GRPOTrainer, ensure_tasks
 
-    tc = cfg.training
-    run_dir = cfg.paths.runs_dir / tc.run_name
-    token = cfg.api.token.get_secret_value() if cfg.api.token else None
-    try:
+    def train(
+        cfg: Config, run_dir: Path, checkpoint: Path | None, progress: bool
+    ) -> list[dict[str, Any]]:
+        from llm3d.client import RewardClient
+        from training.backends import make_backend
+        from training.data import load_examples
+        from training.rl_trainer import GRPOTrainer, ensure_tasks
+
+        tc = cfg.training
+        token = cfg.api.token.get_secret_value() if cfg.api.token else None
         rows = load_examples(tc.rl_data)
         with RewardClient(tc.reward_url, token=token, retries=2) as client:
             client.health()  # fail now, not after loading the model, if it is not running
             ensure_tasks(client, rows)
             trainer = GRPOTrainer(cfg, make_backend(cfg), rows, client, run_dir)
-            if init_from is not None and resume is None:
+            if init_from is not None and checkpoint is None:
                 trainer.init_from(init_from)
-            records = trainer.train(resume=_resume(cfg, run_dir, resume), progress=not as_json)
-    except LLM3DError as exc:
-        err_console.print(f"[bold red]rl failed:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
+            return trainer.train(resume=checkpoint, progress=progress)
+
     keys = ["step", "reward_mean", "execution_rate", "f_score_0.05", "groups_kept", "seconds"]
-    _emit(_summary("llm3d rl", run_dir, records, keys), as_json)
+    _run("rl", train, keys, config, overrides, backend, run_name, resume, tiny, as_json)

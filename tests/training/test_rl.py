@@ -88,7 +88,7 @@ def test_build_data_excludes_infra_errors_and_applies_the_kl_penalty(
     flat = _scripted_group(backend, rows[1], ["x", "y", "z"])
     flat.results = [RewardResult(id=str(i), status=ExecStatus.EMPTY, reward=0.0) for i in range(3)]
 
-    data, stats = trainer.build_data([group, flat])
+    data, stats = trainer.method.build_data([group, flat])
 
     assert stats["groups_kept"] == 1 and stats["groups_dropped"] == 1
     assert [d.completion for d in data] == [

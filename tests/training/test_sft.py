@@ -64,7 +64,7 @@ def test_sft_lowers_loss_and_checkpoint_reloads_identically(
     assert after < before - 0.3, (before, after)
     assert records[-1]["loss"] < records[0]["loss"]
     # curriculum: the first step's rows come first in curriculum order
-    assert trainer.batch_at(0) == trainer.rows[:2]
+    assert trainer.method.batch_at(0) == trainer.method.rows[:2]
 
     checkpoint = latest_checkpoint(tmp_path / "run")
     assert checkpoint is not None and checkpoint.name == "step-000020"

@@ -17,11 +17,13 @@ import pytest
 tinker = pytest.importorskip("tinker", reason="the tinker extra is needed")
 from tinker import types  # noqa: E402
 
-from llm3d.exceptions import ConfigError  # noqa: E402
+from llm3d.exceptions import ConfigError, TrainingBackendError  # noqa: E402
 from tests.training.conftest import make_config  # noqa: E402
 from training.backends.base import Datum  # noqa: E402
 from training.backends.tinker import TinkerBackend  # noqa: E402
 from training.data import load_examples  # noqa: E402
+from training.rl_trainer import GRPOTrainer  # noqa: E402
+from training.runlog import read_state, write_state  # noqa: E402
 from training.sft_trainer import SFTTrainer  # noqa: E402
 
 BASE = "Qwen/Qwen3-VL-30B-A3B-Instruct"
@@ -42,6 +44,7 @@ class Done:
 class StandInSampler:
     version: int
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    with_logprobs: bool = True
 
     def sample(
         self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams
@@ -52,7 +55,9 @@ class StandInSampler:
                 stop_reason="stop" if i % 2 == 0 else "length",
                 sequence_id=f"s{i}",
                 tokens_np=np.array([40 + i, 41, 7], dtype=np.int32),
-                logprobs_np=np.array([-0.5, -1.0, -0.25], dtype=np.float32),
+                logprobs_np=np.array([-0.5, -1.0, -0.25], dtype=np.float32)
+                if self.with_logprobs
+                else None,
             )
             for i in range(num_samples)
         ]
@@ -60,6 +65,8 @@ class StandInSampler:
 
     def compute_logprobs(self, prompt: types.ModelInput) -> Done:
         self.calls.append(("compute_logprobs", prompt))
+        if not self.with_logprobs:
+            return Done([None] * prompt.length)
         return Done([None] + [-0.1 * self.version - 1.0] * (prompt.length - 1))
 
 
@@ -105,6 +112,11 @@ class StandInTraining:
         self.calls.append(("save_state", name))
         return Done(types.SaveWeightsResponse(path=f"tinker://run-1/weights/{name}"))
 
+    def save_weights_for_sampler(self, name: str) -> Done:
+        self.calls.append(("save_weights_for_sampler", name))
+        path = f"tinker://run-1/sampler_weights/{name}"
+        return Done(types.SaveWeightsForSamplerResponse(path=path))
+
 
 @dataclass
 class StandInService:
@@ -128,8 +140,15 @@ class StandInService:
         self.trainings.append(StandInTraining(self.tokenizer))
         return Done(self.trainings[-1])
 
-    def create_sampling_client(self, base_model: str) -> Done:
-        self.calls.append(("reference_sampler", base_model))
+    def create_training_client_from_state(self, path: str) -> Done:
+        self.calls.append(("weights_from_state", path))
+        self.trainings.append(StandInTraining(self.tokenizer))
+        return Done(self.trainings[-1])
+
+    def create_sampling_client(
+        self, model_path: str | None = None, base_model: str | None = None
+    ) -> Done:
+        self.calls.append(("sampling_client", model_path or base_model))
         return Done(StandInSampler(-10))
 
 
@@ -271,6 +290,7 @@ def test_optim_step_and_on_policy_sampling(
     _, (sent, n, params) = sampler.calls[0]
     assert sent is prompt and n == 4
     assert params.max_tokens == 64 and params.temperature == 0.9 and params.seed == 100
+    assert params.top_k == -1 and params.top_p == 1.0, "the policy itself, not truncated"
     assert params.stop == [backend.eos_id]
     assert sampler.calls[1][1][2].seed == 101
 
@@ -288,8 +308,10 @@ def test_optim_step_and_on_policy_sampling(
 
     datum = Datum(prompt, (40, 41, 7))
     assert backend.logprobs([datum])[0] == pytest.approx([-1.1] * 3)
-    assert backend.logprobs([datum], reference=True)[0] == pytest.approx([0.0] * 3)
-    assert ("reference_sampler", BASE) in service.calls
+    # the KL reference is the policy GRPO starts from, never silently the base model
+    with pytest.raises(ConfigError, match="no KL reference"):
+        backend.logprobs([datum], reference=True)
+    assert not [c for c in service.calls if c[0] == "sampling_client"]
 
 
 def test_sft_trainer_runs_on_the_tinker_backend_and_resumes(
@@ -326,3 +348,86 @@ def test_missing_api_key_is_a_clear_error(
     config = make_config(Path("unused"), tmp_path, backend="tinker")
     with pytest.raises(ConfigError, match="TINKER_API_KEY"):
         TinkerBackend(config.training)
+
+
+# ---------------------------------------------------------------------- on-policy (issue 24)
+
+
+def test_missing_logprobs_are_an_error_not_zero(
+    parts: tuple[Any, Any], dataset: Path, tmp_path: Path
+) -> None:
+    backend, _ = _backend(parts, tmp_path)
+    prompt = backend.render_prompt(load_examples(dataset)[0].prompt)
+    backend._sampler = StandInSampler(0, with_logprobs=False)
+
+    with pytest.raises(TrainingBackendError, match="no log-probs for 3 sampled tokens"):
+        backend.sample([prompt], 2, max_tokens=8, temperature=1.0, seed=0)
+    with pytest.raises(TrainingBackendError, match="0 log-probs for 3 scored tokens"):
+        backend.logprobs([Datum(prompt, (40, 41, 7))])
+
+
+def test_a_completion_of_only_the_end_token_adds_no_empty_chunk(
+    parts: tuple[Any, Any], dataset: Path, tmp_path: Path
+) -> None:
+    backend, _ = _backend(parts, tmp_path)
+    prompt = backend.render_prompt(load_examples(dataset)[0].prompt)
+    end = (backend.eos_id,)
+
+    datum = backend.to_datum(
+        Datum(prompt, end, advantages=(0.5,), sampling_logprobs=(-0.1,)), "ppo"
+    )
+    assert all(c.length > 0 for c in datum.model_input.chunks)
+    assert datum.model_input.length == prompt.length
+    assert datum.loss_fn_inputs["target_tokens"].data == [0] * (prompt.length - 1) + [end[0]]
+    assert datum.loss_fn_inputs["advantages"].data == [0.0] * (prompt.length - 1) + [0.5]
+
+
+def test_grpo_on_tinker_needs_temperature_one(
+    parts: tuple[Any, Any], dataset: Path, tmp_path: Path
+) -> None:
+    from tests.training.test_rl import FakeScorer
+
+    backend, _ = _backend(parts, tmp_path)
+    rows = load_examples(dataset)
+    config = make_config(Path("unused"), tmp_path, backend="tinker", temperature=0.7)
+    with pytest.raises(ConfigError, match="temperature"):
+        GRPOTrainer(config, backend, rows, FakeScorer(), tmp_path / "run")
+    prompt = backend.render_prompt(rows[0].prompt)
+    datum = Datum(prompt, (40, 7), advantages=(1.0, 1.0), sampling_logprobs=(-1.0, -1.0))
+    with pytest.raises(ConfigError, match=r"temperature=0\.5"):
+        backend.forward_backward([datum], "ppo", temperature=0.5)
+
+
+def test_grpo_kl_reference_on_tinker_is_the_starting_policy_and_survives_resume(
+    parts: tuple[Any, Any], dataset: Path, tmp_path: Path
+) -> None:
+    from tests.training.test_rl import FakeScorer
+
+    rows = load_examples(dataset)
+    settings = {"kl_coef": 0.1, "group_size": 4, "batch_size": 2, "save_every": 1}
+    backend, service = _backend(parts, tmp_path, **settings)
+    config = make_config(Path("unused"), tmp_path, backend="tinker", **settings)
+    sft = tmp_path / "sft" / "checkpoints" / "step-000010"
+    write_state(sft, {"trainer": "sft", "step": 10, "ref": "tinker://sft/weights/step-10"})
+
+    trainer = GRPOTrainer(config, backend, rows, FakeScorer(), tmp_path / "run")
+    trainer.init_from(sft)
+    records = trainer.train(steps=2, progress=False)
+
+    assert any(r["loss"] is not None for r in records), "the fake rewards must give signal"
+    assert ("weights_from_state", "tinker://sft/weights/step-10") in service.calls
+    started = service.trainings[-1]
+    # the reference: the SFT weights saved for sampling before the first update
+    saved = [c for c in started.calls if c[0] in ("save_weights_for_sampler", "optim_step")]
+    assert saved[0] == ("save_weights_for_sampler", "run-reference")
+    path = "tinker://run-1/sampler_weights/run-reference"
+    assert ("sampling_client", path) in service.calls
+    assert ("sampling_client", BASE) not in service.calls
+    state = read_state(tmp_path / "run" / "checkpoints" / "step-000001")
+    assert state["kl_reference"] == path
+
+    again, service2 = _backend(parts, tmp_path, **settings)
+    resumed = GRPOTrainer(config, again, rows, FakeScorer(), tmp_path / "run")
+    resumed.resume(tmp_path / "run" / "checkpoints" / "step-000001")
+    assert ("sampling_client", path) in service2.calls
+    assert resumed.method.reference == path

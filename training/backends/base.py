@@ -12,6 +12,14 @@ The loss functions mean what Tinker's mean, so both backends learn the same thin
 - ``ppo``: ``-Σ_t min(r_t · A_t, clip(r_t, 1-ε_low, 1+ε_high) · A_t)`` with
   ``r_t = exp(log p(token_t) − sampling_logprob_t)`` (the clipped importance ratio);
 - ``importance_sampling``: ``-Σ_t r_t · A_t`` (no clip).
+
+On-policy (issue 24): ``sample`` records, for every token, its log-prob under exactly the
+distribution it was drawn from, and ``forward_backward`` / ``logprobs`` compute the same
+distribution for the same ``temperature``: the importance ratio of freshly sampled tokens
+is 1. The policy is ``softmax(logits / temperature)`` with nothing else applied: no
+top-k, top-p, min-p or repetition penalty, whatever the checkpoint's own generation
+settings say. A backend that can only train the untempered policy (Tinker) says so with
+``tempered_training = False``, and GRPO then accepts only ``temperature = 1``.
 """
 
 from __future__ import annotations
@@ -101,6 +109,8 @@ class Backend(Protocol):
     """What a trainer needs from a model: render, sample, score, train, save, load."""
 
     name: str
+    #: True when ``forward_backward`` and ``logprobs`` take any ``temperature``.
+    tempered_training: bool
 
     def render_prompt(self, messages: Sequence[Message]) -> Any:
         """The prompt (system, user with images) with the assistant's header appended."""
@@ -125,16 +135,37 @@ class Backend(Protocol):
         *,
         clip_low: float = 0.2,
         clip_high: float = 0.2,
+        temperature: float = 1.0,
     ) -> StepResult:
-        """Accumulate the gradient of ``loss_fn`` over ``data`` (no parameter change)."""
+        """Accumulate the gradient of ``loss_fn`` over ``data`` (no parameter change).
+
+        ``temperature``: the policy's (``ppo``, ``importance_sampling``): the one the
+        ``sampling_logprobs`` were sampled at. ``metrics["clip_fraction"]`` (``ppo``): the
+        share of tokens where the clipped term of the min was taken.
+        """
         ...
 
     def optim_step(self, learning_rate: float) -> dict[str, float]:
         """Apply the accumulated gradient with Adam, then clear it."""
         ...
 
-    def logprobs(self, data: Sequence[Datum], *, reference: bool = False) -> list[list[float]]:
-        """Log-prob of each completion token; ``reference=True``: under the base model."""
+    def logprobs(
+        self, data: Sequence[Datum], *, reference: bool = False, temperature: float = 1.0
+    ) -> list[list[float]]:
+        """Log-prob of each completion token under the policy at ``temperature``;
+        ``reference=True``: under the frozen reference (:meth:`freeze_reference`)."""
+        ...
+
+    def freeze_reference(self, directory: Path) -> str:
+        """Keep the current weights, frozen, as the KL reference; save them in ``directory``.
+
+        Returns what :meth:`load_reference` takes to restore the same reference (a resumed
+        run keeps the reference its start froze).
+        """
+        ...
+
+    def load_reference(self, ref: str) -> None:
+        """Use what :meth:`freeze_reference` returned as the KL reference."""
         ...
 
     def sample(
@@ -146,7 +177,8 @@ class Backend(Protocol):
         temperature: float,
         seed: int,
     ) -> list[list[Completion]]:
-        """``n`` completions for each prompt from the current weights."""
+        """``n`` completions for each prompt from the current weights, drawn from
+        ``softmax(logits / temperature)``, each token's log-prob under it recorded."""
         ...
 
     def save(self, directory: Path, name: str) -> str:

@@ -6,10 +6,21 @@ checkpoint: a hub id in the cache or a folder, e.g. the tiny one of
 projections (rank, alpha, targets from config; the vision tower stays frozen), bf16 where
 the GPU has it, gradient checkpointing, AdamW. The losses are those of
 :mod:`training.backends.base`, computed in torch.
+
+The policy is one function, :func:`policy_logprobs`: ``log_softmax(logits / T)`` with the
+image placeholder tokens masked out (a completion holding one would be read as an image).
+Sampling draws from it (a logits processor that also records each drawn token's
+log-prob, so only ``sequences × vocabulary`` floats of one step are ever held, never
+``× tokens``) and training, the KL reference and the held-out NLL compute it: sampled and
+recomputed log-probs agree. The checkpoint's own ``generation_config`` (Qwen ships
+``repetition_penalty``, ``top_k``, ``top_p``, ``temperature``) is replaced by a neutral one:
+transformers fills every sampling field left unset from it, which would sample another
+distribution than the one trained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import re
@@ -20,10 +31,10 @@ from typing import Any
 
 from llm3d.chat import is_image_part
 from llm3d.config import TrainingConfig
-from llm3d.exceptions import ConfigError
+from llm3d.exceptions import ConfigError, TrainingBackendError
 from training.backends.base import Completion, Datum, LossFn, StepResult
 
-__all__ = ["LocalBackend", "LocalPrompt"]
+__all__ = ["LocalBackend", "LocalPrompt", "policy_logprobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +83,63 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield list(items[start : start + size])
 
 
+def policy_logprobs(logits: Any, temperature: float, masked: Sequence[int]) -> Any:
+    """The policy's log-probs: ``log_softmax(logits / temperature)``, ``masked`` ids at -inf.
+
+    Parameters
+    ----------
+    logits : (..., vocab) float tensor
+        The model's raw next-token logits.
+    temperature : float
+        > 0; the sampling temperature (1: the model's own distribution).
+    masked : sequence of int
+        Token ids the policy never emits (the image placeholders).
+
+    Returns
+    -------
+    (..., vocab) float32 tensor
+    """
+    torch = _import("torch")
+
+    scores = logits.float()
+    if masked:
+        scores = scores.index_fill(-1, torch.tensor(list(masked), device=scores.device), -torch.inf)
+    if temperature != 1.0:
+        scores = scores / temperature
+    return torch.log_softmax(scores, dim=-1)
+
+
+class _PolicySampler:
+    """A logits processor that makes ``generate`` draw from :func:`policy_logprobs` and
+    records the log-prob of every drawn token, holding one step's distribution at a time.
+
+    ``generate`` calls it once a new token: by the next call that token is the last of
+    ``input_ids``, so its log-prob is read from the distribution kept from the call before;
+    :meth:`finish` reads the last one from the returned sequences.
+    """
+
+    def __init__(self, temperature: float, masked: Sequence[int]) -> None:
+        self.temperature = temperature
+        self.masked = list(masked)
+        self.previous: Any = None
+        self.chosen: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.previous is not None:
+            self.chosen.append(self.previous.gather(1, input_ids[:, -1:])[:, 0])
+        self.previous = policy_logprobs(scores, self.temperature, self.masked)
+        return self.previous
+
+    def finish(self, last_tokens: Any) -> Any:
+        """(sequences, new tokens) log-probs, given the last drawn token of each sequence."""
+        torch = _import("torch")
+
+        if self.previous is not None:
+            self.chosen.append(self.previous.gather(1, last_tokens[:, None])[:, 0])
+            self.previous = None
+        return torch.stack(self.chosen, dim=1) if self.chosen else torch.zeros(0)
+
+
 class LocalBackend:
     """Train and sample a Qwen2.5-VL with LoRA in this process.
 
@@ -81,6 +149,7 @@ class LocalBackend:
     """
 
     name = "local"
+    tempered_training = True
 
     def __init__(self, config: TrainingConfig, *, seed: int = 0) -> None:
         from training.backends.qwen import load_processor
@@ -125,6 +194,7 @@ class LocalBackend:
             for t in VISION_TOKENS
             if self.tokenizer.convert_tokens_to_ids(t) is not None
         ]
+        self._neutral_generation_config(base, transformers)
         base.to(self.device)
         if config.gradient_checkpointing:
             base.gradient_checkpointing_enable(
@@ -146,6 +216,7 @@ class LocalBackend:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0
         )
+        self._reference: dict[str, Any] | None = None
         logger.info(
             "local backend: %s on %s (%s), %d trainable LoRA parameters",
             config.base_model,
@@ -153,6 +224,19 @@ class LocalBackend:
             self.dtype,
             sum(p.numel() for p in self.params),
         )
+
+    def _neutral_generation_config(self, base: Any, transformers: Any) -> None:
+        """Replace the checkpoint's generation settings: only our config decides sampling."""
+        neutral = transformers.GenerationConfig(eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+        mine = base.generation_config.to_diff_dict()
+        dropped = {
+            k: v
+            for k, v in mine.items()
+            if k not in ("eos_token_id", "pad_token_id", "bos_token_id", "transformers_version")
+        }
+        if dropped:
+            logger.info("ignoring the checkpoint's generation settings %s", dropped)
+        base.generation_config = neutral
 
     # ------------------------------------------------------------------ rendering
 
@@ -224,7 +308,7 @@ class LocalBackend:
             batch["image_grid_thw"] = torch.cat(grids).to(self.device)
         return batch
 
-    def _completion_logprobs(self, data: Sequence[Datum]) -> list[Any]:
+    def _completion_logprobs(self, data: Sequence[Datum], temperature: float) -> list[Any]:
         """Per datum, a tensor of the completion tokens' log-probs (with grad if enabled)."""
         torch = _import("torch")
 
@@ -233,23 +317,60 @@ class LocalBackend:
         out = []
         for i, d in enumerate(data):
             p, c = len(d.prompt), len(d.completion)
-            rows = logits[i, p - 1 : p + c - 1].float()
+            rows = policy_logprobs(logits[i, p - 1 : p + c - 1], temperature, self.vision_ids)
             target = torch.tensor(d.completion, device=rows.device)
-            out.append(torch.log_softmax(rows, dim=-1).gather(1, target[:, None])[:, 0])
+            out.append(rows.gather(1, target[:, None])[:, 0])
         return out
 
-    def logprobs(self, data: Sequence[Datum], *, reference: bool = False) -> list[list[float]]:
-        import contextlib
-
+    def logprobs(
+        self, data: Sequence[Datum], *, reference: bool = False, temperature: float = 1.0
+    ) -> list[list[float]]:
         torch = _import("torch")
 
         result: list[list[float]] = []
         self.model.eval()
-        adapter_off = self.model.disable_adapter() if reference else contextlib.nullcontext()
-        with torch.no_grad(), adapter_off:
+        with torch.no_grad(), self._reference_weights(reference):
             for chunk in _chunks(data, self.config.micro_batch_size):
-                result.extend(t.tolist() for t in self._completion_logprobs(chunk))
+                result.extend(t.tolist() for t in self._completion_logprobs(chunk, temperature))
         return result
+
+    # ------------------------------------------------------------------ KL reference
+
+    def _adapter_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = _import("peft").get_peft_model_state_dict(self.model)
+        return {k: v.detach().clone() for k, v in state.items()}
+
+    @contextlib.contextmanager
+    def _reference_weights(self, reference: bool) -> Iterator[None]:
+        """The frozen reference's adapter swapped in (and the policy's back afterwards)."""
+        if not reference:
+            yield
+            return
+        if self._reference is None:
+            raise ConfigError("no KL reference: freeze_reference() or load_reference() first")
+        set_state = _import("peft").set_peft_model_state_dict
+        policy = self._adapter_state()
+        set_state(self.model, self._reference)
+        try:
+            yield
+        finally:
+            set_state(self.model, policy)
+
+    def freeze_reference(self, directory: Path) -> str:
+        """The current adapter as the KL reference, kept in memory and saved in ``directory``."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self._reference = self._adapter_state()
+        return str(path)
+
+    def load_reference(self, ref: str) -> None:
+        load_file = _import("safetensors.torch").load_file
+
+        weights = Path(ref) / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise ConfigError(f"no KL reference at {ref} (expected {weights.name})")
+        self._reference = load_file(str(weights), device=str(self.device))
 
     def forward_backward(
         self,
@@ -258,6 +379,7 @@ class LocalBackend:
         *,
         clip_low: float = 0.2,
         clip_high: float = 0.2,
+        temperature: float = 1.0,
     ) -> StepResult:
         torch = _import("torch")
 
@@ -265,7 +387,7 @@ class LocalBackend:
         total, clipped, n_tokens = 0.0, 0.0, 0
         logprobs: list[list[float]] = []
         for chunk in _chunks(data, self.config.micro_batch_size):
-            lps = self._completion_logprobs(chunk)
+            lps = self._completion_logprobs(chunk, temperature)
             loss = torch.zeros((), device=self.device)
             for d, lp in zip(chunk, lps, strict=True):
                 logprobs.append(lp.detach().tolist())
@@ -284,7 +406,8 @@ class LocalBackend:
                 if loss_fn == "ppo":
                     bounded = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
                     loss = loss - torch.minimum(ratio * adv, bounded * adv).sum()
-                    clipped += float((bounded != ratio).float().sum())
+                    # the clipped term is the min (and has no gradient) only where it is lower
+                    clipped += float((bounded * adv < ratio * adv).sum())
                 else:
                     loss = loss - (ratio * adv).sum()
             loss.backward()
@@ -314,20 +437,25 @@ class LocalBackend:
         temperature: float,
         seed: int,
     ) -> list[list[Completion]]:
-        """``n`` completions a prompt (``generate`` on left-padded prompt batches)."""
+        """``n`` completions a prompt (``generate`` on left-padded prompt batches), drawn
+        from :func:`policy_logprobs` at ``temperature`` with each token's log-prob."""
         torch = _import("torch")
-        gen = _import("transformers").GenerationConfig(
+        transformers = _import("transformers")
+        # every sampling field set: generate() fills unset ones from the model's config
+        gen = transformers.GenerationConfig(
             do_sample=True,
-            temperature=temperature,
+            temperature=1.0,  # the policy sampler divides by the temperature itself
             top_k=0,
             top_p=1.0,
+            min_p=None,
+            typical_p=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
             max_new_tokens=max_tokens,
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,
             num_return_sequences=n,
-            suppress_tokens=self.vision_ids or None,
             return_dict_in_generate=True,
-            output_logits=True,
         )
         per_call = max(1, self.config.sampling_batch_size // n)
         torch.manual_seed(seed)
@@ -338,10 +466,15 @@ class LocalBackend:
                 data = [Datum(prompt=p, completion=()) for p in chunk]
                 batch = self._batch(data, left_pad=True)
                 width = batch["input_ids"].shape[1]
-                out = self.model.generate(**batch, generation_config=gen)
-                tokens = out.sequences[:, width:].cpu()
-                logits = torch.stack(out.logits, dim=1).float().cpu() / temperature
-                chosen = torch.log_softmax(logits, dim=-1).gather(2, tokens[:, :, None])[:, :, 0]
+                policy = _PolicySampler(temperature, self.vision_ids)
+                out = self.model.generate(
+                    **batch,
+                    generation_config=gen,
+                    logits_processor=transformers.LogitsProcessorList([policy]),
+                )
+                new = out.sequences[:, width:]
+                chosen = policy.finish(new[:, -1]).cpu() if new.shape[1] else None
+                tokens = new.cpu()
                 for j in range(len(chunk)):
                     group = []
                     for k in range(j * n, (j + 1) * n):
@@ -349,10 +482,16 @@ class LocalBackend:
                         stopped = self.eos_id in row
                         end = row.index(self.eos_id) + 1 if stopped else len(row)
                         ids = tuple(row[:end])
+                        lps = chosen[k, :end] if chosen is not None else torch.zeros(0)
+                        if not bool(torch.isfinite(lps).all()):
+                            raise TrainingBackendError(
+                                "a sampled token has probability 0 under the policy: something "
+                                "besides the policy shaped the sampling distribution"
+                            )
                         group.append(
                             Completion(
                                 tokens=ids,
-                                logprobs=tuple(chosen[k, :end].tolist()),
+                                logprobs=tuple(lps.tolist()),
                                 text=self.decode(ids),
                                 stopped=stopped,
                             )

@@ -10,6 +10,14 @@ the Qwen3-VL-Instruct layout) into a :class:`tinker.types.ModelInput`. Training 
 follow the SDK's next-token layout: the model input is the prompt plus all completion
 tokens but the last; ``target_tokens`` / ``weights`` / ``logprobs`` / ``advantages``
 have one entry per input position, zero over the prompt.
+
+On-policy: Tinker's training forward computes untempered log-probs, and its sampler
+records log-probs of the tempered distribution, so this backend trains only at
+``temperature = 1`` (``tempered_training = False``; GRPO checks it at start) and samples
+with no top-k / top-p. Every sampled token must come with its log-prob: a missing one is
+an error, never a made-up 0.0 (that would turn the ratio into ``p ≤ 1``). The KL
+reference is a sampler of the weights GRPO started from
+(:meth:`TinkerBackend.freeze_reference`), not the base model.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import numpy as np
 
 from llm3d.chat import is_image_part
 from llm3d.config import TrainingConfig
-from llm3d.exceptions import ConfigError
+from llm3d.exceptions import ConfigError, TrainingBackendError
 from training.backends.base import Completion, Datum, LossFn, StepResult
 
 __all__ = ["TinkerBackend", "check_base_model"]
@@ -73,6 +81,27 @@ def _image_bytes(path: str) -> tuple[bytes, str, int, int]:
         return buffer.getvalue(), "png", width, height
 
 
+def _untempered(temperature: float) -> None:
+    if temperature != 1.0:
+        raise ConfigError(
+            f"Tinker trains the untempered policy only: training.temperature={temperature} "
+            "would make GRPO off-policy (the sampler's log-probs are tempered, the training "
+            "forward's are not); set training.temperature to 1.0 or train with "
+            "training.backend=local"
+        )
+
+
+def _complete(values: Sequence[float | None] | None, n: int, what: str) -> tuple[float, ...]:
+    """The ``n`` log-probs Tinker returned, or :class:`TrainingBackendError` for any missing."""
+    if values is None or len(values) != n or any(v is None for v in values):
+        have = "no" if values is None else sum(v is not None for v in values)
+        raise TrainingBackendError(
+            f"Tinker returned {have} log-probs for {n} {what} tokens: GRPO needs the log-prob "
+            "of every token (a made-up value would bias the importance ratio)"
+        )
+    return tuple(float(v) for v in values if v is not None)
+
+
 class TinkerBackend:
     """Train and sample on Tinker.
 
@@ -87,6 +116,7 @@ class TinkerBackend:
     """
 
     name = "tinker"
+    tempered_training = False
 
     def __init__(
         self,
@@ -187,7 +217,12 @@ class TinkerBackend:
         prompt = datum.prompt
         pad = prompt.length - 1
         completion = list(datum.completion)
-        model_input = prompt.append(self.types.EncodedTextChunk(tokens=completion[:-1]))
+        # a completion of one token (only <|im_end|>) adds no input: no empty chunk
+        model_input = (
+            prompt.append(self.types.EncodedTextChunk(tokens=completion[:-1]))
+            if len(completion) > 1
+            else prompt
+        )
         tensor = self.types.TensorData.from_numpy
         inputs = {"target_tokens": tensor(np.array([0] * pad + completion, dtype=np.int64))}
 
@@ -212,7 +247,9 @@ class TinkerBackend:
         *,
         clip_low: float = 0.2,
         clip_high: float = 0.2,
+        temperature: float = 1.0,
     ) -> StepResult:
+        _untempered(temperature)
         datums = [self.to_datum(d, loss_fn) for d in data]
         loss_config = (
             {"clip_low_threshold": 1.0 - clip_low, "clip_high_threshold": 1.0 + clip_high}
@@ -273,6 +310,8 @@ class TinkerBackend:
                 sampling_params=self.types.SamplingParams(
                     max_tokens=max_tokens,
                     temperature=temperature,
+                    top_k=-1,  # no truncation: the policy itself
+                    top_p=1.0,
                     seed=seed + i,
                     stop=[self.eos_id],
                 ),
@@ -285,7 +324,7 @@ class TinkerBackend:
             group = []
             for seq in response.sequences:
                 tokens = tuple(int(t) for t in seq.tokens)
-                logprobs = tuple(float(x) for x in (seq.logprobs or [0.0] * len(tokens)))
+                logprobs = _complete(seq.logprobs, len(tokens), "sampled")
                 group.append(
                     Completion(
                         tokens=tokens,
@@ -297,12 +336,13 @@ class TinkerBackend:
             groups.append(group)
         return groups
 
-    def logprobs(self, data: Sequence[Datum], *, reference: bool = False) -> list[list[float]]:
+    def logprobs(
+        self, data: Sequence[Datum], *, reference: bool = False, temperature: float = 1.0
+    ) -> list[list[float]]:
+        _untempered(temperature)
         if reference:
             if self._reference is None:
-                self._reference = _result(
-                    self.service.create_sampling_client(base_model=self.base_model)
-                )
+                raise ConfigError("no KL reference: freeze_reference() or load_reference() first")
             client = self._reference
         else:
             client = self.sampler()
@@ -315,8 +355,28 @@ class TinkerBackend:
         out = []
         for d, future in zip(data, futures, strict=True):
             values = _result(future)
-            out.append([float(v or 0.0) for v in values[len(values) - len(d.completion) :]])
+            tail = values[len(values) - len(d.completion) :]
+            out.append(list(_complete(tail, len(d.completion), "scored")))
         return out
+
+    # ------------------------------------------------------------------ KL reference
+
+    def freeze_reference(self, directory: Path) -> str:
+        """Save the current weights for sampling; a sampler of them is the KL reference.
+
+        Returns the ``tinker://`` path of the saved weights (also written to
+        ``directory/tinker_path.txt``).
+        """
+        label = f"{Path(directory).parent.name}-{Path(directory).name}"
+        response = _result(self.training.save_weights_for_sampler(name=label))
+        path = str(response.path)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "tinker_path.txt").write_text(path + "\n", encoding="utf-8")
+        self.load_reference(path)
+        return path
+
+    def load_reference(self, ref: str) -> None:
+        self._reference = _result(self.service.create_sampling_client(model_path=ref))
 
     # ------------------------------------------------------------------ checkpoints
 
