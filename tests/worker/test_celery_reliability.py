@@ -385,7 +385,7 @@ def test_worker_keeps_consuming_when_it_notices_a_lost_redis_on_another_socket_f
                 lambda: "Cannot connect to" in farm.workers[0].tail(10**7)[log_before:],
                 60,
                 f"the consumer's reconnection attempt\n{farm.logs()}",
-                every=0.2,
+                poll=0.2,
             )
             network.heal()
 
