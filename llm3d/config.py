@@ -50,6 +50,7 @@ from llm3d.sections import (
     ExecutorConfig,
     FarmConfig,
     MetricsConfig,
+    ModalConfig,
     PathsConfig,
     RenderConfig,
     RewardConfig,
@@ -76,6 +77,7 @@ __all__ = [
     "ExecutorConfig",
     "FarmConfig",
     "MetricsConfig",
+    "ModalConfig",
     "PathsConfig",
     "RenderConfig",
     "RewardConfig",
@@ -105,6 +107,7 @@ class Config(BaseSettings):
     render: RenderConfig = Field(default_factory=RenderConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     farm: FarmConfig = Field(default_factory=FarmConfig)
+    modal: ModalConfig = Field(default_factory=ModalConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

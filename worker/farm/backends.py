@@ -330,10 +330,8 @@ class ModalBackend:
             raise ConfigError(
                 "api.backend=modal needs the modal SDK: pip install 'llm3d[modal]'"
             ) from exc
-        from worker.farm.modal_app import APP_NAME
-
         self.config = config
-        self.app_name = app_name or APP_NAME
+        self.app_name = app_name or config.modal.app_name
         self._score = modal.Function.from_name(self.app_name, "score")
 
     async def score_batch(
