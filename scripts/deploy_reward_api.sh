@@ -11,8 +11,8 @@
 # (scripts/run_rl.sh) reads:
 #   export MODAL_ENDPOINT=https://<workspace>--llm3d-reward.modal.run
 #   export MODAL_TOKEN=<the Bearer token>
-# Settings: CONFIG (a YAML over configs/default.yaml; its modal: section sizes the functions),
-# HEALTH_TIMEOUT_S (default 300: the first /healthz waits for a cold container).
+# Settings: LLM3D_ variables (LLM3D_MODAL__SCORE_MAX_CONTAINERS=128 ...; they travel into the
+# containers, except the token), HEALTH_TIMEOUT_S (default 300: a cold container is slow).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -39,12 +39,11 @@ check_prerequisites() {
 read_config() {
   local names
   names="$(python - <<'PY'
-import os
 from llm3d.config import load_config
-c = load_config(os.environ.get("CONFIG") or None)
+c = load_config()
 print(c.modal.app_name, c.modal.secret_name)
 PY
-)" || fail "cannot read the configuration (CONFIG=${CONFIG:-configs/default.yaml})"
+)" || fail "cannot read the configuration (see \`llm3d config show\`)"
   read -r APP_NAME SECRET_NAME <<<"$names"
 }
 

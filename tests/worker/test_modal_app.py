@@ -123,3 +123,21 @@ def test_modal_backend_is_chosen_by_config() -> None:
     assert isinstance(backend, ModalBackend) and backend.app_name == "llm3d-reward"
     other = make_backend(load_config(api__backend="modal", modal__app_name="llm3d-staging"))
     assert isinstance(other, ModalBackend) and other.app_name == "llm3d-staging"
+
+
+def test_the_deployers_settings_travel_into_the_containers_but_not_the_token() -> None:
+    env = modal_app.deploy_environment(
+        {
+            "LLM3D_EXECUTOR__TIMEOUT_S": "30",
+            "LLM3D_MODAL__SCORE_INPUTS": "1",
+            "LLM3D_API_TOKEN": "never-in-an-image",
+            "HOME": "/root",
+        }
+    )
+    assert env == {
+        "LLM3D_EXECUTOR__TIMEOUT_S": "30",
+        "LLM3D_MODAL__SCORE_INPUTS": "1",
+        "LLM3D_API__BACKEND": "modal",
+        "OMP_NUM_THREADS": "1",
+    }
+    assert load_config(environ=env).executor.timeout_s == 30

@@ -20,14 +20,16 @@ Each container keeps one warm fork server (:class:`~worker.scoring.LocalScorer`)
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import modal
 import numpy as np
 
-from llm3d.config import REPO_ROOT, Config, load_config
+from llm3d.config import ENV_ALIASES, REPO_ROOT, Config, load_config
 from worker.farm.celery_app import task_time_limits
 from worker.scoring import LocalScorer
 
@@ -38,6 +40,7 @@ __all__ = [
     "IMAGE_EXTRAS",
     "MAX_INPUTS",
     "app",
+    "deploy_environment",
     "execute_body",
     "function_options",
     "image",
@@ -66,11 +69,26 @@ BPY_APT_PACKAGES = (
 IMAGE_EXTRAS = ("blender", "metrics", "farm")
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 
+
+def deploy_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``LLM3D_`` settings of the deploying shell, which the containers must share.
+
+    A container loads its configuration again (timeouts, points, limits); it sees the same
+    values only if they travel in the image. The API token never does: it is the Secret's.
+    """
+    keep = {
+        k: v
+        for k, v in environ.items()
+        if k.upper().startswith("LLM3D_") and k.upper() not in ENV_ALIASES
+    }
+    return {**keep, "LLM3D_API__BACKEND": "modal", "OMP_NUM_THREADS": "1"}
+
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .apt_install(*BPY_APT_PACKAGES)
     .pip_install_from_pyproject(str(PYPROJECT), optional_dependencies=list(IMAGE_EXTRAS))
-    .env({"LLM3D_API__BACKEND": "modal", "OMP_NUM_THREADS": "1"})
+    .env(deploy_environment(os.environ))
     .add_local_dir(REPO_ROOT / "configs", remote_path="/root/configs")
     .add_local_python_source("llm3d", "bpy_lib", "worker", "api")
 )
