@@ -41,3 +41,6 @@ HEALTHCHECK --interval=15s --timeout=10s --start-period=20s --retries=3 \
     CMD ["llm3d", "health"]
 
 CMD ["llm3d", "serve"]
+
+# scripts/compose_smoke.sh prunes untagged images by this label
+LABEL org.llm3d.image="api"

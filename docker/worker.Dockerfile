@@ -47,3 +47,6 @@ HEALTHCHECK --interval=30s --timeout=15s --start-period=60s --retries=3 \
     CMD ["llm3d", "health", "--workers"]
 
 CMD ["llm3d", "worker"]
+
+# scripts/compose_smoke.sh prunes untagged images by this label
+LABEL org.llm3d.image="worker"

@@ -13,8 +13,8 @@
 # .cache/compose-smoke, the images in the engine). Exit status 77 means "no engine can start
 # here" (the reason is on stderr): tests/docker/test_compose_smoke.py then skips.
 #
-# Settings (environment): API_PORT (default: a free port), SMOKE_PROJECT (compose project,
-# default llm3d-smoke), SMOKE_KEEP=1 leaves the farm running, LLM3D_SMOKE_NO_PULL=1 never
+# Settings (environment): API_PORT (default: a free port), SMOKE_PROJECT (compose project and
+# image tag, default llm3d-smoke), SMOKE_KEEP=1 leaves the farm running, SMOKE_NO_PULL=1 never
 # tries Docker Hub, DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -119,7 +119,7 @@ rootfs_image() {
 base_image() {  # base_image TAG DOCKERFILE
   local tag="$1" dockerfile="$2"
   docker image inspect "$tag" >/dev/null 2>&1 && return 0
-  if [ "${LLM3D_SMOKE_NO_PULL:-0}" != 1 ] && timeout 30 docker pull -q "$tag" >/dev/null 2>&1; then
+  if [ "${SMOKE_NO_PULL:-0}" != 1 ] && timeout 30 docker pull -q "$tag" >/dev/null 2>&1; then
     return 0
   fi
   echo "    $tag cannot be pulled: building a stand-in from $dockerfile"
@@ -142,6 +142,9 @@ step "base images (python:3.11-slim-bookworm, redis:7-bookworm)" timed base_imag
 step "Docker Compose" compose_cmd
 API_PORT="${API_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 export API_PORT
+# images of this run only (the layers stay cached): two checkouts smoke-testing at once
+# never start each other's code
+export IMAGE_TAG="$PROJECT"
 # Short redelivery for the kill test (the default, 900 s, suits real tasks of minutes).
 OVERRIDE="$CACHE/compose.smoke.yaml"
 cat >"$OVERRIDE" <<YAML
@@ -162,6 +165,9 @@ teardown() {
   fi
   "${DC[@]}" logs --no-color --tail 200 >"$CACHE/compose.log" 2>&1 || true
   "${DC[@]}" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+  docker image rm "llm3d-api:$IMAGE_TAG" "llm3d-worker:$IMAGE_TAG" >/dev/null 2>&1 || true
+  # earlier builds of our images that no tag names any more (2.7 GB each); the build cache stays
+  docker image prune -f --filter label=org.llm3d.image >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 
