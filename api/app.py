@@ -48,17 +48,23 @@ BackendFactory = Callable[[Config], Backend]
 
 
 def create_app(
-    config: Config | None = None, *, backend_factory: BackendFactory | None = None
+    config: Config | None = None,
+    *,
+    backend_factory: BackendFactory | None = None,
+    registry: TaskRegistry | None = None,
+    job_store: JobStore | None = None,
 ) -> FastAPI:
     """Build the reward service.
 
     Args:
         config: the effective configuration (default: :func:`llm3d.config.load_config`).
         backend_factory: builds the backend at start-up (default: by ``api.backend``).
+        registry: the known tasks (default: this process's own; Modal shares one).
+        job_store: where jobs live (default: Redis on ``celery``, else this process).
     """
     config = config or load_config()
     telemetry = Telemetry()
-    registry = TaskRegistry()
+    registry = registry if registry is not None else TaskRegistry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,12 +79,12 @@ def create_app(
         if config.api.backend == "celery":
             farm = config.farm
             cache = RedisCache(farm.redis_url, ttl_s=farm.cache_ttl_s, namespace=farm.namespace)
-            store = RedisJobStore(
+            store = job_store or RedisJobStore(
                 farm.redis_url, ttl_s=config.api.job_ttl_s, namespace=farm.namespace
             )
         else:
             cache = MemoryCache(config.api.cache_size)
-            store = MemoryJobStore(config.api.job_ttl_s)
+            store = job_store or MemoryJobStore(config.api.job_ttl_s)
         service = RewardService(config, backend, cache, registry, telemetry, REWARD_VERSION)
         jobs = JobManager(service, store)
         app.state.service = service

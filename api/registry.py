@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,10 +71,15 @@ def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, 
 
 
 class TaskRegistry:
-    """task id → ground truth, thread-safe."""
+    """task id → ground truth, thread-safe.
 
-    def __init__(self) -> None:
-        self._tasks: dict[str, RegisteredTask] = {}
+    Args:
+        store: where the tasks live: a dict of this process by default, or a mapping that
+            several processes share (on Modal, a ``modal.Dict``: api/modal_web.py).
+    """
+
+    def __init__(self, store: MutableMapping[str, RegisteredTask] | None = None) -> None:
+        self._tasks: MutableMapping[str, RegisteredTask] = store if store is not None else {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

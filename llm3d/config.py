@@ -50,6 +50,7 @@ from llm3d.sections import (
     ExecutorConfig,
     FarmConfig,
     MetricsConfig,
+    ModalConfig,
     PathsConfig,
     RenderConfig,
     RewardConfig,
@@ -65,6 +66,12 @@ DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.yaml"
 
 # Environment variables that DESIGN.md names directly rather than by their nested path.
 ENV_ALIASES: dict[str, str] = {"LLM3D_API_TOKEN": "api.token"}
+# The seed's Phase 5 names of the deployed reward service (scripts/deploy_reward_api.sh prints
+# them): read when the LLM3D_ variable of the same setting is unset.
+SEED_ENV_ALIASES: dict[str, str] = {
+    "MODAL_ENDPOINT": "LLM3D_TRAINING__REWARD_URL",
+    "MODAL_TOKEN": "LLM3D_API_TOKEN",
+}
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -76,6 +83,7 @@ __all__ = [
     "ExecutorConfig",
     "FarmConfig",
     "MetricsConfig",
+    "ModalConfig",
     "PathsConfig",
     "RenderConfig",
     "RewardConfig",
@@ -105,6 +113,7 @@ class Config(BaseSettings):
     render: RenderConfig = Field(default_factory=RenderConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     farm: FarmConfig = Field(default_factory=FarmConfig)
+    modal: ModalConfig = Field(default_factory=ModalConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -206,6 +215,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """``LLM3D_`` variables as a nested mapping, and dotted key → variable name."""
+    aliased = {
+        target: environ[seed]
+        for seed, target in SEED_ENV_ALIASES.items()
+        if environ.get(seed) and target not in environ
+    }
+    environ = {**environ, **aliased}
     names: dict[str, str] = {}
     data: dict[str, Any] = {}
     unknown: list[str] = []

@@ -20,6 +20,7 @@ __all__ = [
     "ExecutorConfig",
     "FarmConfig",
     "MetricsConfig",
+    "ModalConfig",
     "PathsConfig",
     "RenderConfig",
     "RewardConfig",
@@ -220,6 +221,43 @@ class FarmConfig(Section):
         "llm3d",
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="prefix of the farm's Redis keys (cache, jobs, references)",
+    )
+
+
+class ModalConfig(Section):
+    """The farm on Modal in production (``modal deploy -m api.modal_web``).
+
+    Read when the app is deployed (and again in each container). One ``score`` container
+    runs one warm fork server on ``score_cpu`` cores; see README "Production on Modal" for
+    its throughput and how many containers a GRPO step needs.
+    """
+
+    app_name: str = Field("llm3d-reward", pattern=r"^[A-Za-z0-9_.-]+$")
+    secret_name: str = Field(
+        "llm3d-reward-api",
+        description="modal.Secret with LLM3D_API_TOKEN for the web endpoint "
+        "(scripts/deploy_reward_api.sh creates it)",
+    )
+    state_dict: str = Field(
+        "llm3d-reward-state",
+        description="modal.Dict the web containers share: registered tasks and job states",
+    )
+    score_cpu: float = Field(2.0, gt=0, description="cores of a score container")
+    score_memory_mb: int = Field(4096, ge=512)
+    score_inputs: int = Field(2, ge=1, description="programs a score container runs at once")
+    score_max_containers: int = Field(64, ge=1)
+    score_min_containers: int = Field(0, ge=0, description="kept warm between GRPO steps")
+    render_max_containers: int = Field(16, ge=1)
+    render_timeout_s: int = Field(300, ge=10)
+    web_max_containers: int = Field(4, ge=1)
+    web_inputs: int = Field(100, ge=1, description="requests a web container serves at once")
+    web_timeout_s: int = Field(3600, ge=60, description="longest POST /reward/batch")
+    web_scaledown_s: int = Field(
+        1200,
+        ge=2,
+        le=1200,
+        description="idle seconds before a web container stops; a job of POST /reward/jobs "
+        "runs in the container that took it, so keep this above the longest job",
     )
 
 

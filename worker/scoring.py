@@ -11,8 +11,9 @@
 3. :func:`worker.reward.compute_reward` — the one place the reward is defined — turns the
    execution result and the ground truth into status, reward, components and metrics.
 
-A failure of the infrastructure (the runner raised, the reference could not be built) is
-reported as ``infra_error`` with ``reward: None``: never the program's fault.
+A failure of the infrastructure (the runner raised, the reference could not be built, the
+metrics or the reward raised on a mesh) is reported as that item's ``infra_error`` with
+``reward: None`` and the error text: never the program's fault, and never the batch's.
 
 Everything crossing a process boundary (Celery, Modal) is a plain JSON-able mapping:
 :meth:`ScoreJob.to_dict` / :meth:`ScoreJob.from_dict`.
@@ -248,16 +249,25 @@ def score_job(
             f"the executor failed: {type(exc).__name__}: {exc}",
             time.perf_counter() - start,
         )
-    breakdown = compute_reward(
-        job.code,
-        result,
-        gt,
-        metrics_config=metrics_config,
-        points=settings.points,
-        seed=settings.seed,
-        executor_config=executor_config,
-        unit_chamfer=settings.unit_chamfer,
-    )
+    try:
+        breakdown = compute_reward(
+            job.code,
+            result,
+            gt,
+            metrics_config=metrics_config,
+            points=settings.points,
+            seed=settings.seed,
+            executor_config=executor_config,
+            unit_chamfer=settings.unit_chamfer,
+        )
+    except Exception as exc:  # metrics or reward broke on this mesh: the scorer's fault
+        logger.exception("item %s: scoring failed", job.item_id)
+        return infra_result(
+            job.item_id,
+            f"scoring the mesh failed ({type(exc).__name__}: {exc}); the worker's environment "
+            "is at fault, not the program: check `llm3d doctor` on the worker",
+            time.perf_counter() - start,
+        )
     return RewardResult(
         id=job.item_id,
         status=ExecStatus(breakdown.status),

@@ -53,7 +53,8 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LLM3D_")}
     env.update(BASE_ENV)
     env.update(extra)
-    env["PYTHONPATH"] = str(REPO)
+    # the repository first; a caller's own entries after it (tests/helpers/hide_modules)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), extra.get("PYTHONPATH")) if p)
     return env
 
 

@@ -34,8 +34,9 @@ def test_one_deploy_publishes_the_scoring_functions_and_the_api() -> None:
     assert set(modal_app.FUNCTION_OPTIONS) == set(registered())
 
 
-def test_image_installs_bpy_and_the_libraries_it_loads() -> None:
-    assert "bpy==4.2.0" in modal_app.PYTHON_PACKAGES
+def test_image_installs_pyproject_extras_and_the_libraries_bpy_loads() -> None:
+    assert modal_app.IMAGE_EXTRAS == ("blender", "metrics", "farm")
+    assert modal_app.PYPROJECT.is_file()
     assert {"libgl1", "libxkbcommon0", "libgomp1"} <= set(modal_app.BPY_APT_PACKAGES)
     for name, options in modal_app.FUNCTION_OPTIONS.items():
         assert options["image"] is modal_app.image, name
@@ -48,6 +49,40 @@ def test_timeouts_nest_above_the_executor_and_concurrency_is_bounded() -> None:
         assert modal_app.FUNCTION_OPTIONS[name]["timeout"] >= hard > config.executor.timeout_s
         assert modal_app.MAX_INPUTS[name] <= modal_app.FUNCTION_OPTIONS[name]["cpu"]
     assert modal_app.MAX_INPUTS["web"] > 1, "the web endpoint serves concurrent requests"
+
+
+def test_resources_and_timeouts_come_from_config() -> None:
+    config = load_config(
+        executor__timeout_s=30,
+        modal__score_max_containers=128,
+        modal__score_min_containers=4,
+        modal__score_inputs=1,
+        modal__score_cpu=1.0,
+        modal__web_max_containers=2,
+        modal__web_timeout_s=900,
+        modal__web_scaledown_s=600,
+    )
+    options = modal_app.function_options(config)
+    inputs = modal_app.max_inputs(config)
+    _, hard = task_time_limits(config)
+    assert options["score"]["max_containers"] == 128 and options["score"]["min_containers"] == 4
+    assert options["score"]["cpu"] == 1.0 and inputs["score"] == inputs["execute"] == 1
+    assert hard < options["score"]["timeout"] < modal_app.FUNCTION_OPTIONS["score"]["timeout"]
+    assert options["execute"]["min_containers"] == 0, "only score is kept warm"
+    web = options["web"]
+    assert (web["max_containers"], web["timeout"], web["scaledown_window"]) == (2, 900, 600)
+
+
+def test_the_web_endpoint_reads_its_token_from_the_configured_secret() -> None:
+    web = modal_app.FUNCTION_OPTIONS["web"]
+    assert [type(s) for s in web["secrets"]] == [modal.Secret]
+    for name in ("score", "execute", "render"):
+        assert "secrets" not in modal_app.FUNCTION_OPTIONS[name], f"{name} holds no secret"
+    # the secret's variable is the one the API reads (ENV_ALIASES: LLM3D_API_TOKEN)
+    config = load_config(environ={"LLM3D_API_TOKEN": "from-the-secret"})
+    assert config.api.token is not None
+    assert config.api.token.get_secret_value() == "from-the-secret"
+    assert load_config(modal__secret_name="other").modal.secret_name == "other"
 
 
 @pytest.mark.blender
@@ -86,3 +121,23 @@ def test_modal_backend_is_chosen_by_config() -> None:
 
     backend = make_backend(load_config(api__backend="modal"))
     assert isinstance(backend, ModalBackend) and backend.app_name == "llm3d-reward"
+    other = make_backend(load_config(api__backend="modal", modal__app_name="llm3d-staging"))
+    assert isinstance(other, ModalBackend) and other.app_name == "llm3d-staging"
+
+
+def test_the_deployers_settings_travel_into_the_containers_but_not_the_token() -> None:
+    env = modal_app.deploy_environment(
+        {
+            "LLM3D_EXECUTOR__TIMEOUT_S": "30",
+            "LLM3D_MODAL__SCORE_INPUTS": "1",
+            "LLM3D_API_TOKEN": "never-in-an-image",
+            "HOME": "/root",
+        }
+    )
+    assert env == {
+        "LLM3D_EXECUTOR__TIMEOUT_S": "30",
+        "LLM3D_MODAL__SCORE_INPUTS": "1",
+        "LLM3D_API__BACKEND": "modal",
+        "OMP_NUM_THREADS": "1",
+    }
+    assert load_config(environ=env).executor.timeout_s == 30

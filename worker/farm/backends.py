@@ -330,10 +330,8 @@ class ModalBackend:
             raise ConfigError(
                 "api.backend=modal needs the modal SDK: pip install 'llm3d[modal]'"
             ) from exc
-        from worker.farm.modal_app import APP_NAME
-
         self.config = config
-        self.app_name = app_name or APP_NAME
+        self.app_name = app_name or config.modal.app_name
         self._score = modal.Function.from_name(self.app_name, "score")
 
     async def score_batch(
@@ -343,12 +341,33 @@ class ModalBackend:
         *,
         waiting: Callable[[str | None], None] | None = None,
     ) -> list[RewardResult]:
+        """One ``score`` call per job; a call that fails (its container crashed, timed out or
+        raised) is that item's ``infra_error``, the others are kept."""
         payloads = [job.to_dict() for job in jobs]
+        results: list[RewardResult] = []
         try:
-            raw = [r async for r in self._score.map.aio(payloads, order_outputs=True)]
-        except Exception as exc:
+            async for raw in self._score.map.aio(
+                payloads, order_outputs=True, return_exceptions=True
+            ):
+                results.append(self._result(jobs[len(results)], raw))
+                if progress is not None:
+                    progress(len(results))
+        except Exception as exc:  # the map itself failed: Modal unreachable, app not deployed
             raise InfraError(f"Modal app {self.app_name!r} failed: {exc}") from exc
-        return [RewardResult.model_validate(r) for r in raw]
+        return results
+
+    def _result(self, job: ScoreJob, raw: object) -> RewardResult:
+        if isinstance(raw, BaseException):
+            logger.warning("item %s: Modal call failed: %r", job.item_id, raw)
+            return infra_result(
+                job.item_id,
+                f"the Modal score call failed ({type(raw).__name__}: {raw}); "
+                f"see `modal app logs {self.app_name}`",
+            )
+        try:
+            return RewardResult.model_validate(raw)
+        except ValueError as exc:
+            return infra_result(job.item_id, f"the Modal score call answered garbage: {exc}")
 
     async def health(self) -> dict[str, Any]:
         try:

@@ -1,7 +1,8 @@
 """The reward farm's Modal functions; deploy them with the API: ``modal deploy -m api.modal_web``.
 
-Defines the Blender 4.2 image (Debian slim, Python 3.11, the system libraries and the
-``bpy`` wheel, our packages), the app and three functions on it:
+Defines the Blender 4.2 image (Debian slim, Python 3.11, the system libraries the ``bpy``
+wheel loads, and pyproject.toml's dependencies with the :data:`IMAGE_EXTRAS`, never a copied
+list), the app and three functions on it, sized by ``config.modal``:
 
 - ``score(payload)``: one :class:`~worker.scoring.ScoreJob` → its result (what the ``modal``
   backend maps over a batch);
@@ -19,28 +20,34 @@ Each container keeps one warm fork server (:class:`~worker.scoring.LocalScorer`)
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import modal
 import numpy as np
 
-from llm3d.config import REPO_ROOT, Config, load_config
+from llm3d.config import ENV_ALIASES, REPO_ROOT, Config, load_config
+from worker.farm.celery_app import task_time_limits
 from worker.scoring import LocalScorer
 
 __all__ = [
     "APP_NAME",
     "BPY_APT_PACKAGES",
     "FUNCTION_OPTIONS",
+    "IMAGE_EXTRAS",
+    "MAX_INPUTS",
     "app",
+    "deploy_environment",
     "execute_body",
+    "function_options",
     "image",
+    "max_inputs",
     "render_body",
     "score_body",
 ]
-
-APP_NAME = "llm3d-reward"
 
 # The shared libraries the bpy 4.2 wheel loads on Debian bookworm; the same list as
 # docker/worker.Dockerfile and .github/workflows/ci.yml (a test keeps the three equal).
@@ -56,57 +63,88 @@ BPY_APT_PACKAGES = (
     "libegl1",
     "libgomp1",
 )
-PYTHON_PACKAGES = (
-    "bpy==4.2.0",
-    "numpy>=1.26",
-    "pydantic>=2.7,<3",
-    "pydantic-settings>=2.3,<3",
-    "pyyaml>=6",
-    "typer>=0.12",
-    "rich>=13",
-    "trimesh>=4.4",
-    "pykdtree>=1.3.12",
-    "scipy>=1.11",
-    "pillow>=10",
-    "fastapi>=0.115",
-    "httpx>=0.27",
-    "redis>=5",
-    "prometheus-client>=0.20",
-)
+#: The extras of pyproject.toml the image installs (with the core dependencies): the same
+#: as docker/worker.Dockerfile; tests/docker/test_image_env.py scores the hard cases in a
+#: venv made from exactly these, so a dependency missing from pyproject.toml fails there.
+IMAGE_EXTRAS = ("blender", "metrics", "farm")
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+
+
+def deploy_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``LLM3D_`` settings of the deploying shell, which the containers must share.
+
+    A container loads its configuration again (timeouts, points, limits); it sees the same
+    values only if they travel in the image. The API token never does: it is the Secret's.
+    """
+    keep = {
+        k: v
+        for k, v in environ.items()
+        if k.upper().startswith("LLM3D_") and k.upper() not in ENV_ALIASES
+    }
+    return {**keep, "LLM3D_API__BACKEND": "modal", "OMP_NUM_THREADS": "1"}
+
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .apt_install(*BPY_APT_PACKAGES)
-    .uv_pip_install(*PYTHON_PACKAGES)
-    .env({"LLM3D_API__BACKEND": "modal", "OMP_NUM_THREADS": "1"})
+    .pip_install_from_pyproject(str(PYPROJECT), optional_dependencies=list(IMAGE_EXTRAS))
+    .env(deploy_environment(os.environ))
     .add_local_dir(REPO_ROOT / "configs", remote_path="/root/configs")
     .add_local_python_source("llm3d", "bpy_lib", "worker", "api")
 )
 
 _config: Config = load_config()
-_task_timeout_s = int(2 * _config.executor.timeout_s + _config.farm.task_margin_s + 10)
+
+
+def function_options(config: Config) -> dict[str, dict[str, Any]]:
+    """The resources of each function, from ``config.modal`` (and the executor's timeouts).
+
+    A ``score`` call may run two programs (the reference once per container and ground
+    truth, then the candidate): its timeout is the Celery task's hard limit plus a margin.
+    """
+    m = config.modal
+    _, hard = task_time_limits(config)
+    scoring = {
+        "image": image,
+        "cpu": m.score_cpu,
+        "memory": m.score_memory_mb,
+        "timeout": int(hard + 10),
+        "max_containers": m.score_max_containers,
+        "min_containers": m.score_min_containers,
+    }
+    return {
+        "score": dict(scoring),
+        "execute": {**scoring, "min_containers": 0},
+        "render": {
+            "image": image,
+            "cpu": m.score_cpu,
+            "memory": m.score_memory_mb,
+            "timeout": m.render_timeout_s,
+            "max_containers": m.render_max_containers,
+        },
+        "web": {
+            "image": image,
+            "cpu": 1.0,
+            "memory": 1024,
+            "timeout": m.web_timeout_s,
+            "max_containers": m.web_max_containers,
+            "scaledown_window": m.web_scaledown_s,
+            # LLM3D_API_TOKEN for the Bearer check (scripts/deploy_reward_api.sh makes it)
+            "secrets": [modal.Secret.from_name(m.secret_name)],
+        },
+    }
+
+
+def max_inputs(config: Config) -> dict[str, int]:
+    """Inputs one container of each function takes at once."""
+    m = config.modal
+    return {"score": m.score_inputs, "execute": m.score_inputs, "render": 1, "web": m.web_inputs}
+
 
 # One place for the functions' resources, so that tests can check what is deployed.
-FUNCTION_OPTIONS: dict[str, dict[str, Any]] = {
-    # one warm fork server per container, two programs at a time on its two cores
-    "score": {
-        "image": image,
-        "cpu": 2.0,
-        "memory": 4096,
-        "timeout": _task_timeout_s,
-        "max_containers": 64,
-    },
-    "execute": {
-        "image": image,
-        "cpu": 2.0,
-        "memory": 4096,
-        "timeout": _task_timeout_s,
-        "max_containers": 64,
-    },
-    "render": {"image": image, "cpu": 2.0, "memory": 4096, "timeout": 300, "max_containers": 16},
-    "web": {"image": image, "cpu": 1.0, "memory": 1024, "timeout": 3600, "max_containers": 4},
-}
-MAX_INPUTS: dict[str, int] = {"score": 2, "execute": 2, "render": 1, "web": 100}
+FUNCTION_OPTIONS: dict[str, dict[str, Any]] = function_options(_config)
+MAX_INPUTS: dict[str, int] = max_inputs(_config)
+APP_NAME = _config.modal.app_name
 
 app = modal.App(APP_NAME)
 
