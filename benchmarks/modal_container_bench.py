@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from farm_bench import ground_truths, programs  # noqa: E402
 
+from llm3d.schemas import ReferencePayload, reference_key  # noqa: E402
 from worker.farm import modal_app  # noqa: E402
-from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key  # noqa: E402
+from worker.scoring import ScoreJob, ScoreSettings  # noqa: E402
 
 
 def jobs(n: int, tag: str, mix: str, settings: ScoreSettings) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ def cases() -> dict[str, tuple[str, str]]:
 def score_programs(points: int) -> dict[str, Any]:
     """Each case through :class:`worker.scoring.LocalScorer` (the Celery/Modal body)."""
     from llm3d.config import load_config
-    from worker.scoring import LocalScorer, ReferencePayload, ScoreJob, ScoreSettings, reference_key
+    from llm3d.schemas import ReferencePayload, reference_key
+    from worker.scoring import LocalScorer, ScoreJob, ScoreSettings
 
     config = load_config()
     settings = ScoreSettings.from_config(config, points=points, timeout_s=60)
@@ -80,9 +81,9 @@ def score_meshes(points: int) -> dict[str, Any]:
     import numpy as np
 
     from llm3d.config import load_config
-    from llm3d.schemas import ExecStatus
+    from llm3d.schemas import ExecStatus, ReferencePayload, reference_key
     from worker.metrics import GroundTruthCache
-    from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key, score_job
+    from worker.scoring import ScoreJob, ScoreSettings, score_job
     from worker.types import ExecResult
 
     config = load_config()

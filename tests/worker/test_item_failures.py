@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from llm3d.config import load_config
-from llm3d.schemas import RewardResult
+from llm3d.schemas import ReferencePayload, RewardResult, reference_key
 from tests.api.farm import needs_redis, start_farm
 from tests.docker.image_check import FAR_BOX, UNIT_BOX
-from worker.scoring import ReferencePayload, ScoreJob, ScoreSettings, reference_key
+from worker.scoring import ScoreJob, ScoreSettings
 
 BROKEN = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0])\nexport_scene()\n"
 HIDE = Path(__file__).resolve().parents[1] / "helpers" / "hide_modules"
