@@ -279,6 +279,12 @@ def fit_command(
         f"[bold]{result.family}[/]: F@0.05 = [bold]{result.f_score:.4f}[/] ({checked}), "
         f"{result.seconds:.1f} s"
     )
+    if not result.transform.identity:
+        centre = ", ".join(f"{c:.4g}" for c in result.transform.centre)
+        console.print(
+            f"moved into bpy_lib's frame: fitted = (mesh - [{centre}]) × "
+            f"{result.transform.scale:.4g}"
+        )
 
 
 @data_app.command("infinigen")
