@@ -105,10 +105,19 @@ def assemble_command(
         int | None, typer.Option("--n", "-n", help="Objects per category (default: the plan's).")
     ] = None,
     seed: SeedOption = None,
+    infinigen: Annotated[
+        Path | None,
+        typer.Option(
+            "--infinigen",
+            help="An Infinigen parts folder (data infinigen): fit its parts, assemble each "
+            "asset into one program, run and score it; objects.jsonl + rejects.jsonl.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write object programs (one .py a object, `# part_k: label` comments) without running them."""
+    """Write object programs (one .py a object, `# part_k: label` comments) without running them,
+    or, with --infinigen, turn Infinigen assets into verified object programs."""
     import json
 
     from datagen.dataset_builder import plan_objects
@@ -117,6 +126,9 @@ def assemble_command(
     from llm3d.exceptions import ConfigError
 
     cfg = load(config)
+    if infinigen is not None:
+        _assemble_infinigen(infinigen, out, cfg, as_json)
+        return
     try:
         categories = load_categories(cfg.data.categories_file)
     except ConfigError as exc:
@@ -163,6 +175,35 @@ def assemble_command(
     for r in rows:
         table.add_row(r["id"], str(r["n_parts"]), r["difficulty"], ", ".join(r["ops"]))
     console.print(table)
+
+
+def _assemble_infinigen(folder: Path, out: Path | None, cfg: Any, as_json: bool) -> None:
+    from datagen.infinigen_objects import assemble_assets, load_infinigen_categories
+    from llm3d.commands.common import console, emit_json, err_console
+    from llm3d.exceptions import ConfigError
+    from worker.execution.executor import Executor
+
+    _setup_logging(cfg.log_level)
+    if not (folder / "parts.jsonl").is_file():
+        err_console.print(
+            f"[bold red]data assemble:[/] {escape(str(folder))} has no parts.jsonl; "
+            "run `llm3d data infinigen --out DIR` first"
+        )
+        raise typer.Exit(2)
+    try:
+        categories = load_infinigen_categories(cfg.data.categories_file)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]data assemble:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    with Executor(cfg.executor) as runner:
+        summary = assemble_assets(
+            folder, out, runner=runner, min_f_score=cfg.data.min_object_f_score,
+            categories=categories, seed=cfg.seed, show_progress=not as_json,
+        )  # fmt: skip
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(_summary_table("Infinigen objects", summary))
 
 
 @data_app.command("build")
@@ -293,11 +334,19 @@ def infinigen_command(
         list[str] | None,
         typer.Option(
             "--factory",
-            help="Infinigen factory class (repeatable; default desk, dining table, chair).",
+            help="Infinigen factory class (repeatable; default data.infinigen_factories).",
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Assets per factory (seeds 0..N-1).")] = 1,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per asset.")] = 120.0,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds", help="Assets per factory, seeds 0..N-1 (default data.infinigen_seeds)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds per asset (default data.infinigen_timeout_s)."),
+    ] = None,
     out: OutOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -322,10 +371,10 @@ def infinigen_command(
         return
     summary = extract_assets(
         out or cfg.data.out_dir / "infinigen",
-        factory or list(DEFAULT_FACTORIES),
-        list(range(seeds)),
+        factory or list(cfg.data.infinigen_factories or DEFAULT_FACTORIES),
+        list(range(cfg.data.infinigen_seeds if seeds is None else seeds)),
         python=python,
-        timeout_s=timeout,
+        timeout_s=cfg.data.infinigen_timeout_s if timeout is None else timeout,
     )
     if as_json:
         emit_json({"installed": True, **summary})
