@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from datagen.fit_input import FrameTransform, prepare_mesh
-from datagen.object_assembler import assemble, difficulty
+from datagen.object_assembler import assemble, difficulty, part_body
 from datagen.part_fitter import Runner, fit_mesh
 from datagen.part_generator import iter_parts
 from datagen.progress import progress_bar
@@ -92,14 +92,8 @@ def _category_of(factory: str, known: Mapping[str, InfinigenCategory]) -> Infini
 
 
 def fitted_part_code(program: str) -> str:
-    """The body of a fitted program: without its import, ``# part_`` comments and export."""
-    keep = []
-    for line in program.splitlines():
-        text = line.strip()
-        if not text or text.startswith(("from bpy_lib import", "# part_", "export_scene(")):
-            continue
-        keep.append(line)
-    return "\n".join(keep)
+    """The body of a fitted program (:func:`datagen.object_assembler.part_body`)."""
+    return part_body(program)
 
 
 def _merge(meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -234,7 +228,8 @@ def _assemble_one(
             fitted.append(Part(str(prow.get("label") or "part"), fitted_part_code(fit.program)))
             part_scores.append(round(fit.f_score, 4))
         code = assemble(cat.noun, fitted)
-        row.update(code=code, transform=transform.as_dict(), part_f_scores=part_scores)
+        row.update(code=code, transform=transform.as_dict(), part_f_scores=part_scores,
+                   parts=[{"label": p.label, "code": p.code} for p in fitted])  # fmt: skip
         result = runner.run(code)
         if result.status is not ExecStatus.OK:
             return {**row, "kept": False, "f_score": 0.0,

@@ -213,6 +213,22 @@ def build_command(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Executor servers (default data.workers).")
     ] = None,
+    sources: Annotated[
+        str | None,
+        typer.Option(
+            "--sources",
+            help="Comma-separated sources: templates,infinigen,parts (default data.sources).",
+        ),
+    ] = None,
+    infinigen_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--infinigen-dir", help="Folder with objects.jsonl (data assemble --infinigen)."
+        ),
+    ] = None,
+    parts_dir: Annotated[
+        Path | None, typer.Option("--parts-dir", help="Folder with parts.jsonl (data parts).")
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -232,6 +248,9 @@ def build_command(
             executor=cfg.executor,
             render=cfg.render,
             show_progress=not as_json,
+            sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
+            infinigen_dir=infinigen_dir or data.out_dir / "infinigen",
+            parts_dir=parts_dir or data.out_dir / "parts",
         )
     except (ConfigError, ValueError) as exc:
         err_console.print(f"[bold red]data build:[/] {escape(str(exc))}")
