@@ -77,6 +77,11 @@ def write_card(
     by_cat_diff = Counter((str(r["category"]), str(r["difficulty"])) for r in rows)
     by_cat_split = Counter((str(r["category"]), str(r["split"])) for r in rows)
     by_split_diff = Counter((str(r["split"]), str(r["difficulty"])) for r in rows)
+    sources = sorted({str(r.get("source", "templates")) for r in rows})
+    by_source_split = Counter((str(r.get("source", "templates")), str(r["split"])) for r in rows)
+    by_source_diff = Counter(
+        (str(r.get("source", "templates")), str(r["difficulty"])) for r in rows
+    )
     sheet = contact_sheet(rows, out_dir, out_dir / "contact_sheet.png")
     failed = info.get("failed", {})
     text = [
@@ -100,6 +105,12 @@ def write_card(
         "## Objects per split and difficulty",
         "",
         _table(by_split_diff, SPLITS, DIFFICULTIES),
+        "## Objects per source and split",
+        "",
+        _table(by_source_split, sources, SPLITS),
+        "## Objects per source and difficulty",
+        "",
+        _table(by_source_diff, sources, DIFFICULTIES),
         "## Objects per category and difficulty",
         "",
         _table(by_cat_diff, categories, DIFFICULTIES),

@@ -22,8 +22,9 @@ import logging
 import time
 import zlib
 from collections import Counter, deque
+from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,31 @@ from datagen.object_assembler import (
     ObjectProgram,
     load_categories,
     make_object,
+    part_body,
 )
 from datagen.progress import progress_bar
+from datagen.templates import Part
 from llm3d.chat import instruction, make_messages
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig
 from llm3d.schemas import ExecStatus
 from worker.types import ExecResult
 
-__all__ = ["BuildSummary", "assign_splits", "build_dataset", "plan_objects", "split_rows"]
+__all__ = [
+    "SOURCES",
+    "BuildSummary",
+    "assign_splits",
+    "build_dataset",
+    "plan_objects",
+    "plan_sources",
+    "split_rows",
+]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("sft", "rl", "eval")
+#: Where objects come from (DESIGN §6): the category templates, assembled Infinigen assets
+#: (``llm3d data assemble --infinigen``), generated single parts (``llm3d data parts``).
+SOURCES = ("templates", "infinigen", "parts")
 FRAME_LIMIT = 1.05
 
 
@@ -61,6 +75,7 @@ class BuildSummary:
     failed: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
     difficulties: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     card: str = ""
 
@@ -122,6 +137,67 @@ def plan_objects(
     return plan
 
 
+def plan_sources(
+    sources: Sequence[str],
+    categories: dict[str, Category],
+    data: DataConfig,
+    seed: int,
+    *,
+    infinigen_dir: Path | None = None,
+    parts_dir: Path | None = None,
+) -> list[tuple[ObjectProgram, str]]:
+    """Every object of a build over several sources, each with its split and ``source``.
+
+    Infinigen objects are split per category (one asset is one object, so no asset is in
+    two splits); generated parts are split as one group, at most
+    ``data.source_max_parts`` of them in their generator's order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown source, or a source whose input folder is missing.
+    """
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown sources {unknown}; known: {', '.join(SOURCES)}")
+    plan: list[tuple[ObjectProgram, str]] = []
+    if "templates" in sources:
+        plan += [(replace(o, meta={"source": "templates"}), s)
+                 for o, s in plan_objects(categories, data, seed)]  # fmt: skip
+    if "infinigen" in sources:
+        rows = _jsonl(infinigen_dir, "objects.jsonl", "llm3d data assemble --infinigen DIR")
+        by_category: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_category.setdefault(str(row["category"]), []).append(row)
+        for category, group in sorted(by_category.items()):
+            splits = assign_splits(len(group), dict(data.splits), seed, f"infinigen:{category}")
+            for row, split in zip(group, splits, strict=True):
+                parts = tuple(Part(str(p["label"]), str(p["code"])) for p in row["parts"])
+                meta = {"source": "infinigen", "asset": row["asset"]}
+                plan.append((ObjectProgram(str(row["id"]), category, str(row["noun"]), parts,
+                                           meta), split))  # fmt: skip
+    if "parts" in sources:
+        rows = _jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR")
+        rows = rows[: data.source_max_parts]
+        splits = assign_splits(len(rows), dict(data.splits), seed, "parts") if rows else []
+        for row, split in zip(rows, splits, strict=True):
+            label = str(row.get("label") or row.get("family") or "part")
+            body = part_body(str(row["code"]))
+            obj = ObjectProgram(f"part-{row['id']}", "part", label, (Part(label, body),),
+                                {"source": "parts", "family": row.get("family")})  # fmt: skip
+            plan.append((obj, split))
+    return plan
+
+
+def _jsonl(folder: Path | None, name: str, how: str) -> list[dict[str, Any]]:
+    path = None if folder is None else Path(folder) / name
+    if path is None or not path.is_file():
+        raise ValueError(f"{name} not found in {folder}; make it with `{how}`")
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+
+
 def _frame_ok(result: ExecResult) -> bool:
     return bool(np.abs(result.vertices).max() <= FRAME_LIMIT)
 
@@ -145,6 +221,7 @@ def split_rows(out_dir: Path, reference: str) -> dict[str, list[dict[str, Any]]]
         row = {
             "id": meta["id"],
             "task_id": meta["id"],
+            "source": meta.get("source", "templates"),
             "category": meta["category"],
             "difficulty": meta["difficulty"],
             "complexity": meta["complexity"],
@@ -173,6 +250,9 @@ def build_dataset(
     render: RenderConfig | None = None,
     categories_file: str | Path | None = None,
     show_progress: bool = True,
+    sources: Sequence[str] | None = None,
+    infinigen_dir: str | Path | None = None,
+    parts_dir: str | Path | None = None,
 ) -> BuildSummary:
     """Build (or finish building) the object dataset in ``out_dir``; see the module doc.
 
@@ -194,7 +274,11 @@ def build_dataset(
     for sub in ("objects", "meshes", "images"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     categories = load_categories(categories_file or data.categories_file)
-    plan = plan_objects(categories, data, seed)
+    plan = plan_sources(
+        sources or data.sources, categories, data, seed,
+        infinigen_dir=Path(infinigen_dir) if infinigen_dir else None,
+        parts_dir=Path(parts_dir) if parts_dir else None,
+    )  # fmt: skip
     todo = [
         (obj, split) for obj, split in plan if not (out / "objects" / f"{obj.id}.json").is_file()
     ]
@@ -246,6 +330,7 @@ def build_dataset(
     summary.failed = dict(failed)
     summary.splits = {s: len(r) for s, r in rows.items()}
     summary.difficulties = dict(Counter(r["difficulty"] for r in all_rows))
+    summary.sources = dict(Counter(r["source"] for r in all_rows))
     summary.seconds = time.perf_counter() - started
     summary.card = str(card)
     logger.info("dataset: %s", summary.as_dict())
@@ -265,6 +350,7 @@ def _finish(
 
     meta: dict[str, Any] = {
         "id": obj.id,
+        "source": obj.meta.get("source", "templates"),
         "category": obj.category,
         "noun": obj.noun,
         "split": split,

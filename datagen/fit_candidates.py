@@ -28,7 +28,7 @@ from datagen.shapes import (
     rotation_xyz,
 )
 
-__all__ = ["PHASE_OFFSET", "Candidate", "deform_z", "simplify", "starts"]
+__all__ = ["PHASE_OFFSET", "Candidate", "deform_z", "simplify", "starts", "traced_outline"]
 
 FloatArray = npt.NDArray[np.float64]
 Mesh = tuple[FloatArray, npt.NDArray[np.int64]]
@@ -179,7 +179,7 @@ def starts(points: FloatArray, families: Sequence[str]) -> list[Candidate]:
                 if spring is not None:
                     out.append(Candidate("spring", rot, centre, spring))
             if "extrude" in families:
-                for outline in (_convex_outline(q[:, :2]), _traced_outline(q[:, :2])):
+                for outline in (_convex_outline(q[:, :2]), traced_outline(q[:, :2])):
                     if outline is None:
                         continue
                     out.append(
@@ -272,7 +272,7 @@ def _convex_outline(uv: FloatArray, max_points: int = 16) -> FloatArray | None:
     return simplify(outline, closed=True, tol_frac=0.005)
 
 
-def _traced_outline(uv: FloatArray, res: int = 48, max_points: int = 24) -> FloatArray | None:
+def traced_outline(uv: FloatArray, res: int = 48, max_points: int = 24) -> FloatArray | None:
     """The outer boundary of projected samples, concave parts included (raster + contour)."""
     from contourpy import contour_generator
     from scipy import ndimage

@@ -84,6 +84,7 @@ def fit_parts(
                     verified=fit.verified,
                     program=fit.program,
                     seconds=round(fit.seconds, 3),
+                    transform=fit.transform.as_dict(),
                 )
             except (MeshError, RuntimeError, ValueError) as exc:
                 result.update(family=None, f_score=0.0, error=f"{type(exc).__name__}: {exc}")

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from datagen.families import num, vec
 from datagen.fit_candidates import PHASE_OFFSET, Candidate, starts
+from datagen.fit_hull import hull_candidates
 from datagen.shapes import euler_xyz, rotation_xyz
 from worker.geometry.sampling import sample_surface
 from worker.metrics import compute_metrics
@@ -48,7 +49,13 @@ FAMILY_RANK = {
     "extrude": 7,
     "revolve": 8,
     "spring": 9,
+    "hull": 12,
 }
+
+#: Below this F@0.05 the single families leave room, and the visual hull is tried too.
+HULL_BELOW = 0.97
+#: Surface samples that draw the hull's silhouettes (dense enough for an 80-cell raster).
+HULL_SAMPLES = 12_000
 
 
 #: Added to a family's rank when a deformer follows it (a plain shape wins a tie).
@@ -272,7 +279,7 @@ def wrap_program(body: str, label: str = "part") -> str:
     return f"from bpy_lib import *\n\n# part_1: {label}\n{body.rstrip()}\nexport_scene()\n"
 
 
-LABELS = {"box": "block", "revolve": "turned body", "extrude": "plate"}
+LABELS = {"box": "block", "revolve": "turned body", "extrude": "plate", "hull": "body"}
 
 
 def fit_single(
@@ -327,13 +334,26 @@ def fit_single(
                 Scored(metrics["f_score_0.05"], deformed.family, body, params, metrics, twin,
                        FAMILY_RANK[deformed.family] + DEFORMED_RANK)
             )  # fmt: skip
+    best = max((r.score for r in out), default=0.0)
+    if "hull" in families and best < HULL_BELOW:
+        dense = sample_surface(vertices, faces, HULL_SAMPLES, seed + 2).points
+        for hull in hull_candidates(dense):
+            metrics = compute_metrics(*hull.twin, gt)
+            out.append(Scored(metrics["f_score_0.05"], "hull", hull.body, hull.params, metrics,
+                              hull.twin, FAMILY_RANK["hull"] + hull.prisms))  # fmt: skip
     return out
 
 
 def rank_results(results: Sequence[Scored], tie: float) -> list[Scored]:
-    """Best F@0.05 first; within ``tie`` of the best, the simplest (lowest rank) first."""
+    """Best F@0.05 first; within ``tie`` of the best, the simplest (lowest rank) first; the
+    rest by score (the order in which a failing program's substitutes are tried)."""
+    if not results:
+        return []
     top = max(r.score for r in results)
-    return sorted(results, key=lambda r: (r.score < top - tie, r.rank, -r.score))
+    return sorted(
+        results,
+        key=lambda r: (r.score < top - tie, r.rank if r.score >= top - tie else 0, -r.score),
+    )
 
 
 def _candidate_from_params(cand: Candidate, params: dict[str, Any]) -> Candidate:

@@ -44,6 +44,7 @@ __all__ = [
     "difficulty",
     "load_categories",
     "make_object",
+    "part_body",
 ]
 
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -124,6 +125,19 @@ def assemble(name: str, parts: Sequence[Part]) -> str:
         lines.extend(part.code.strip().splitlines())
     lines.append("export_scene()")
     return "\n".join(lines) + "\n"
+
+
+def part_body(program: str) -> str:
+    """A one-part program's body: without its import, ``# part_`` comments and export."""
+    keep = []
+    for line in program.splitlines():
+        text = line.strip()
+        if not text or text.startswith(
+            ("from bpy_lib import", "# part_", "# object:", "export_scene(")
+        ):
+            continue
+        keep.append(line)
+    return "\n".join(keep)
 
 
 def complexity(code: str, n_parts: int) -> float:

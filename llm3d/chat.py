@@ -90,6 +90,7 @@ class ChatRow(BaseModel):
 
     id: str
     task_id: str
+    source: str = "templates"  # DESIGN §6: templates, infinigen, parts
     category: str
     difficulty: Literal["easy", "medium", "hard"]
     complexity: float

@@ -290,6 +290,22 @@ class DataConfig(Section):
     infinigen_python: Path | None = Field(
         None, description="Python of the Infinigen sidecar; default .cache/venv-infinigen"
     )
+    infinigen_factories: list[str] = Field(
+        default_factory=lambda: ["SimpleDeskFactory", "TableDiningFactory", "ChairFactory"],
+        description="Infinigen indoor factories spawned for objects (categories_file maps them)",
+    )
+    infinigen_seeds: int = Field(3, ge=1, description="assets per factory (seeds 0..N-1)")
+    infinigen_timeout_s: float = Field(120.0, gt=0, description="limit per Infinigen asset")
+    sources: list[str] = Field(
+        default_factory=lambda: ["templates"],
+        description="where data build takes objects from (templates, infinigen, parts)",
+    )
+    source_max_parts: int = Field(
+        200, ge=0, description="generated single parts a build takes (the easiest tier)"
+    )
+    min_object_f_score: float = Field(
+        0.9, ge=0, le=1, description="F@0.05 an assembled object needs against its asset's mesh"
+    )
 
 
 class TrainingConfig(Section):

@@ -105,10 +105,19 @@ def assemble_command(
         int | None, typer.Option("--n", "-n", help="Objects per category (default: the plan's).")
     ] = None,
     seed: SeedOption = None,
+    infinigen: Annotated[
+        Path | None,
+        typer.Option(
+            "--infinigen",
+            help="An Infinigen parts folder (data infinigen): fit its parts, assemble each "
+            "asset into one program, run and score it; objects.jsonl + rejects.jsonl.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write object programs (one .py a object, `# part_k: label` comments) without running them."""
+    """Write object programs (one .py a object, `# part_k: label` comments) without running them,
+    or, with --infinigen, turn Infinigen assets into verified object programs."""
     import json
 
     from datagen.dataset_builder import plan_objects
@@ -117,6 +126,9 @@ def assemble_command(
     from llm3d.exceptions import ConfigError
 
     cfg = load(config)
+    if infinigen is not None:
+        _assemble_infinigen(infinigen, out, cfg, as_json)
+        return
     try:
         categories = load_categories(cfg.data.categories_file)
     except ConfigError as exc:
@@ -165,12 +177,57 @@ def assemble_command(
     console.print(table)
 
 
+def _assemble_infinigen(folder: Path, out: Path | None, cfg: Any, as_json: bool) -> None:
+    from datagen.infinigen_objects import assemble_assets, load_infinigen_categories
+    from llm3d.commands.common import console, emit_json, err_console
+    from llm3d.exceptions import ConfigError
+    from worker.execution.executor import Executor
+
+    _setup_logging(cfg.log_level)
+    if not (folder / "parts.jsonl").is_file():
+        err_console.print(
+            f"[bold red]data assemble:[/] {escape(str(folder))} has no parts.jsonl; "
+            "run `llm3d data infinigen --out DIR` first"
+        )
+        raise typer.Exit(2)
+    try:
+        categories = load_infinigen_categories(cfg.data.categories_file)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]data assemble:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    with Executor(cfg.executor) as runner:
+        summary = assemble_assets(
+            folder, out, runner=runner, min_f_score=cfg.data.min_object_f_score,
+            categories=categories, seed=cfg.seed, show_progress=not as_json,
+        )  # fmt: skip
+    if as_json:
+        emit_json(summary)
+    else:
+        console.print(_summary_table("Infinigen objects", summary))
+
+
 @data_app.command("build")
 def build_command(
     out: OutOption = None,
     seed: SeedOption = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Executor servers (default data.workers).")
+    ] = None,
+    sources: Annotated[
+        str | None,
+        typer.Option(
+            "--sources",
+            help="Comma-separated sources: templates,infinigen,parts (default data.sources).",
+        ),
+    ] = None,
+    infinigen_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--infinigen-dir", help="Folder with objects.jsonl (data assemble --infinigen)."
+        ),
+    ] = None,
+    parts_dir: Annotated[
+        Path | None, typer.Option("--parts-dir", help="Folder with parts.jsonl (data parts).")
     ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -191,6 +248,9 @@ def build_command(
             executor=cfg.executor,
             render=cfg.render,
             show_progress=not as_json,
+            sources=[x.strip() for x in sources.split(",") if x.strip()] if sources else None,
+            infinigen_dir=infinigen_dir or data.out_dir / "infinigen",
+            parts_dir=parts_dir or data.out_dir / "parts",
         )
     except (ConfigError, ValueError) as exc:
         err_console.print(f"[bold red]data build:[/] {escape(str(exc))}")
@@ -279,6 +339,12 @@ def fit_command(
         f"[bold]{result.family}[/]: F@0.05 = [bold]{result.f_score:.4f}[/] ({checked}), "
         f"{result.seconds:.1f} s"
     )
+    if not result.transform.identity:
+        centre = ", ".join(f"{c:.4g}" for c in result.transform.centre)
+        console.print(
+            f"moved into bpy_lib's frame: fitted = (mesh - [{centre}]) × "
+            f"{result.transform.scale:.4g}"
+        )
 
 
 @data_app.command("infinigen")
@@ -287,11 +353,19 @@ def infinigen_command(
         list[str] | None,
         typer.Option(
             "--factory",
-            help="Infinigen factory class (repeatable; default desk, dining table, chair).",
+            help="Infinigen factory class (repeatable; default data.infinigen_factories).",
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Assets per factory (seeds 0..N-1).")] = 1,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per asset.")] = 120.0,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds", help="Assets per factory, seeds 0..N-1 (default data.infinigen_seeds)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds per asset (default data.infinigen_timeout_s)."),
+    ] = None,
     out: OutOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -316,10 +390,10 @@ def infinigen_command(
         return
     summary = extract_assets(
         out or cfg.data.out_dir / "infinigen",
-        factory or list(DEFAULT_FACTORIES),
-        list(range(seeds)),
+        factory or list(cfg.data.infinigen_factories or DEFAULT_FACTORIES),
+        list(range(cfg.data.infinigen_seeds if seeds is None else seeds)),
         python=python,
-        timeout_s=timeout,
+        timeout_s=cfg.data.infinigen_timeout_s if timeout is None else timeout,
     )
     if as_json:
         emit_json({"installed": True, **summary})
