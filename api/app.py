@@ -68,7 +68,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from worker.reward import REWARD_VERSION
+        from worker.reward import REWARD_VERSIONS
+
+        reward_version = REWARD_VERSIONS[config.reward.variant]
 
         if config.api.datasets:
             count = registry.load(config.api.datasets)
@@ -85,12 +87,12 @@ def create_app(
         else:
             cache = MemoryCache(config.api.cache_size)
             store = job_store or MemoryJobStore(config.api.job_ttl_s)
-        service = RewardService(config, backend, cache, registry, telemetry, REWARD_VERSION)
+        service = RewardService(config, backend, cache, registry, telemetry, reward_version)
         jobs = JobManager(service, store)
         app.state.service = service
         app.state.jobs = jobs
         logger.info(
-            "reward service up: backend=%s, reward_version=%s", backend.name, REWARD_VERSION
+            "reward service up: backend=%s, reward_version=%s", backend.name, reward_version
         )
         restore_signals = _drain_on_exit_signals(service)
         try:

@@ -32,6 +32,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -120,6 +121,15 @@ class Config(BaseSettings):
     addon: AddonConfig = Field(default_factory=AddonConfig)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fine_reward_needs_its_threshold(self) -> Config:
+        if self.reward.variant == "gated-fine" and 0.02 not in self.metrics.fscore_thresholds:
+            raise ValueError(
+                "reward.variant gated-fine scores with F@0.02: add 0.02 to "
+                "metrics.fscore_thresholds"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -303,8 +313,10 @@ def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str
             f"unknown key '{dotted}' (from {origin}). Known keys in {section}: "
             f"{', '.join(known)}.{hint}"
         )
-    value = error.get("input")
     expected = error["msg"]
+    if not loc:  # a rule across sections: the message names the keys
+        return str(expected).removeprefix("Value error, ")
+    value = error.get("input")
     return f"{dotted} = {value!r} (from {origin}): {expected}"
 
 

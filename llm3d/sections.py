@@ -119,6 +119,12 @@ class RewardConfig(Section):
     """Which sample count the reward uses; the gate table itself is fixed (DESIGN §4)."""
 
     points: Literal["train", "eval"] = "train"
+    variant: Literal["gated", "gated-fine"] = Field(
+        "gated",
+        description="gated: the seed's reward (DESIGN §4); gated-fine: the same gates, but the "
+        "quality term keeps rising past F@0.05 = 0.6 with F@0.02 (needs 0.02 in "
+        "metrics.fscore_thresholds); each has its own reward_version",
+    )
 
 
 class ViewConfig(Section):

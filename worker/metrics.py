@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ __all__ = [
     "GroundTruthCache",
     "compute_metrics",
     "empty_metrics",
+    "exact_copy_f_score",
     "metric_names",
     "prepare_ground_truth",
     "wants_unit_chamfer",
@@ -151,6 +152,8 @@ class GroundTruth:
     seed: int
     n_vertices: int = 0
     n_faces: int = 0
+    #: threshold → :func:`exact_copy_f_score`, filled on first use
+    floors: dict[float, float] = field(default_factory=dict, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -234,6 +237,30 @@ def prepare_ground_truth(
         n_vertices=len(v),
         n_faces=len(f),
     )
+
+
+def exact_copy_f_score(gt: GroundTruth, threshold: float) -> float:
+    """The F-score at ``threshold`` that an exact copy of the ground truth is expected to get:
+    the share of its samples whose nearest *other* sample lies within ``threshold``.
+
+    Two independent samplings of one surface see the same spacing, so this is the sampling
+    floor of F@threshold for this ground truth at its sample size (it is far below 1 for a
+    small threshold on a large or thin object). Computed from the ground truth alone, once
+    per threshold (cached on it; about 5 ms at 10 000 points).
+    """
+    key = float(threshold)
+    floor = gt.floors.get(key)
+    if floor is None:
+        from pykdtree.kdtree import KDTree
+
+        points = np.ascontiguousarray(gt.sample.points, dtype=np.float64)
+        if len(points) < 2:
+            floor = 1.0
+        else:
+            distances, _ = KDTree(points).query(points, k=2)
+            floor = float(np.mean(distances[:, 1] <= key))
+        gt.floors[key] = floor
+    return floor
 
 
 class GroundTruthCache:

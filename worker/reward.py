@@ -32,13 +32,14 @@ from llm3d.exceptions import MeshError
 from llm3d.program import format_checks
 from llm3d.schemas import ExecStatus
 from worker.geometry.sampling import is_finite_mesh
-from worker.metrics import GroundTruth, compute_metrics, wants_unit_chamfer
+from worker.metrics import GroundTruth, compute_metrics, exact_copy_f_score, wants_unit_chamfer
 from worker.types import ExecResult
 
 __all__ = [
     "FORMAT_WEIGHT",
     "GATED_WEIGHT",
     "REWARD_VERSION",
+    "REWARD_VERSIONS",
     "RewardBreakdown",
     "compute_reward",
     "gated_reward",
@@ -50,6 +51,18 @@ __all__ = [
 #: ground truth's (DESIGN §3): every metric value, and so F@0.05 and the reward of most
 #: predictions, moved; results cached under gated-v1 must not be served for gated-v2.
 REWARD_VERSION = "gated-v2"
+#: The reward variants (``reward.variant``) and their versions. ``gated`` is the seed's reward
+#: (DESIGN §4), the default. ``gated-fine`` keeps every gate but lets the quality term keep
+#: rising once F@0.05 saturates at 0.6: gate 5 is 0.30 + 0.70 · (½ · min(1, F@0.05 / 0.6) +
+#: ½ · min(1, F@0.02 / full)), so GRPO's group advantages do not vanish when every sample is
+#: the right kind of object. ``full`` is what an exact copy of this ground truth gets at this
+#: sample size (:func:`worker.metrics.exact_copy_f_score`, which varies from 0.88 for a unit
+#: cube to 1.0 at 10 000 points), less :data:`FLOOR_SLACK`: an exact copy scores 1.0.
+REWARD_VERSIONS: dict[str, str] = {"gated": REWARD_VERSION, "gated-fine": "gated-fine-v1"}
+F_FINE_KEY = "f_score_0.02"
+F_FINE_THRESHOLD = 0.02
+#: An exact copy's F@0.02 lies within 1 % of the estimated floor; 2 % slack keeps it at 1.0.
+FLOOR_SLACK = 0.98
 GATED_WEIGHT = 0.9
 FORMAT_WEIGHT = 0.1
 F_SCORE_KEY = "f_score_0.05"
@@ -66,8 +79,16 @@ _GATE_OF_STATUS: dict[ExecStatus, tuple[int, float]] = {
 }
 
 
-def gated_reward(status: ExecStatus | str, f_score: float | None = None) -> tuple[int, float]:
-    """The gate and the gated reward of a status (and, for ``ok``, its F@0.05).
+def gated_reward(
+    status: ExecStatus | str,
+    f_score: float | None = None,
+    *,
+    variant: str = "gated",
+    f_fine: float | None = None,
+    f_fine_full: float = 1.0,
+) -> tuple[int, float]:
+    """The gate and the gated reward of a status (and, for ``ok``, its F@0.05; for the
+    ``gated-fine`` variant also its F@0.02, ``f_fine``).
 
     Returns
     -------
@@ -85,9 +106,18 @@ def gated_reward(status: ExecStatus | str, f_score: float | None = None) -> tupl
         raise ValueError("infra_error has no reward: it is never the program's fault")
     if f_score is None or not np.isfinite(f_score):
         raise ValueError(f"an ok program needs a finite F@0.05 to be gated, got {f_score}")
+    if variant not in REWARD_VERSIONS:
+        raise ValueError(f"unknown reward variant {variant!r}; use one of {list(REWARD_VERSIONS)}")
     if f_score < F_SCORE_FLOOR:
         return 4, 0.20
-    return 5, 0.30 + 0.70 * min(1.0, f_score / F_SCORE_FULL)
+    quality = min(1.0, f_score / F_SCORE_FULL)
+    if variant == "gated-fine":
+        if f_fine is None or not np.isfinite(f_fine):
+            raise ValueError(
+                "the gated-fine reward needs F@0.02: keep 0.02 in metrics.fscore_thresholds"
+            )
+        quality = 0.5 * quality + 0.5 * min(1.0, max(0.0, f_fine) / max(f_fine_full, 1e-9))
+    return 5, 0.30 + 0.70 * quality
 
 
 @dataclass(frozen=True)
@@ -157,6 +187,7 @@ def compute_reward(
     seed: int = 0,
     executor_config: ExecutorConfig | None = None,
     unit_chamfer: bool | None = None,
+    variant: str = "gated",
 ) -> RewardBreakdown:
     """Score one program run against its ground truth (DESIGN §4).
 
@@ -180,6 +211,8 @@ def compute_reward(
         Report ``chamfer_unit_x1000`` (no reward uses it); default from
         ``metrics_config.unit_chamfer`` and the sample count
         (:func:`worker.metrics.wants_unit_chamfer`).
+    variant : str
+        ``gated`` (DESIGN §4, the default) or ``gated-fine`` (:data:`REWARD_VERSIONS`).
 
     Returns
     -------
@@ -202,12 +235,15 @@ def compute_reward(
     }
     status = ExecStatus(result.status)
     error = result.error
+    if variant not in REWARD_VERSIONS:
+        raise ValueError(f"unknown reward variant {variant!r}; use one of {list(REWARD_VERSIONS)}")
     if status is ExecStatus.INFRA_ERROR:
         return RewardBreakdown(
             status=status.value,
             reward=None,
             components=components,
             error=error or "infrastructure error (not the program's fault)",
+            reward_version=REWARD_VERSIONS[variant],
         )
     if not (code or "").strip() or not checks.imports_bpy_lib:
         if status is not ExecStatus.EMPTY:
@@ -238,7 +274,16 @@ def compute_reward(
         except MeshError as exc:
             status, error = ExecStatus.DEGENERATE, f"unusable mesh: {exc}"
             metrics = {}
-    gate, gated = gated_reward(status, metrics.get(F_SCORE_KEY))
+    fine_full = 1.0
+    if variant == "gated-fine" and status is ExecStatus.OK and gt is not None:
+        fine_full = FLOOR_SLACK * exact_copy_f_score(gt, F_FINE_THRESHOLD)
+    gate, gated = gated_reward(
+        status,
+        metrics.get(F_SCORE_KEY),
+        variant=variant,
+        f_fine=metrics.get(F_FINE_KEY),
+        f_fine_full=fine_full,
+    )
     components = {"gated": gated, "gate": float(gate), **components}
     return RewardBreakdown(
         status=status.value,
@@ -246,4 +291,5 @@ def compute_reward(
         components=components,
         metrics=metrics,
         error=error,
+        reward_version=REWARD_VERSIONS[variant],
     )

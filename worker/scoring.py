@@ -70,6 +70,8 @@ class ScoreSettings:
     thresholds: tuple[float, ...]
     #: report ``chamfer_unit_x1000`` (decided by the API from its config, obeyed by workers)
     unit_chamfer: bool = True
+    #: ``reward.variant`` of the API's config (workers score with the API's choice)
+    reward_variant: str = "gated"
 
     @classmethod
     def from_config(
@@ -90,6 +92,7 @@ class ScoreSettings:
             timeout_s=timeout_s or config.executor.timeout_s,
             thresholds=tuple(config.metrics.fscore_thresholds),
             unit_chamfer=wants_unit_chamfer(config.metrics, n_points),
+            reward_variant=config.reward.variant,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +106,7 @@ class ScoreSettings:
             timeout_s=float(data["timeout_s"]),
             thresholds=tuple(float(t) for t in data["thresholds"]),
             unit_chamfer=bool(data.get("unit_chamfer", True)),
+            reward_variant=str(data.get("reward_variant", "gated")),
         )
 
 
@@ -259,6 +263,7 @@ def score_job(
             seed=settings.seed,
             executor_config=executor_config,
             unit_chamfer=settings.unit_chamfer,
+            variant=settings.reward_variant,
         )
     except Exception as exc:  # metrics or reward broke on this mesh: the scorer's fault
         logger.exception("item %s: scoring failed", job.item_id)

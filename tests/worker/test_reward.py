@@ -11,7 +11,7 @@ from llm3d.config import ExecutorConfig
 from llm3d.program import format_checks, format_score
 from llm3d.schemas import ExecStatus
 from tests.helpers import meshes
-from worker.metrics import prepare_ground_truth
+from worker.metrics import exact_copy_f_score, prepare_ground_truth
 from worker.reward import (
     REWARD_VERSION,
     RewardBreakdown,
@@ -219,3 +219,73 @@ def test_ok_results_are_regated_on_their_geometry(cube_gt) -> None:  # type: ign
 def test_an_ok_mesh_needs_a_ground_truth() -> None:
     with pytest.raises(ValueError, match="ground truth"):
         compute_reward(GOOD_CODE, ok_result(meshes.unit_cube()), None)
+
+
+# ------------------------------------------------------------------ the gated-fine variant
+
+
+def test_gated_fine_keeps_rising_where_the_seed_reward_saturates(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    """Once F@0.05 passes 0.6 every prediction gets the seed's full reward; the gated-fine
+    variant still ranks a closer one higher (GRPO keeps an advantage to learn from)."""
+    shifts = (0.03, 0.015, 0.0)
+    seed_rewards, fine_rewards = [], []
+    for shift in shifts:
+        result = ok_result(meshes.unit_cube(centre=(shift, 0, 0)))
+        seed = compute_reward(GOOD_CODE, result, cube_gt)
+        fine = compute_reward(GOOD_CODE, result, cube_gt, variant="gated-fine")
+        assert seed.metrics["f_score_0.05"] >= 0.6  # all three saturate the seed's reward
+        seed_rewards.append(seed.reward)
+        fine_rewards.append(fine.reward)
+        f, f_fine = fine.metrics["f_score_0.05"], fine.metrics["f_score_0.02"]
+        full = 0.98 * exact_copy_f_score(cube_gt, 0.02)
+        expected = 0.30 + 0.70 * (0.5 * min(1, f / 0.6) + 0.5 * min(1, f_fine / full))
+        assert fine.components["gated"] == pytest.approx(expected)
+        assert (seed.reward_version, fine.reward_version) == ("gated-v2", "gated-fine-v1")
+    assert seed_rewards == pytest.approx([1.0, 1.0, 1.0])
+    assert fine_rewards[0] < fine_rewards[1] < fine_rewards[2]
+
+
+def test_gated_fine_gives_an_exact_copy_the_full_reward_at_training_points() -> None:
+    for mesh in (meshes.unit_cube(), meshes.parts_object(seed=4)):
+        gt = prepare_ground_truth(*mesh, points=10_000, seed=0)
+        out = compute_reward(GOOD_CODE, ok_result(mesh), gt, variant="gated-fine")
+        assert out.metrics["f_score_0.02"] >= 0.98 * exact_copy_f_score(gt, 0.02)
+        assert out.reward == pytest.approx(1.0)
+
+
+def test_the_exact_copy_floor_predicts_what_an_exact_copy_scores() -> None:
+    for mesh in (meshes.unit_cube(), meshes.parts_object(seed=1)):
+        for seed in range(2):
+            gt = prepare_ground_truth(*mesh, points=10_000, seed=seed)
+            copy = compute_reward(GOOD_CODE, ok_result(mesh), gt, seed=seed)
+            floor = exact_copy_f_score(gt, 0.02)
+            assert copy.metrics["f_score_0.02"] == pytest.approx(floor, abs=0.01)
+
+
+def test_gated_fine_keeps_every_gate(cube_gt) -> None:  # type: ignore[no-untyped-def]
+    for status, gated in [(ExecStatus.EMPTY, 0.0), (ExecStatus.TIMEOUT, 0.05)]:
+        assert gated_reward(status, variant="gated-fine") == gated_reward(status)
+        assert gated_reward(status)[1] == gated
+    far = compute_reward(
+        GOOD_CODE, ok_result(meshes.unit_cube(centre=(5, 0, 0))), cube_gt, variant="gated-fine"
+    )
+    assert far.components["gate"] == 4.0 and far.reward == pytest.approx(0.9 * 0.20 + 0.1)
+    with pytest.raises(ValueError, match="unknown reward variant"):
+        gated_reward(ExecStatus.OK, 0.9, variant="gated-v3")
+    with pytest.raises(ValueError, match=r"F@0\.02"):
+        gated_reward(ExecStatus.OK, 0.9, variant="gated-fine")
+
+
+def test_the_variant_is_a_setting_with_its_own_version() -> None:
+    from llm3d.config import load_config
+    from llm3d.exceptions import ConfigError
+    from worker.scoring import ScoreSettings
+
+    config = load_config(reward__variant="gated-fine")
+    settings = ScoreSettings.from_config(config)
+    assert settings.reward_variant == "gated-fine"
+    assert ScoreSettings.from_dict(settings.to_dict()) == settings  # what a worker receives
+    old = {k: v for k, v in settings.to_dict().items() if k != "reward_variant"}
+    assert ScoreSettings.from_dict(old).reward_variant == "gated"  # a message from before
+    with pytest.raises(ConfigError, match=r"add 0\.02 to metrics\.fscore_thresholds"):
+        load_config(reward__variant="gated-fine", metrics__fscore_thresholds=[0.01, 0.05])
