@@ -23,14 +23,15 @@ WORKDIR /app
 
 # What the image contains comes from pyproject.toml alone (its dependencies and the extras
 # named here; tests/docker/test_image_env.py scores the hard cases in a venv made from exactly
-# this). First the dependencies, with empty package stubs, so that this layer (bpy is ~520 MB)
-# is rebuilt only when pyproject.toml changes; then the project's own code on top.
-COPY pyproject.toml README.md ./
+# this). First the dependencies, with empty stubs of the package and README.md, so that this
+# layer (bpy is ~520 MB) is rebuilt only when pyproject.toml changes; then the code on top.
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
-RUN mkdir llm3d && touch llm3d/__init__.py \
+RUN mkdir llm3d && touch llm3d/__init__.py README.md \
     && pip install --no-cache-dir ".[blender,metrics,farm]" \
     && pip uninstall --yes llm3d \
-    && rm -rf llm3d build
+    && rm -rf llm3d build README.md
+COPY README.md ./
 COPY llm3d ./llm3d
 COPY bpy_lib ./bpy_lib
 COPY worker ./worker

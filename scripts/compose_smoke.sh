@@ -57,14 +57,18 @@ ensure_engine() {
       engine_up || skip "dockerd did not start here (last lines of $CACHE/dockerd.log: $(tail -3 "$CACHE/dockerd.log" | tr '\n' ' '))"
     fi
   fi
-  # a container that cannot start (no cgroups, no overlay, no namespaces) is no engine either
-  if ! docker image inspect "$ROOTFS_TAG" >/dev/null 2>&1 \
-     && ! docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1; then
-    return 0  # nothing to run yet; the first build will tell
-  fi
-  local probe
-  probe="$(docker image inspect python:3.11-slim-bookworm >/dev/null 2>&1 && echo python:3.11-slim-bookworm || echo "$ROOTFS_TAG")"
-  docker run --rm "$probe" true >/dev/null 2>"$CACHE/probe.log" \
+  local image
+  for image in python:3.11-slim-bookworm "$ROOTFS_TAG"; do
+    if docker image inspect "$image" >/dev/null 2>&1; then
+      probe_run "$image"
+      return 0
+    fi
+  done  # no image yet: base_image probes the rootfs before it builds anything
+}
+
+# A container that cannot start (no cgroups, no overlay, no namespaces) is no engine either.
+probe_run() {
+  docker run --rm "$1" true >/dev/null 2>"$CACHE/probe.log" \
     || skip "the engine answers but cannot run a container: $(tail -1 "$CACHE/probe.log")"
 }
 
@@ -124,6 +128,7 @@ base_image() {  # base_image TAG DOCKERFILE
   fi
   echo "    $tag cannot be pulled: building a stand-in from $dockerfile"
   rootfs_image || return 1
+  probe_run "$ROOTFS_TAG"
   DOCKER_BUILDKIT=0 docker build -q --build-arg "ROOTFS=$ROOTFS_TAG" -t "$tag" \
     -f "$dockerfile" docker/base >"$CACHE/base-$(basename "$dockerfile").log" 2>&1 \
     || { tail -20 "$CACHE/base-$(basename "$dockerfile").log" >&2; return 1; }

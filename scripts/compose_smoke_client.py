@@ -38,9 +38,13 @@ def batch(client: httpx.Client) -> int:
         ("broken", "from bpy_lib import *\nbox(size=[1, 1])\nexport_scene()\n", "exec_failed"),
         ("timeout", TIMEOUT.code, "timeout"),
     ]
+    run = time.time_ns()  # distinct programs every run: scored by the workers, never cached
     body = {
         "timeout_s": 5,
-        "items": [{"id": i, "code": code, "reference": ref} for i, code, _ in items],
+        "items": [
+            {"id": i, "code": f"{code}\n# smoke run {run}\n", "reference": ref}
+            for i, code, _ in items
+        ],
     }
     start = time.monotonic()
     response = client.post("/reward/batch", json=body)
@@ -68,7 +72,10 @@ def submit(client: httpx.Client) -> int:
         }
         for i in range(KILL_ITEMS)
     ]
-    response = client.post("/reward/jobs", json={"items": items})
+    # A short timeout_s bounds the tasks' hard limit and so how long the API waits before it
+    # re-sends items whose message a SIGKILLed worker took from Redis but never recorded
+    # (visibility timeout + hard limit: ~80 s here, 300 s at the default 120 s).
+    response = client.post("/reward/jobs", json={"timeout_s": 10, "items": items})
     if response.status_code != 202:
         return fail(f"POST /reward/jobs: {response.status_code} {response.text[:500]}")
     sys.stdout.write(str(response.json()["url"]) + "\n")
