@@ -266,7 +266,7 @@ class CeleryBackend:
         (or until the shutdown grace is over: the items left are in ``pending``)."""
         outage: BaseException | None = None
         redrive = False
-        last_progress = last_check = time.monotonic()
+        last_progress = last_check = last_lost_check = time.monotonic()
         while pending:
             if self._shutdown_at is not None and time.monotonic() >= self._shutdown_at:
                 return
@@ -319,8 +319,42 @@ class CeleryBackend:
                 if progress is not None:
                     progress(len(jobs) - len(still))
             pending[:] = still
+            window = self.config.farm.visibility_timeout_s
+            now = time.monotonic()
+            if pending and now - max(last_progress, last_lost_check) > window:
+                # A worker killed between taking a message from the queue and recording it
+                # as unacknowledged loses it for good: kombu's sweep never sees it. Items
+                # whose tasks are nowhere (no result, not queued, not held) are sent again.
+                last_lost_check = now
+                lost = await self._lost(pending, keys, all_ids)
+                if lost:
+                    logger.warning(
+                        "%d items' tasks were lost in transit: sending them again", len(lost)
+                    )
+                    await self._redrive(jobs, lost, keys, all_ids)
             if pending:
                 await asyncio.sleep(self.poll_s)
+
+    async def _lost(
+        self, pending: Sequence[int], keys: list[list[bytes]], all_ids: list[str]
+    ) -> list[int]:
+        """The pending items none of whose tasks is queued or held by a worker (Redis's
+        ``unacked`` hash also holds what workers have reserved); an item whose message a
+        worker took but never recorded is the only way to get here."""
+        farm = self.config.farm
+        queues = [farm.queue, *(f"{farm.queue}\x06\x16{p}" for p in (3, 6, 9))]
+        try:
+            pipe = self.redis.pipeline()
+            for queue in queues:
+                pipe.lrange(queue, 0, -1)
+            pipe.hvals(f"{farm.namespace}:unacked")
+            blobs = [b for values in await pipe.execute() for b in values]
+        except Exception as exc:  # Redis trouble: the outage handling deals with it
+            logger.debug("could not look for lost tasks: %s", exc)
+            return []
+        seen = b"\n".join(blobs)
+        task_of = {self.app.backend.get_key_for_task(t): t.encode() for t in all_ids}
+        return [i for i in pending if not any(task_of[key] in seen for key in keys[i])]
 
     def _revoke(self, ids: Sequence[str]) -> None:
         """Revoke a cancelled batch's tasks, on a thread (the caller is being cancelled)."""
