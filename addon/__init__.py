@@ -51,6 +51,19 @@ class LLM3D_PG_settings(bpy.types.PropertyGroup):
     attempt_index: bpy.props.IntProperty(name="Attempt", default=0)  # type: ignore[valid-type]
     busy: bpy.props.BoolProperty(name="Busy", default=False)  # type: ignore[valid-type]
     status: bpy.props.StringProperty(name="Status")  # type: ignore[valid-type]
+    warning: bpy.props.StringProperty(name="Warning")  # type: ignore[valid-type]
+    prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt",
+        description=(
+            "Sent with the images ('only the chair', 'lower poly'); without images it "
+            "describes the object (text to code)"
+        ),
+    )
+    last_prompt: bpy.props.StringProperty(name="Last Prompt")  # type: ignore[valid-type]
+    refine_prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Change",
+        description="What Refine asks the model to change in the current program",
+    )
     error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
     text: bpy.props.PointerProperty(  # type: ignore[valid-type]
         name="Program", type=bpy.types.Text, description="The program; edit it, then Run"
@@ -82,9 +95,11 @@ classes: tuple[type, ...] = (
     LLM3D_PG_settings,
     preferences.LLM3D_AddonPreferences,
     preferences.MESH_OT_llm3d_test_connection,
+    preferences.MESH_OT_llm3d_pick_model,
     operators.MESH_OT_llm3d_add_images,
     operators.MESH_OT_llm3d_remove_image,
     operators.MESH_OT_llm3d_generate,
+    operators.MESH_OT_llm3d_refine,
     operators.MESH_OT_llm3d_cancel,
     operators.MESH_OT_llm3d_run,
     operators.MESH_OT_llm3d_score,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,14 @@ import bpy
 from worker.types import ExecResult
 
 from .background import Sandbox, get_sandbox
-from .client import ChatClient, EndpointError, build_messages, extract_code, repair_messages
+from .client import (
+    ChatClient,
+    EndpointError,
+    build_messages,
+    extract_code,
+    refine_messages,
+    repair_messages,
+)
 from .runner import RunOutcome, build_result, result_name, run_program
 
 __all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
@@ -93,6 +101,15 @@ class Job:
         A Run job's program (no model request, one attempt).
     phase : str
         ``model`` while the request is in flight, ``running`` while the sandbox runs it.
+    prompt : str
+        The artist's words sent with the images (alone: text to code).
+    refine : tuple of (str, str) or None
+        A Refine job's (current program, the artist's instruction): the conversation of the
+        first request continues with them, and the result is rebuilt in place.
+    render : str
+        A Refine's render of the current result ('' for none).
+    scratch_dir : str
+        A folder of downscaled images, removed once the request is built.
     """
 
     client: ChatClient | None
@@ -113,6 +130,10 @@ class Job:
     sandbox: Sandbox | None = None
     program: str | None = None
     phase: str = "model"
+    prompt: str = ""
+    refine: tuple[str, str] | None = None
+    render: str = ""
+    scratch_dir: str = ""
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -137,7 +158,7 @@ class Job:
                 if self.client is None:
                     raise RuntimeError("a Generate job needs a chat client")
                 if not self.messages:
-                    self.messages = build_messages(self.system, self.images)
+                    self.messages = self._first_messages()
                 answer = self.client.complete(self.messages)
                 code = extract_code(answer)
             result: ExecResult | None = None
@@ -152,6 +173,24 @@ class Job:
             self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
         else:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
+
+    def _first_messages(self) -> list[dict[str, Any]]:
+        try:
+            messages = build_messages(self.system, self.images, self.prompt)
+            if self.refine is not None:
+                program, instruction = self.refine
+                messages = refine_messages(messages, program, instruction, self.render or None)
+            return messages
+        finally:
+            if self.scratch_dir:  # the images are in the messages now
+                shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+    @property
+    def kind(self) -> str:
+        """``Generate``, ``Refine`` or ``Run``: what the undo step and the panel call it."""
+        if self.program is not None:
+            return "Run"
+        return "Refine" if self.refine is not None else "Generate"
 
     def stop(self) -> None:
         """Cancel: drop what comes later; a program running in the sandbox is killed.
@@ -183,9 +222,15 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
     settings: Any = scene.llm3d  # type: ignore[attr-defined]
     settings.busy = True
     settings.error = ""
+    settings.warning = ""
     if job.program is None:
         settings.attempts.clear()
-        settings.status = "Sending the images to the model..."
+        what = (
+            "the request"
+            if job.refine is not None
+            else ("the images" if job.images else "the prompt")
+        )
+        settings.status = f"Sending {what} to the model..."
     else:
         settings.status = f"Running '{job.text_name}' in the sandbox..."
     _JOBS[scene.name] = job
@@ -314,7 +359,7 @@ def _deliver(
             f"Done: {parts} part{'s' if parts != 1 else ''} in '{collection.name}' "
             f"(attempt {message.attempt}/{job.max_attempts}).",
         )
-        push_undo(f"llm3d: Generate {job.label}")
+        push_undo(f"llm3d: {job.kind} {job.label}")
         return None
     retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
     if retry and job.attempt < job.max_attempts and not job.cancel.is_set():
@@ -338,7 +383,7 @@ def _deliver(
         f"edit '{text.name}' and press Run.",
         error=outcome.error,
     )
-    push_undo(f"llm3d: Generate {job.label} (failed)")
+    push_undo(f"llm3d: {job.kind} {job.label} (failed)")
     return None
 
 
@@ -381,10 +426,12 @@ def ensure_collection(scene: bpy.types.Scene, name: str, new_name: str) -> bpy.t
     return collection
 
 
-def result_label(images: Sequence[str]) -> str:
-    """``llm3d chair_front+chair_side``: the result's name, after the images' file stems."""
+def result_label(images: Sequence[str], prompt: str = "") -> str:
+    """``llm3d chair_front+chair_side``: the result's name, after the images' file stems
+    (after the prompt's first words for text to code)."""
     stems = [p.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in images]
-    label = "+".join(s for s in stems if s) or "result"
+    words = "_".join("".join(c for c in w if c.isalnum()) for w in prompt.split()[:4])
+    label = "+".join(s for s in stems if s) or words.strip("_") or "result"
     if len(label) > 48:
         label = label[:45] + "..."
     return f"llm3d {label}"
