@@ -110,6 +110,11 @@ class Job:
         A Refine's render of the current result ('' for none).
     scratch_dir : str
         A folder of downscaled images, removed once the request is built.
+    origin : tuple of float
+        Where the result goes (the 3D cursor at Generate; the same place for Refine and Run).
+    replace : bool
+        Generate rebuilds the previous result's collection and text block (renamed) instead
+        of adding new ones (*Replace previous*, the default; off: *Keep all*).
     """
 
     client: ChatClient | None
@@ -134,6 +139,8 @@ class Job:
     refine: tuple[str, str] | None = None
     render: str = ""
     scratch_dir: str = ""
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    replace: bool = False
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -342,16 +349,21 @@ def _deliver(
         return None
     code = message.code
     text = ensure_text(job.text_name, f"{job.label}.py")
+    if job.replace and text.name != f"{job.label}.py":
+        text.name = f"{job.label}.py"  # the previous result's block, under the new name
     job.text_name = text.name
     text.from_string(code)
     settings.text = text
     collection = ensure_collection(scene, job.collection_name, job.label)
+    if job.replace and collection.name != job.label:
+        collection.name = job.label
     job.collection_name = collection.name
     settings.collection = collection
     settings.has_score = False
     outcome = _run(job, message, collection)
     _add_attempt(settings, message.attempt, code, outcome.ok, outcome.error)
     if outcome.ok:
+        place_and_frame(scene, outcome.objects, job.origin)
         parts = len(outcome.objects)
         _finish(
             scene_name,
@@ -396,6 +408,7 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
     if not outcome.ok:
         _finish(scene.name, settings, f"Run failed: {outcome.error}", error=outcome.error)
         return
+    place_and_frame(scene, outcome.objects, job.origin)
     parts = len(outcome.objects)
     _finish(
         scene.name,
@@ -403,6 +416,60 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
         f"Ran '{job.text_name}': {parts} part{'s' if parts != 1 else ''} in '{collection.name}'.",
     )
     push_undo(f"llm3d: Run {job.text_name}")
+
+
+def place_and_frame(scene: bpy.types.Scene, names: Sequence[str], origin: Sequence[float]) -> None:
+    """Move the result to ``origin``, make it the selection (the first part active) and frame
+    it in every 3D view, so it lands where the artist looks."""
+    objects = [o for o in (cast(Any, bpy.data.objects).get(n) for n in names) if o is not None]
+    if not objects:
+        return
+    for obj in objects:
+        if obj.parent is None:
+            obj.location = (
+                obj.location[0] + origin[0],
+                obj.location[1] + origin[1],
+                obj.location[2] + origin[2],
+            )
+    view_layer = bpy.context.view_layer
+    if view_layer is None or cast(Any, bpy.context).scene != scene:
+        return
+    for obj in view_layer.objects:
+        obj.select_set(False)
+    for obj in objects:
+        if view_layer.objects.get(obj.name) is not None:
+            obj.select_set(True)
+    view_layer.objects.active = objects[0]
+    _frame_selected()
+
+
+def _frame_selected() -> None:
+    """``View Selected`` in each 3D view (none without a UI: nothing to frame)."""
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm is not None else ():
+        for area in window.screen.areas:
+            if area.type != "VIEW_3D":
+                continue
+            region = next((r for r in area.regions if r.type == "WINDOW"), None)
+            if region is None:
+                continue
+            try:
+                with bpy.context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.view3d.view_selected()
+            except RuntimeError:  # a view that cannot frame now: the selection stays
+                logger.debug("llm3d: framing the result failed", exc_info=True)
+
+
+def clear_stale_state() -> None:
+    """After a file loads: no job can be running, so no scene may say one is (a .blend
+    saved mid-request would show "Waiting for ..." forever)."""
+    for scene in bpy.data.scenes:
+        settings: Any = getattr(scene, "llm3d", None)
+        if settings is None or not (settings.busy or scene.name in _JOBS):
+            continue
+        settings.busy = False
+        settings.status = "Interrupted: the file was saved while a request ran; Generate again."
+    _JOBS.clear()
 
 
 def ensure_text(name: str, new_name: str) -> bpy.types.Text:

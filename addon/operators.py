@@ -71,6 +71,11 @@ def _settings(context: bpy.types.Context) -> Any:
     return scene.llm3d if scene is not None else None
 
 
+def _xyz(vector: Any) -> tuple[float, float, float]:
+    """A location as three floats (a ``Vector`` or a float-vector property)."""
+    return (float(vector[0]), float(vector[1]), float(vector[2]))
+
+
 def _busy(context: bpy.types.Context) -> bool:
     scene = context.scene
     return scene is not None and jobs.active_job(scene) is not None
@@ -180,6 +185,7 @@ def _start_model_job(
     if refine:
         text = settings.text
         instruction = settings.refine_prompt.strip()
+        origin = _xyz(settings.origin)
         collection = settings.collection.name if settings.collection else ""
         job = jobs.Job(
             client=prefs.client(),
@@ -194,9 +200,13 @@ def _start_model_job(
             text_name=text.name,
             collection_name=collection,
             scratch_dir=scratch,
+            origin=origin,
         )
         words = f"{prompt}\n{text.as_string()}\n{instruction}"
     else:
+        origin = _xyz(scene.cursor.location)
+        replace = settings.results == "REPLACE"
+        previous = settings.collection if replace else None
         job = jobs.Job(
             client=prefs.client(),
             system=system,
@@ -207,6 +217,10 @@ def _start_model_job(
             run_timeout_s=prefs.run_timeout_s,
             prompt=prompt,
             scratch_dir=scratch,
+            origin=origin,
+            replace=replace,
+            collection_name=previous.name if previous is not None else "",
+            text_name=settings.text.name if replace and settings.text is not None else "",
         )
         words = prompt
     try:
@@ -216,6 +230,7 @@ def _start_model_job(
         return {"CANCELLED"}
     if not refine:
         settings.last_prompt = prompt
+        settings.origin = origin
     settings.warning = context_warning(prefs, system, len(images), words)
     if settings.warning:
         op.report({"WARNING"}, settings.warning)
@@ -333,6 +348,7 @@ class MESH_OT_llm3d_run(bpy.types.Operator):
             trusted=prefs.trusted_execution,
             run_timeout_s=prefs.run_timeout_s,
             program=text.as_string(),
+            origin=_xyz(settings.origin),
             text_name=text.name,
             collection_name=settings.collection.name if settings.collection else "",
         )

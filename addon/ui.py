@@ -158,6 +158,7 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
                 box.label(text=line, icon="BLANK1")
             else:
                 box.label(text=line, icon="ERROR" if prefs.trusted_execution else "LOCKED")
+        box.prop(settings, "results", expand=True)
         row = box.row(align=True)
         row.scale_y = 1.4
         row.operator("mesh.llm3d_generate", icon="PLAY")
