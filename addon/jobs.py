@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import bpy
 
+from bpy_lib.export import kind_of
 from worker.types import ExecResult
 
 from .background import Sandbox, get_sandbox
@@ -470,6 +471,13 @@ def clear_stale_state() -> None:
         settings.busy = False
         settings.status = "Interrupted: the file was saved while a request ran; Generate again."
     _JOBS.clear()
+
+
+def is_result(collection: bpy.types.Collection) -> bool:
+    """Whether ``collection`` holds only what the add-on built (Replace Previous may empty it)."""
+    if cast(Any, collection).library is not None:
+        return False
+    return all(kind_of(obj) is not None for obj in collection.all_objects)
 
 
 def ensure_text(name: str, new_name: str) -> bpy.types.Text:

@@ -207,6 +207,9 @@ def _start_model_job(
         origin = _xyz(scene.cursor.location)
         replace = settings.results == "REPLACE"
         previous = settings.collection if replace else None
+        if previous is not None and not jobs.is_result(previous):
+            previous = None  # the artist's own collection is never emptied or renamed
+        text = settings.text if previous is not None else None
         job = jobs.Job(
             client=prefs.client(),
             system=system,
@@ -220,7 +223,7 @@ def _start_model_job(
             origin=origin,
             replace=replace,
             collection_name=previous.name if previous is not None else "",
-            text_name=settings.text.name if replace and settings.text is not None else "",
+            text_name=text.name if text is not None and text.name.startswith("llm3d") else "",
         )
         words = prompt
     try:

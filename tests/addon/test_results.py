@@ -78,3 +78,25 @@ def test_a_file_saved_mid_request_does_not_say_waiting(addon: Any, tmp_path: Pat
     assert settings.status.startswith("Interrupted: the file was saved while a request ran")
     settings.prompt = "a box"
     assert bpy.ops.mesh.llm3d_generate.poll()  # not blocked by the stale job
+
+
+def test_replace_previous_never_empties_the_artists_collection(
+    addon: Any, chat_server: ChatServer
+) -> None:
+    chat_server.answers = [CUBE_PROGRAM]
+    scene = bpy.context.scene
+    settings = scene.llm3d
+    mine = bpy.data.collections.new("llm3d props I made")  # even under our prefix
+    scene.collection.children.link(mine)
+    chair = bpy.data.objects.new("my chair", None)
+    mine.objects.link(chair)
+    try:
+        settings.collection = mine  # picked as Run's target
+        settings.prompt = "a box"
+        bpy.ops.mesh.llm3d_generate()
+        drain_until_done(scene.name)
+        assert [o.name for o in mine.all_objects] == ["my chair"]
+        assert mine.name == "llm3d props I made"
+        assert settings.collection.name == "llm3d a_box"
+    finally:
+        bpy.data.objects.remove(chair)
