@@ -75,6 +75,9 @@ RENDER_NOTE = "\nThe last image is a render of what the current program builds."
 #: Rough tokens an image costs a vision model, per 28 x 28 pixel patch (Qwen2.5-VL's size).
 IMAGE_PATCH_PX = 28
 
+#: Keys of a ``/models`` entry that give the model's context length, by server.
+CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length")
+
 REPAIR = (
     "Running that program failed:\n{error}\n"
     "Fix it and answer with the whole corrected program only, in one ```python block."
@@ -341,11 +344,24 @@ class ChatClient:
 
     def list_models(self, timeout_s: float = 10.0) -> list[str]:
         """``GET {base_url}/models``: the model names the server offers (Test connection)."""
+        return list(self.model_contexts(timeout_s))
+
+    def model_contexts(self, timeout_s: float = 10.0) -> dict[str, int]:
+        """``GET {base_url}/models``: each model the server offers and its context length in
+        tokens where the listing says (vLLM and SGLang: ``max_model_len``; OpenRouter:
+        ``context_length``), else 0."""
         answer = self._request("models", None, timeout_s)
         try:
-            return [str(m["id"]) for m in answer["data"]]
+            models = {str(m["id"]): m for m in answer["data"]}
         except (KeyError, TypeError) as e:
             raise EndpointError(f"{self.base_url}/models did not list models") from e
+        contexts: dict[str, int] = {}
+        for name, info in models.items():
+            value = next(
+                (info.get(k) for k in CONTEXT_KEYS if isinstance(info, dict) and info.get(k)), 0
+            )
+            contexts[name] = value if isinstance(value, int) and value > 0 else 0
+        return contexts
 
 
 def _error_detail(error: urllib.error.HTTPError) -> str:

@@ -67,6 +67,8 @@ _CONNECTION: dict[str, str] = {}
 _MODELS: list[str] = []
 # Blender keeps only pointers to enum item strings: the items must outlive the menu.
 _MODEL_ITEMS: list[tuple[str, str, str]] = []
+#: The context length the endpoint reported for the model tested (applied on the main thread).
+_CONTEXT: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -370,10 +372,11 @@ def _probe_png() -> Path:
 def _test_connection(settings: Settings) -> None:
     client = settings.client()
     try:
-        models = client.list_models()
+        contexts = client.model_contexts()
     except EndpointError as e:
         _CONNECTION[ADDON_ID] = f"Failed: {e}"
         return
+    models = list(contexts)
     _MODELS[:] = models
     if settings.model not in models:
         offered = ", ".join(models[:5]) or "none"
@@ -387,7 +390,11 @@ def _test_connection(settings: Settings) -> None:
     except EndpointError as e:
         _CONNECTION[ADDON_ID] = f"Connected, but {e}"
         return
-    _CONNECTION[ADDON_ID] = f"OK: {settings.model} is served and accepts images"
+    context = contexts.get(settings.model, 0)
+    note = f" (context {context} tokens)" if context else ""
+    if context:
+        _CONTEXT[settings.model] = context
+    _CONNECTION[ADDON_ID] = f"OK: {settings.model} is served and accepts images{note}"
 
 
 def stop_polling() -> None:
@@ -397,10 +404,18 @@ def stop_polling() -> None:
 
 
 def _poll_connection() -> float | None:
+    """Timer: redraw while Test Connection runs; then set Model Context to what the endpoint
+    reported for the model (Blender data is written here, on the main thread)."""
     for window in bpy.context.window_manager.windows if bpy.context.window_manager else ():
         for area in window.screen.areas:
             area.tag_redraw()
-    return 0.25 if _CONNECTION.get(ADDON_ID) == "Connecting..." else None
+    if _CONNECTION.get(ADDON_ID) == "Connecting...":
+        return 0.25
+    preferences: Any = bpy.context.preferences
+    addon = preferences.addons.get(ADDON_ID) if preferences is not None else None
+    if addon is not None and addon.preferences.model in _CONTEXT:
+        addon.preferences.context_tokens = _CONTEXT.pop(addon.preferences.model)
+    return None
 
 
 def connection_status() -> str:

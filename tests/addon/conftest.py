@@ -97,7 +97,8 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+                model = {"id": MODEL, "object": "model", "max_model_len": 16384}  # as vLLM
+                self._send(200, {"object": "list", "data": [model]})
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 

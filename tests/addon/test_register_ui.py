@@ -221,9 +221,16 @@ def _wait_connection(timeout_s: float = 10.0) -> str:
 
 
 def test_test_connection(addon: Any, chat_server: ChatServer) -> None:
+    from addon import preferences
+
     prefs = bpy.context.preferences.addons["addon"].preferences
     assert bpy.ops.mesh.llm3d_test_connection() == {"FINISHED"}
-    assert _wait_connection() == f"OK: {MODEL} is served and accepts images"
+    assert _wait_connection() == (
+        f"OK: {MODEL} is served and accepts images (context 16384 tokens)"
+    )
+    assert prefs.context_tokens == 32768
+    preferences._poll_connection()  # the timer, on the main thread: Model Context follows
+    assert prefs.context_tokens == 16384
     assert chat_server.requests[-1]["messages"][0]["content"][0]["type"] == "image_url"
     prefs.model = "other/model"
     bpy.ops.mesh.llm3d_test_connection()
