@@ -51,6 +51,33 @@ class LLM3D_PG_settings(bpy.types.PropertyGroup):
     attempt_index: bpy.props.IntProperty(name="Attempt", default=0)  # type: ignore[valid-type]
     busy: bpy.props.BoolProperty(name="Busy", default=False)  # type: ignore[valid-type]
     status: bpy.props.StringProperty(name="Status")  # type: ignore[valid-type]
+    warning: bpy.props.StringProperty(name="Warning")  # type: ignore[valid-type]
+    prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Prompt",
+        description=(
+            "Sent with the images ('only the chair', 'lower poly'); without images it "
+            "describes the object (text to code)"
+        ),
+    )
+    last_prompt: bpy.props.StringProperty(name="Last Prompt")  # type: ignore[valid-type]
+    results: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Results",
+        items=[
+            ("REPLACE", "Replace Previous", "Generate rebuilds the last result and its program"),
+            ("KEEP", "Keep All", "Each Generate adds a new collection and text block"),
+        ],
+        default="REPLACE",
+    )
+    origin: bpy.props.FloatVectorProperty(  # type: ignore[valid-type]
+        name="Origin",
+        description="Where the result stands (the 3D cursor at the last Generate)",
+        size=3,
+        subtype="TRANSLATION",
+    )
+    refine_prompt: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Change",
+        description="What Refine asks the model to change in the current program",
+    )
     error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
     text: bpy.props.PointerProperty(  # type: ignore[valid-type]
         name="Program", type=bpy.types.Text, description="The program; edit it, then Run"
@@ -82,9 +109,11 @@ classes: tuple[type, ...] = (
     LLM3D_PG_settings,
     preferences.LLM3D_AddonPreferences,
     preferences.MESH_OT_llm3d_test_connection,
+    preferences.MESH_OT_llm3d_pick_model,
     operators.MESH_OT_llm3d_add_images,
     operators.MESH_OT_llm3d_remove_image,
     operators.MESH_OT_llm3d_generate,
+    operators.MESH_OT_llm3d_refine,
     operators.MESH_OT_llm3d_cancel,
     operators.MESH_OT_llm3d_run,
     operators.MESH_OT_llm3d_score,
@@ -99,8 +128,14 @@ def _cancel_jobs(*_args: Any) -> None:
     jobs.cancel_all()
 
 
-#: Kept across file loads (``persistent``), so it sees every load.
+def _clear_stale(*_args: Any) -> None:
+    """After a file loads, no scene says a request is running (it was saved mid-request)."""
+    jobs.clear_stale_state()
+
+
+#: Kept across file loads (``persistent``), so they see every load.
 _cancel_on_load: Callable[..., None] = bpy.app.handlers.persistent(_cancel_jobs)
+_clear_after_load: Callable[..., None] = bpy.app.handlers.persistent(_clear_stale)
 
 
 def register() -> None:
@@ -108,6 +143,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.app.handlers.load_pre.append(_cancel_on_load)
+    bpy.app.handlers.load_post.append(_clear_after_load)
     bpy.types.Scene.llm3d = bpy.props.PointerProperty(type=LLM3D_PG_settings)  # type: ignore[attr-defined,func-returns-value]
 
 
@@ -119,6 +155,8 @@ def unregister() -> None:
     ui.free_previews()
     if _cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_on_load)
+    if _clear_after_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_clear_after_load)
     del bpy.types.Scene.llm3d  # type: ignore[attr-defined]
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -27,8 +27,10 @@ __all__ = [
     "ChatClient",
     "EndpointError",
     "build_messages",
+    "estimate_tokens",
     "extract_code",
     "image_part",
+    "refine_messages",
     "repair_messages",
 ]
 
@@ -50,6 +52,31 @@ INSTRUCTION = (
     "part, keyword arguments, and `export_scene()` last. Answer with the program only, in "
     "one ```python block."
 )
+
+#: The instruction without images: text to code.
+TEXT_INSTRUCTION = (
+    "Write a complete bpy_lib program that builds this object: {prompt}\n"
+    "Use `from bpy_lib import *`, one `# part_k: label` comment per part, keyword arguments, "
+    "and `export_scene()` last. Answer with the program only, in one ```python block."
+)
+
+#: What the artist adds to the instruction with images ("only the chair", "lower poly").
+PROMPT_NOTE = "\nThe artist adds: {prompt}"
+
+REFINE = (
+    "This is the current program (the artist may have edited it):\n```python\n{program}\n```\n"
+    "Change it as the artist asks: {instruction}\n"
+    "Answer with the whole changed program only, in one ```python block."
+)
+
+#: Added to the refine request when a render of the current result goes with it.
+RENDER_NOTE = "\nThe last image is a render of what the current program builds."
+
+#: Rough tokens an image costs a vision model, per 28 x 28 pixel patch (Qwen2.5-VL's size).
+IMAGE_PATCH_PX = 28
+
+#: Keys of a ``/models`` entry that give the model's context length, by server.
+CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length")
 
 REPAIR = (
     "Running that program failed:\n{error}\n"
@@ -87,7 +114,9 @@ def image_part(path: str | Path) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def build_messages(system: str, images: Sequence[str | Path]) -> list[dict[str, Any]]:
+def build_messages(
+    system: str, images: Sequence[str | Path], prompt: str = ""
+) -> list[dict[str, Any]]:
     """The first request: a system prompt, then the images and the instruction.
 
     Parameters
@@ -95,13 +124,67 @@ def build_messages(system: str, images: Sequence[str | Path]) -> list[dict[str, 
     system : str
         The system prompt (the add-on passes the ``bpy_lib`` reference).
     images : sequence of path
-        Reference images, sent in this order.
+        Reference images, sent in this order; none with a ``prompt`` is text to code.
+    prompt : str
+        The artist's words ("only the chair", "lower poly"), sent after the instruction.
     """
+    prompt = prompt.strip()
+    if not images and not prompt:
+        raise EndpointError("nothing to send; add a reference image or describe the object")
     if not images:
-        raise EndpointError("no reference image given; add at least one image")
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": TEXT_INSTRUCTION.format(prompt=prompt)},
+        ]
     content: list[dict[str, Any]] = [image_part(p) for p in images]
-    content.append({"type": "text", "text": INSTRUCTION.format(count=len(images))})
+    text = INSTRUCTION.format(count=len(images))
+    if prompt:
+        text += PROMPT_NOTE.format(prompt=prompt)
+    content.append({"type": "text", "text": text})
     return [{"role": "system", "content": system}, {"role": "user", "content": content}]
+
+
+def refine_messages(
+    messages: Sequence[dict[str, Any]],
+    program: str,
+    instruction: str,
+    render: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """The conversation continued: the current program as the model's turn, then the
+    artist's instruction (with a render of the current result when given)."""
+    if not instruction.strip():
+        raise EndpointError("say what to change (e.g. 'make the legs thinner'), then Refine")
+    text = REFINE.format(program=program.rstrip(), instruction=instruction.strip())
+    user: str | list[dict[str, Any]] = text
+    if render is not None:
+        user = [image_part(render), {"type": "text", "text": text + RENDER_NOTE}]
+    return [
+        *messages,
+        {"role": "assistant", "content": f"```python\n{program.rstrip()}\n```"},
+        {"role": "user", "content": user},
+    ]
+
+
+def estimate_tokens(messages: Sequence[dict[str, Any]], image_px: int = 1024) -> int:
+    """A rough prompt size in tokens: about 3.5 characters a token for text, and one token
+    per 28 x 28 patch of an image of ``image_px`` on its longer side (square, the worst case).
+
+    Good enough to warn that a prompt likely exceeds a small model's context, not to bill.
+    """
+    chars = 0
+    images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+            continue
+        for part in content or ():
+            if part.get("type") == "image_url":
+                images += 1
+            else:
+                chars += len(str(part.get("text", "")))
+    side = max(1, image_px) // IMAGE_PATCH_PX + 1
+    return int(chars / 3.5) + images * side * side
 
 
 def repair_messages(
@@ -205,24 +288,80 @@ class ChatClient:
         }
         answer = self._request("chat/completions", body, self.timeout_s)
         try:
-            content = answer["choices"][0]["message"]["content"]
+            choice = answer["choices"][0]
+            content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError) as e:
             raise EndpointError(
                 f"unexpected answer from {self.base_url}: no choices[0].message.content"
             ) from e
         if isinstance(content, list):  # some servers answer with content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str) or not content.strip():
-            raise EndpointError(f"the model {self.model!r} answered with an empty message")
+        if choice.get("finish_reason") == "length":
+            # A cut-off program is a SyntaxError the model cannot repair within the same limit.
+            raise EndpointError(
+                f"the answer was cut off at Max Tokens ({self.max_tokens}); raise Max Tokens "
+                "in the add-on preferences (reasoning models need 8192 or more), or, when the "
+                "model's context is full, use Short Prompt and a smaller Image Size"
+            )
+        if content is None or (isinstance(content, str) and not content.strip()):
+            raise EndpointError(
+                f"the model {self.model!r} answered with an empty message; a reasoning model "
+                "may have spent Max Tokens thinking: raise Max Tokens"
+            )
+        if not isinstance(content, str):
+            raise EndpointError(f"unexpected answer from {self.base_url}: content is not text")
         return content
+
+    def probe_image(self, image: str | Path, timeout_s: float = 60.0) -> None:
+        """Ask the model about one small image (Test Connection): does it accept images?
+
+        Raises
+        ------
+        EndpointError
+            When the server refuses the image (a text-only model) or cannot be reached.
+        """
+        body = {
+            "model": self.model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [image_part(image), {"type": "text", "text": "Answer OK."}],
+                }
+            ],
+            "max_tokens": 4,
+            "temperature": 0.0,
+        }
+        try:
+            self._request("chat/completions", body, timeout_s)
+        except EndpointError as e:
+            cause = e.__cause__
+            if isinstance(cause, urllib.error.HTTPError) and cause.code in (400, 415, 422, 500):
+                raise EndpointError(
+                    f"{self.model!r} does not accept images ({e}); pick a vision model "
+                    "(e.g. qwen2.5vl in Ollama, a -VL model in vLLM), or send a prompt only"
+                ) from e
+            raise
 
     def list_models(self, timeout_s: float = 10.0) -> list[str]:
         """``GET {base_url}/models``: the model names the server offers (Test connection)."""
+        return list(self.model_contexts(timeout_s))
+
+    def model_contexts(self, timeout_s: float = 10.0) -> dict[str, int]:
+        """``GET {base_url}/models``: each model the server offers and its context length in
+        tokens where the listing says (vLLM and SGLang: ``max_model_len``; OpenRouter:
+        ``context_length``), else 0."""
         answer = self._request("models", None, timeout_s)
         try:
-            return [str(m["id"]) for m in answer["data"]]
+            models = {str(m["id"]): m for m in answer["data"]}
         except (KeyError, TypeError) as e:
             raise EndpointError(f"{self.base_url}/models did not list models") from e
+        contexts: dict[str, int] = {}
+        for name, info in models.items():
+            value = next(
+                (info.get(k) for k in CONTEXT_KEYS if isinstance(info, dict) and info.get(k)), 0
+            )
+            contexts[name] = value if isinstance(value, int) and value > 0 else 0
+        return contexts
 
 
 def _error_detail(error: urllib.error.HTTPError) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,10 +33,18 @@ from typing import Any, cast
 
 import bpy
 
+from bpy_lib.export import kind_of
 from worker.types import ExecResult
 
 from .background import Sandbox, get_sandbox
-from .client import ChatClient, EndpointError, build_messages, extract_code, repair_messages
+from .client import (
+    ChatClient,
+    EndpointError,
+    build_messages,
+    extract_code,
+    refine_messages,
+    repair_messages,
+)
 from .runner import RunOutcome, build_result, result_name, run_program
 
 __all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
@@ -93,6 +102,20 @@ class Job:
         A Run job's program (no model request, one attempt).
     phase : str
         ``model`` while the request is in flight, ``running`` while the sandbox runs it.
+    prompt : str
+        The artist's words sent with the images (alone: text to code).
+    refine : tuple of (str, str) or None
+        A Refine job's (current program, the artist's instruction): the conversation of the
+        first request continues with them, and the result is rebuilt in place.
+    render : str
+        A Refine's render of the current result ('' for none).
+    scratch_dir : str
+        A folder of downscaled images, removed once the request is built.
+    origin : tuple of float
+        Where the result goes (the 3D cursor at Generate; the same place for Refine and Run).
+    replace : bool
+        Generate rebuilds the previous result's collection and text block (renamed) instead
+        of adding new ones (*Replace previous*, the default; off: *Keep all*).
     """
 
     client: ChatClient | None
@@ -113,6 +136,12 @@ class Job:
     sandbox: Sandbox | None = None
     program: str | None = None
     phase: str = "model"
+    prompt: str = ""
+    refine: tuple[str, str] | None = None
+    render: str = ""
+    scratch_dir: str = ""
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    replace: bool = False
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -137,7 +166,7 @@ class Job:
                 if self.client is None:
                     raise RuntimeError("a Generate job needs a chat client")
                 if not self.messages:
-                    self.messages = build_messages(self.system, self.images)
+                    self.messages = self._first_messages()
                 answer = self.client.complete(self.messages)
                 code = extract_code(answer)
             result: ExecResult | None = None
@@ -152,6 +181,24 @@ class Job:
             self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
         else:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
+
+    def _first_messages(self) -> list[dict[str, Any]]:
+        try:
+            messages = build_messages(self.system, self.images, self.prompt)
+            if self.refine is not None:
+                program, instruction = self.refine
+                messages = refine_messages(messages, program, instruction, self.render or None)
+            return messages
+        finally:
+            if self.scratch_dir:  # the images are in the messages now
+                shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+    @property
+    def kind(self) -> str:
+        """``Generate``, ``Refine`` or ``Run``: what the undo step and the panel call it."""
+        if self.program is not None:
+            return "Run"
+        return "Refine" if self.refine is not None else "Generate"
 
     def stop(self) -> None:
         """Cancel: drop what comes later; a program running in the sandbox is killed.
@@ -183,9 +230,15 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
     settings: Any = scene.llm3d  # type: ignore[attr-defined]
     settings.busy = True
     settings.error = ""
+    settings.warning = ""
     if job.program is None:
         settings.attempts.clear()
-        settings.status = "Sending the images to the model..."
+        what = (
+            "the request"
+            if job.refine is not None
+            else ("the images" if job.images else "the prompt")
+        )
+        settings.status = f"Sending {what} to the model..."
     else:
         settings.status = f"Running '{job.text_name}' in the sandbox..."
     _JOBS[scene.name] = job
@@ -297,16 +350,21 @@ def _deliver(
         return None
     code = message.code
     text = ensure_text(job.text_name, f"{job.label}.py")
+    if job.replace and text.name != f"{job.label}.py":
+        text.name = f"{job.label}.py"  # the previous result's block, under the new name
     job.text_name = text.name
     text.from_string(code)
     settings.text = text
     collection = ensure_collection(scene, job.collection_name, job.label)
+    if job.replace and collection.name != job.label:
+        collection.name = job.label
     job.collection_name = collection.name
     settings.collection = collection
     settings.has_score = False
     outcome = _run(job, message, collection)
     _add_attempt(settings, message.attempt, code, outcome.ok, outcome.error)
     if outcome.ok:
+        place_and_frame(scene, outcome.objects, job.origin)
         parts = len(outcome.objects)
         _finish(
             scene_name,
@@ -314,7 +372,7 @@ def _deliver(
             f"Done: {parts} part{'s' if parts != 1 else ''} in '{collection.name}' "
             f"(attempt {message.attempt}/{job.max_attempts}).",
         )
-        push_undo(f"llm3d: Generate {job.label}")
+        push_undo(f"llm3d: {job.kind} {job.label}")
         return None
     retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
     if retry and job.attempt < job.max_attempts and not job.cancel.is_set():
@@ -338,7 +396,7 @@ def _deliver(
         f"edit '{text.name}' and press Run.",
         error=outcome.error,
     )
-    push_undo(f"llm3d: Generate {job.label} (failed)")
+    push_undo(f"llm3d: {job.kind} {job.label} (failed)")
     return None
 
 
@@ -351,6 +409,7 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
     if not outcome.ok:
         _finish(scene.name, settings, f"Run failed: {outcome.error}", error=outcome.error)
         return
+    place_and_frame(scene, outcome.objects, job.origin)
     parts = len(outcome.objects)
     _finish(
         scene.name,
@@ -358,6 +417,67 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
         f"Ran '{job.text_name}': {parts} part{'s' if parts != 1 else ''} in '{collection.name}'.",
     )
     push_undo(f"llm3d: Run {job.text_name}")
+
+
+def place_and_frame(scene: bpy.types.Scene, names: Sequence[str], origin: Sequence[float]) -> None:
+    """Move the result to ``origin``, make it the selection (the first part active) and frame
+    it in every 3D view, so it lands where the artist looks."""
+    objects = [o for o in (cast(Any, bpy.data.objects).get(n) for n in names) if o is not None]
+    if not objects:
+        return
+    for obj in objects:
+        if obj.parent is None:
+            obj.location = (
+                obj.location[0] + origin[0],
+                obj.location[1] + origin[1],
+                obj.location[2] + origin[2],
+            )
+    view_layer = bpy.context.view_layer
+    if view_layer is None or cast(Any, bpy.context).scene != scene:
+        return
+    for obj in view_layer.objects:
+        obj.select_set(False)
+    for obj in objects:
+        if view_layer.objects.get(obj.name) is not None:
+            obj.select_set(True)
+    view_layer.objects.active = objects[0]
+    _frame_selected()
+
+
+def _frame_selected() -> None:
+    """``View Selected`` in each 3D view (none without a UI: nothing to frame)."""
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm is not None else ():
+        for area in window.screen.areas:
+            if area.type != "VIEW_3D":
+                continue
+            region = next((r for r in area.regions if r.type == "WINDOW"), None)
+            if region is None:
+                continue
+            try:
+                with bpy.context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.view3d.view_selected()
+            except RuntimeError:  # a view that cannot frame now: the selection stays
+                logger.debug("llm3d: framing the result failed", exc_info=True)
+
+
+def clear_stale_state() -> None:
+    """After a file loads: no job can be running, so no scene may say one is (a .blend
+    saved mid-request would show "Waiting for ..." forever)."""
+    for scene in bpy.data.scenes:
+        settings: Any = getattr(scene, "llm3d", None)
+        if settings is None or not (settings.busy or scene.name in _JOBS):
+            continue
+        settings.busy = False
+        settings.status = "Interrupted: the file was saved while a request ran; Generate again."
+    _JOBS.clear()
+
+
+def is_result(collection: bpy.types.Collection) -> bool:
+    """Whether ``collection`` holds only what the add-on built (Replace Previous may empty it)."""
+    if cast(Any, collection).library is not None:
+        return False
+    return all(kind_of(obj) is not None for obj in collection.all_objects)
 
 
 def ensure_text(name: str, new_name: str) -> bpy.types.Text:
@@ -381,10 +501,12 @@ def ensure_collection(scene: bpy.types.Scene, name: str, new_name: str) -> bpy.t
     return collection
 
 
-def result_label(images: Sequence[str]) -> str:
-    """``llm3d chair_front+chair_side``: the result's name, after the images' file stems."""
+def result_label(images: Sequence[str], prompt: str = "") -> str:
+    """``llm3d chair_front+chair_side``: the result's name, after the images' file stems
+    (after the prompt's first words for text to code)."""
     stems = [p.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in images]
-    label = "+".join(s for s in stems if s) or "result"
+    words = "_".join("".join(c for c in w if c.isalnum()) for w in prompt.split()[:4])
+    label = "+".join(s for s in stems if s) or words.strip("_") or "result"
     if len(label) > 48:
         label = label[:45] + "..."
     return f"llm3d {label}"

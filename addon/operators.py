@@ -1,4 +1,4 @@
-"""Operators of the Image to Code panel: images, Generate, Cancel, Run, Score."""
+"""Operators of the Image to Code panel: images, Generate, Refine, Cancel, Run, Score."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ import bpy
 
 from . import jobs
 from ._typing import OperatorResult
-from .client import IMAGE_TYPES
-from .preferences import get_settings, online_access_problem
+from .client import IMAGE_TYPES, estimate_tokens
+from .images import downscaled
+from .preferences import Settings, get_settings, online_access_problem
 from .scoring import ScoreUnavailableError, score_objects
 
 __all__ = [
     "MESH_OT_llm3d_add_images",
     "MESH_OT_llm3d_cancel",
     "MESH_OT_llm3d_generate",
+    "MESH_OT_llm3d_refine",
     "MESH_OT_llm3d_remove_image",
     "MESH_OT_llm3d_run",
     "MESH_OT_llm3d_score",
@@ -32,16 +34,46 @@ SYSTEM_PROMPT = (
 )
 
 
-def system_prompt() -> str:
-    """The system message: a short instruction and the ``bpy_lib`` reference."""
+def system_prompt(short: bool = False) -> str:
+    """The system message: a short instruction and the ``bpy_lib`` reference (its short
+    form, signatures only, for small-context models)."""
     import bpy_lib
 
-    return SYSTEM_PROMPT + bpy_lib.reference()
+    return SYSTEM_PROMPT + bpy_lib.reference(short=short)
+
+
+def context_warning(prefs: Settings, system: str, n_images: int, text: str) -> str:
+    """Why the request likely exceeds the model's context ('' when it likely fits)."""
+    if prefs.context_tokens <= 0:
+        return ""
+    content: list[dict[str, Any]] = [{"type": "image_url"}] * n_images
+    content.append({"type": "text", "text": text})
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": content},
+    ]
+    prompt = estimate_tokens(messages, prefs.image_size or 2048)
+    if prompt + prefs.max_tokens <= prefs.context_tokens:
+        return ""
+    fixes = [] if prefs.short_prompt else ["turn on Short Prompt"]
+    if n_images and (prefs.image_size == 0 or prefs.image_size > 512):
+        fixes.append("lower Image Size")
+    fixes.append("raise the model's context (Ollama: OLLAMA_CONTEXT_LENGTH=16384)")
+    return (
+        f"The prompt is about {prompt} tokens plus {prefs.max_tokens} Max Tokens: more than "
+        f"the model's context ({prefs.context_tokens}), so it may be cut off. "
+        f"{fixes[0][0].upper()}{'; '.join(fixes)[1:]}, and set Model Context in the preferences"
+    )
 
 
 def _settings(context: bpy.types.Context) -> Any:
     scene: Any = context.scene
     return scene.llm3d if scene is not None else None
+
+
+def _xyz(vector: Any) -> tuple[float, float, float]:
+    """A location as three floats (a ``Vector`` or a float-vector property)."""
+    return (float(vector[0]), float(vector[1]), float(vector[2]))
 
 
 def _busy(context: bpy.types.Context) -> bool:
@@ -127,8 +159,93 @@ class MESH_OT_llm3d_remove_image(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _start_model_job(
+    op: bpy.types.Operator, context: bpy.types.Context, *, refine: bool
+) -> OperatorResult:
+    """Generate or Refine: check, downscale the images, start the job, warn about context."""
+    scene = context.scene
+    if scene is None:
+        return {"CANCELLED"}
+    prefs = get_settings(context)
+    problem = online_access_problem(prefs.endpoint_url)
+    if problem:
+        op.report({"ERROR"}, problem)
+        return {"CANCELLED"}
+    settings = _settings(context)
+    images = [item.path for item in settings.images]
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        op.report({"ERROR"}, f"Image not found: {missing[0]}; remove it or fix the path")
+        return {"CANCELLED"}
+    system = system_prompt(prefs.short_prompt)
+    prompt = settings.prompt.strip()
+    if refine:  # the first turn as it was sent (a hand-written program has none)
+        prompt = settings.last_prompt or ("" if images else "the object the program builds")
+    sent, scratch = downscaled(images, prefs.image_size)
+    if refine:
+        text = settings.text
+        instruction = settings.refine_prompt.strip()
+        origin = _xyz(settings.origin)
+        collection = settings.collection.name if settings.collection else ""
+        job = jobs.Job(
+            client=prefs.client(),
+            system=system,
+            images=sent,
+            max_attempts=1 + prefs.max_repairs,
+            label=collection or text.name.removesuffix(".py"),
+            trusted=prefs.trusted_execution,
+            run_timeout_s=prefs.run_timeout_s,
+            prompt=prompt,
+            refine=(text.as_string(), instruction),
+            text_name=text.name,
+            collection_name=collection,
+            scratch_dir=scratch,
+            origin=origin,
+        )
+        words = f"{prompt}\n{text.as_string()}\n{instruction}"
+    else:
+        origin = _xyz(scene.cursor.location)
+        replace = settings.results == "REPLACE"
+        previous = settings.collection if replace else None
+        if previous is not None and not jobs.is_result(previous):
+            previous = None  # the artist's own collection is never emptied or renamed
+        text = settings.text if previous is not None else None
+        job = jobs.Job(
+            client=prefs.client(),
+            system=system,
+            images=sent,
+            max_attempts=1 + prefs.max_repairs,
+            label=jobs.result_label(images, prompt),
+            trusted=prefs.trusted_execution,
+            run_timeout_s=prefs.run_timeout_s,
+            prompt=prompt,
+            scratch_dir=scratch,
+            origin=origin,
+            replace=replace,
+            collection_name=previous.name if previous is not None else "",
+            text_name=text.name if text is not None and text.name.startswith("llm3d") else "",
+        )
+        words = prompt
+    try:
+        jobs.start_job(scene, job)
+    except RuntimeError as e:
+        op.report({"ERROR"}, str(e))
+        return {"CANCELLED"}
+    if not refine:
+        settings.last_prompt = prompt
+        settings.origin = origin
+    settings.warning = context_warning(prefs, system, len(images), words)
+    if settings.warning:
+        op.report({"WARNING"}, settings.warning)
+    if prefs.trusted_execution:
+        op.report({"WARNING"}, "Trusted execution is on: the program will run unchecked")
+    op.report({"INFO"}, f"Asking {prefs.model} ({len(images)} image(s))...")
+    return {"FINISHED"}
+
+
 class MESH_OT_llm3d_generate(bpy.types.Operator):
-    """Send the images to the model and build the object it writes (runs in the background)"""
+    """Send the images and the prompt to the model and build the object it writes (runs in
+    the background); a prompt without images is text to code"""
 
     bl_idname = "mesh.llm3d_generate"
     bl_label = "Generate"
@@ -140,44 +257,39 @@ class MESH_OT_llm3d_generate(bpy.types.Operator):
         settings = _settings(context)
         if settings is None or _busy(context):
             return False
-        if not settings.images:
-            cls.poll_message_set("Add at least one reference image first")
+        if not settings.images and not settings.prompt.strip():
+            cls.poll_message_set("Add a reference image or describe the object in the prompt")
             return False
         return True
 
     def execute(self, context: bpy.types.Context) -> OperatorResult:
-        scene = context.scene
-        if scene is None:
-            return {"CANCELLED"}
-        prefs = get_settings(context)
-        problem = online_access_problem(prefs.endpoint_url)
-        if problem:
-            self.report({"ERROR"}, problem)
-            return {"CANCELLED"}
+        return _start_model_job(self, context, refine=False)
+
+
+class MESH_OT_llm3d_refine(bpy.types.Operator):
+    """Continue the conversation: send the current program (as edited) and what to change,
+    then rebuild the result in place (one undo step)"""
+
+    bl_idname = "mesh.llm3d_refine"
+    bl_label = "Refine"
+    # Not UNDO: the result arrives later and is pushed as one undo step of its own.
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
         settings = _settings(context)
-        images = [item.path for item in settings.images]
-        missing = [p for p in images if not Path(p).is_file()]
-        if missing:
-            self.report({"ERROR"}, f"Image not found: {missing[0]}; remove it or fix the path")
-            return {"CANCELLED"}
-        job = jobs.Job(
-            client=prefs.client(),
-            system=system_prompt(),
-            images=images,
-            max_attempts=1 + prefs.max_repairs,
-            label=jobs.result_label(images),
-            trusted=prefs.trusted_execution,
-            run_timeout_s=prefs.run_timeout_s,
-        )
-        try:
-            jobs.start_job(scene, job)
-        except RuntimeError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if prefs.trusted_execution:
-            self.report({"WARNING"}, "Trusted execution is on: the program will run unchecked")
-        self.report({"INFO"}, f"Asking {prefs.model} ({len(images)} image(s))...")
-        return {"FINISHED"}
+        if settings is None or _busy(context):
+            return False
+        if settings.text is None:
+            cls.poll_message_set("No program yet: Generate first")
+            return False
+        if not settings.refine_prompt.strip():
+            cls.poll_message_set("Say what to change, e.g. 'make the legs thinner'")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        return _start_model_job(self, context, refine=True)
 
 
 class MESH_OT_llm3d_cancel(bpy.types.Operator):
@@ -239,6 +351,7 @@ class MESH_OT_llm3d_run(bpy.types.Operator):
             trusted=prefs.trusted_execution,
             run_timeout_s=prefs.run_timeout_s,
             program=text.as_string(),
+            origin=_xyz(settings.origin),
             text_name=text.name,
             collection_name=settings.collection.name if settings.collection else "",
         )

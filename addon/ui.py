@@ -123,6 +123,9 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             icon_id = thumbnail(settings.images[settings.image_index].path)
             if icon_id:
                 box.template_icon(icon_value=icon_id, scale=6.0)
+        box.prop(settings, "prompt", text="", icon="TEXT", placeholder="Prompt (optional)")
+        if not settings.images:
+            box.label(text="No images: the prompt alone describes the object", icon="INFO")
 
         box = layout.box()
         row = box.row()
@@ -132,8 +135,11 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
         addon_prefs = _addon_preferences(context)
         if addon_prefs is not None:
             col = box.column(align=True)
+            col.prop(addon_prefs, "provider", text="Provider")
             col.prop(addon_prefs, "endpoint_url", text="URL")
-            col.prop(addon_prefs, "model", text="Model")
+            row = col.row(align=True)
+            row.prop(addon_prefs, "model", text="Model")
+            row.operator("mesh.llm3d_pick_model", text="", icon="DOWNARROW_HLT")
             row = box.row()
             row.operator("mesh.llm3d_test_connection", icon="LINKED")
             if connection_status():
@@ -152,6 +158,7 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
                 box.label(text=line, icon="BLANK1")
             else:
                 box.label(text=line, icon="ERROR" if prefs.trusted_execution else "LOCKED")
+        box.prop(settings, "results", expand=True)
         row = box.row(align=True)
         row.scale_y = 1.4
         row.operator("mesh.llm3d_generate", icon="PLAY")
@@ -159,6 +166,9 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             row.operator("mesh.llm3d_cancel", icon="CANCEL")
         if settings.status:
             box.label(text=settings.status, icon="TIME" if busy else "INFO")
+        if settings.warning:
+            for i, line in enumerate(_wrap(settings.warning, 48)):
+                box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         if settings.error:
             err = box.box()
             for line in _wrap(settings.error, 48):
@@ -173,6 +183,9 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
         box.prop(settings, "text", text="")
         row = box.row(align=True)
         row.operator("mesh.llm3d_run", icon="FILE_REFRESH")
+        row = box.row(align=True)
+        row.prop(settings, "refine_prompt", text="", placeholder="What to change")
+        row.operator("mesh.llm3d_refine", icon="MODIFIER")
         if settings.collection is not None:
             box.label(text=f"Result: {settings.collection.name}", icon="OUTLINER_COLLECTION")
 

@@ -114,16 +114,22 @@ def summary(func: Callable[..., object]) -> str:
     return doc.splitlines()[0].rstrip(".") if doc else ""
 
 
-def reference() -> str:
-    """The compact API reference (plain text, Markdown-friendly) for the model's prompt."""
+def reference(*, short: bool = False) -> str:
+    """The compact API reference (plain text, Markdown-friendly) for the model's prompt.
+
+    ``short=True`` gives the reference for models with a small context (a 4 K local model):
+    the rules and every signature, without the one-line summaries and the example (about
+    half the tokens).
+    """
     lines = [HEADER]
     for title, module, names in FAMILIES:
         lines.append(f"## {title}")
         for fname in names:
             func = getattr(module, fname)
-            lines.append(f"{signature(func)}: {summary(func)}")
+            lines.append(signature(func) if short else f"{signature(func)}: {summary(func)}")
         lines.append("")
-    lines.append(EXAMPLE)
+    if not short:
+        lines.append(EXAMPLE)
     return "\n".join(lines)
 
 

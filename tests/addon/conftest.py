@@ -71,6 +71,10 @@ class ChatServer:
     hold: threading.Event = field(default_factory=threading.Event)
     status: int = 200
     url: str = ""
+    #: A text-only model: requests with an image answer HTTP 400.
+    text_only: bool = False
+    #: The finish_reason of each answer (``length``: cut off at max_tokens).
+    finish_reason: str = "stop"
 
     def answer(self) -> str:
         if len(self.answers) > 1:
@@ -93,7 +97,8 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+                model = {"id": MODEL, "object": "model", "max_model_len": 16384}  # as vLLM
+                self._send(200, {"object": "list", "data": [model]})
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -106,6 +111,9 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
             server.hold.wait(timeout=30)
+            if server.text_only and "image_url" in json.dumps(body["messages"]):
+                self._send(400, {"error": {"message": "this model does not support images"}})
+                return
             if server.status != 200:
                 self._send(server.status, {"error": {"message": "model overloaded"}})
                 return
@@ -120,7 +128,7 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
+                            "finish_reason": server.finish_reason,
                         }
                     ],
                 },
@@ -184,8 +192,11 @@ def addon(chat_server: ChatServer) -> Iterator[Any]:
 
     module = addon_utils.enable("addon", default_set=True, handle_error=fail)
     prefs = bpy.context.preferences.addons["addon"].preferences
+    prefs.provider = "CUSTOM"
     prefs.endpoint_url = chat_server.url
     prefs.model = MODEL
+    prefs.image_size, prefs.short_prompt, prefs.context_tokens = 1024, False, 32768
+    prefs.max_tokens = 4096
     prefs.api_key = "sk-test-key"
     prefs.max_repairs = 2
     prefs.trusted_execution = False

@@ -65,7 +65,9 @@ def test_messages_and_repair_messages(tmp_path: Path) -> None:
     assert repaired[:2] == messages
     assert repaired[2] == {"role": "assistant", "content": "ANSWER"}
     assert "NameError: x (line 2)" in repaired[3]["content"]
-    with pytest.raises(EndpointError, match="no reference image"):
+    with pytest.raises(
+        EndpointError, match="nothing to send; add a reference image or describe the object"
+    ):
         build_messages("SYSTEM", [])
 
 

@@ -92,6 +92,7 @@ def test_second_generate_keeps_the_first_result(
 ) -> None:
     chat_server.answers = [CUBE_PROGRAM]
     scene = bpy.context.scene
+    scene.llm3d.results = "KEEP"  # Keep All; Replace Previous is in test_results.py
     _add_images(images)
     bpy.ops.mesh.llm3d_generate()
     drain_until_done(scene.name)

@@ -102,13 +102,17 @@ def test_panel_draws_every_section(addon: Any, images: list[Path]) -> None:
         "mesh.llm3d_add_images",
         "mesh.llm3d_remove_image",
         "preferences.addon_show",
+        "mesh.llm3d_pick_model",
         "mesh.llm3d_test_connection",
         "mesh.llm3d_generate",
         "mesh.llm3d_run",
+        "mesh.llm3d_refine",
         "mesh.llm3d_score",
     ]
     props = [args[1] for name, args, _ in log if name == "prop"]
-    assert props[:2] == ["endpoint_url", "model"]  # the endpoint is chosen in the panel too
+    # the prompt, then the endpoint: chosen in the panel too, a preset filling in the URL
+    assert props[:4] == ["prompt", "provider", "endpoint_url", "model"]
+    assert "No images: the prompt alone describes the object" in labels
     assert not any("Online access" in label for label in labels)  # a local endpoint
     assert (
         "template_list",
@@ -196,7 +200,8 @@ def test_preferences_draw_and_hide_the_key(addon: Any) -> None:
     )
     preferences.LLM3D_AddonPreferences.draw(fake, bpy.context)  # type: ignore[arg-type]
     props = [args[1] for name, args, _ in log if name == "prop"]
-    assert props[:3] == ["endpoint_url", "model", "api_key"]
+    assert props[:4] == ["provider", "endpoint_url", "model", "api_key"]
+    assert {"image_size", "context_tokens", "short_prompt"} <= set(props)
     labels = " ".join(str(kw.get("text", "")) for name, _, kw in log if name == "label")
     assert "Online access is off" in labels
     assert "read," in labels  # the trusted-mode warning
@@ -216,12 +221,31 @@ def _wait_connection(timeout_s: float = 10.0) -> str:
 
 
 def test_test_connection(addon: Any, chat_server: ChatServer) -> None:
+    from addon import preferences
+
     prefs = bpy.context.preferences.addons["addon"].preferences
     assert bpy.ops.mesh.llm3d_test_connection() == {"FINISHED"}
-    assert _wait_connection() == f"OK: {MODEL} is served"
+    assert _wait_connection() == (
+        f"OK: {MODEL} is served and accepts images (context 16384 tokens)"
+    )
+    assert prefs.context_tokens == 32768
+    preferences._poll_connection()  # the timer, on the main thread: Model Context follows
+    assert prefs.context_tokens == 16384
+    assert chat_server.requests[-1]["messages"][0]["content"][0]["type"] == "image_url"
     prefs.model = "other/model"
     bpy.ops.mesh.llm3d_test_connection()
-    assert _wait_connection() == f"Connected, but 'other/model' is not served (has: {MODEL})"
+    assert _wait_connection() == (
+        f"Connected, but 'other/model' is not served: pick one with the model button (has: {MODEL})"
+    )
+    # the model button then offers what the server listed
+    assert bpy.ops.mesh.llm3d_pick_model(model=MODEL) == {"FINISHED"}
+    assert prefs.model == MODEL
+    # a text-only model: the connection works, the image does not
+    chat_server.text_only = True
+    bpy.ops.mesh.llm3d_test_connection()
+    status = _wait_connection()
+    assert status.startswith(f"Connected, but '{MODEL}' does not accept images"), status
+    assert "pick a vision model" in status
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -240,3 +264,19 @@ def test_preference_defaults_follow_the_config() -> None:
     assert config.endpoint_url == preferences.DEFAULT_URL
     assert config.model == preferences.DEFAULT_MODEL
     assert config.max_repairs == preferences.DEFAULT_REPAIRS
+
+
+def test_provider_presets_fill_in_the_url(addon: Any) -> None:
+    prefs = bpy.context.preferences.addons["addon"].preferences
+    assert prefs.context_tokens == 32768  # vLLM's Qwen2.5-VL, the default model
+    prefs.provider = "OLLAMA"
+    assert prefs.endpoint_url == "http://127.0.0.1:11434/v1"
+    assert prefs.context_tokens == 4096  # what Ollama gives a model unless told otherwise
+    prefs.provider = "LMSTUDIO"
+    assert prefs.endpoint_url == "http://127.0.0.1:1234/v1"
+    prefs.provider = "VLLM"
+    assert prefs.endpoint_url == "http://127.0.0.1:8000/v1"
+    prefs.provider = "OPENAI"
+    assert prefs.endpoint_url == "https://api.openai.com/v1"
+    prefs.provider = "CUSTOM"  # keeps what is there, for the artist to edit
+    assert prefs.endpoint_url == "https://api.openai.com/v1"
