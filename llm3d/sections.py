@@ -320,7 +320,15 @@ class TrainingConfig(Section):
     backend: Literal["tinker", "local"] = "local"
     base_model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     tinker_base_model: str = "Qwen/Qwen3-VL-30B-A3B-Instruct"
-    lora_rank: int = Field(32, ge=1)
+    model_init: Literal["pretrained", "tiny", "small"] = Field(
+        "pretrained",
+        description="pretrained: base_model is a checkpoint; tiny/small: a randomly "
+        "initialised Qwen2.5-VL of that size is built at base_model (once, offline) and "
+        "trained from scratch (local backend)",
+    )
+    lora_rank: int = Field(
+        32, ge=0, description="0: full fine-tuning, every weight trained (local backend only)"
+    )
     lora_alpha: int = Field(64, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     batch_size: int = Field(8, ge=1)
@@ -348,6 +356,11 @@ class TrainingConfig(Section):
     grad_clip_norm: float = Field(1.0, ge=0, description="0 = no clipping")
     image_min_pixels: int | None = Field(None, ge=1, description="image processor override")
     image_max_pixels: int | None = Field(None, ge=1, description="image processor override")
+    system_prompt: Literal["dataset", "short"] = Field(
+        "dataset",
+        description="dataset: each row's system message (the bpy_lib reference); short: one "
+        "line instead (small models, CPU runs)",
+    )
     run_name: str = Field("run", min_length=1, description="runs_dir/<run_name>/ holds logs")
     save_every: int = Field(50, ge=0, description="steps between checkpoints; 0 = only the last")
     wandb_project: str | None = Field(None, description="also log to Weights & Biases")

@@ -32,10 +32,12 @@ from llm3d.exceptions import ConfigError
 
 __all__ = [
     "DIFFICULTY_ORDER",
+    "SHORT_SYSTEM_PROMPT",
     "Example",
     "batches",
     "curriculum_order",
     "load_examples",
+    "system_override",
     "write_example_dataset",
 ]
 
@@ -45,6 +47,10 @@ logger = logging.getLogger(__name__)
 DIFFICULTY_ORDER = {"easy": 0, "medium": 1, "hard": 2}
 
 Message = dict[str, Any]
+
+#: ``training.system_prompt: short``: the system message instead of the ~2,400-token
+#: bpy_lib reference (a small model trained from scratch learns the API from the programs).
+SHORT_SYSTEM_PROMPT = "You write Blender models with bpy_lib (from bpy_lib import *)."
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,13 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     return [] if isinstance(content, str) else list(content)
 
 
-def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example]:
+def load_examples(
+    path: str | Path, *, limit: int | None = None, system: str | None = None
+) -> list[Example]:
     """Read a chat-format JSONL file (DESIGN §6) into :class:`Example` rows, in file order
     (through :func:`llm3d.chat.read_rows`, the one reader of dataset rows).
+
+    ``system``: replaces every row's system message (e.g. :data:`SHORT_SYSTEM_PROMPT`).
 
     Raises:
         ConfigError: the file is missing, a line is not JSON, or a row is malformed (a
@@ -122,7 +132,7 @@ def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example
     examples = [
         Example(
             id=record.id or record.where,
-            messages=tuple(record.messages(check_images=True)),
+            messages=tuple(_with_system(record.messages(check_images=True), system)),
             difficulty=str(record.fields.get("difficulty", "medium")),
             n_parts=int(record.fields.get("n_parts", 0) or 0),
             task_id=record.task_id,
@@ -134,6 +144,17 @@ def load_examples(path: str | Path, *, limit: int | None = None) -> list[Example
     if not examples:
         raise ConfigError(f"dataset {path} has no rows")
     return examples
+
+
+def _with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+    if system is None:
+        return list(messages)
+    return [{**m, "content": system} if m["role"] == "system" else m for m in messages]
+
+
+def system_override(system_prompt: str) -> str | None:
+    """What ``training.system_prompt`` makes of the rows' system message (None: keep it)."""
+    return SHORT_SYSTEM_PROMPT if system_prompt == "short" else None
 
 
 def curriculum_order(examples: Sequence[Example]) -> list[Example]:
@@ -226,7 +247,7 @@ def write_example_dataset(
     if names is not None:
         wanted = set(names)
         paths = [p for p in paths if p.stem in wanted]
-    system_text = system or "You write Blender models with bpy_lib (from bpy_lib import *)."
+    system_text = system or SHORT_SYSTEM_PROMPT
     file = out / "train.jsonl"
     with open(file, "w", encoding="utf-8") as handle:
         for path in paths:

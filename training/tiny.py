@@ -22,7 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_model", "tiny_corpus"]
+__all__ = [
+    "CHAT_TEMPLATE",
+    "MODEL_SIZES",
+    "SPECIAL_TOKENS",
+    "build_tiny_model",
+    "ensure_random_model",
+    "tiny_corpus",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +117,7 @@ def build_tiny_model(
     hidden_size: int = 64,
     layers: int = 2,
     vision_depth: int = 2,
+    vision_hidden_size: int = 32,
     image_min_pixels: int = 56 * 56,
     image_max_pixels: int = 112 * 112,
     model_vocab_size: int | None = None,
@@ -123,6 +131,7 @@ def build_tiny_model(
         hidden_size: width of the text model (4 heads, 2 key/value heads).
         layers: text decoder layers.
         vision_depth: vision transformer blocks.
+        vision_hidden_size: width of the vision transformer (2 heads).
         image_min_pixels: the image processor's lower bound on resized images.
         image_max_pixels: its upper bound (small images keep the vision tower cheap).
         model_vocab_size: rows of the embedding and the output layer when larger than the
@@ -170,8 +179,8 @@ def build_tiny_model(
         },
         vision_config={
             "depth": vision_depth,
-            "hidden_size": 32,
-            "intermediate_size": 64,
+            "hidden_size": vision_hidden_size,
+            "intermediate_size": 2 * vision_hidden_size,
             "num_heads": 2,
             "out_hidden_size": hidden_size,
             "patch_size": 14,
@@ -220,3 +229,35 @@ def build_tiny_model(
     )
     logger.info("tiny Qwen2.5-VL (%d parameters) saved to %s", n_params, out)
     return out
+
+
+#: The random checkpoints ``training.model_init`` builds: ``tiny`` (~0.3 M parameters, the
+#: tests' smoke model) and ``small`` (a few million: 4 text layers of width 256, a 2-block
+#: vision tower, each image at the processor's smallest size, 28 x 28 pixels = one merged
+#: 2 x 2 patch = one image token), trained from scratch on a CPU.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "small": {
+        "vocab_size": 2048,
+        "hidden_size": 256,
+        "layers": 4,
+        "vision_depth": 2,
+        "vision_hidden_size": 64,
+        "image_min_pixels": 28 * 28,
+        "image_max_pixels": 28 * 28,
+    },
+}
+
+
+def ensure_random_model(out_dir: str | Path, size: str, *, seed: int = 0) -> Path:
+    """The random checkpoint ``size`` (:data:`MODEL_SIZES`) at ``out_dir``, built once.
+
+    A folder that already holds a checkpoint is kept as it is (same seed, same weights:
+    delete it to rebuild).
+    """
+    out = Path(out_dir)
+    if size not in MODEL_SIZES:
+        raise ValueError(f"model size {size!r}: expected one of {sorted(MODEL_SIZES)}")
+    if (out / "config.json").is_file():
+        return out
+    return build_tiny_model(out, seed=seed, **MODEL_SIZES[size])

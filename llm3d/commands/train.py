@@ -222,12 +222,17 @@ def sft_command(
         cfg: Config, run_dir: Path, checkpoint: Path | None, progress: bool
     ) -> list[dict[str, Any]]:
         from training.backends import make_backend
-        from training.data import load_examples
+        from training.data import load_examples, system_override
         from training.sft_trainer import SFTTrainer
 
         tc = cfg.training
-        rows = load_examples(tc.sft_data)
-        held_out = load_examples(tc.sft_eval_data, limit=tc.eval_limit) if tc.sft_eval_data else []
+        system = system_override(tc.system_prompt)
+        rows = load_examples(tc.sft_data, system=system)
+        held_out = (
+            load_examples(tc.sft_eval_data, limit=tc.eval_limit, system=system)
+            if tc.sft_eval_data
+            else []
+        )
         evaluator = None
         if generate_eval:
             if tc.sft_eval_data is None:
@@ -273,12 +278,12 @@ def rl_command(
     ) -> list[dict[str, Any]]:
         from llm3d.client import RewardClient
         from training.backends import make_backend
-        from training.data import load_examples
+        from training.data import load_examples, system_override
         from training.rl_trainer import GRPOTrainer, ensure_tasks
 
         tc = cfg.training
         token = cfg.api.token.get_secret_value() if cfg.api.token else None
-        rows = load_examples(tc.rl_data)
+        rows = load_examples(tc.rl_data, system=system_override(tc.system_prompt))
         with RewardClient(tc.reward_url, token=token, retries=2) as client:
             client.health()  # fail now, not after loading the model, if it is not running
             ensure_tasks(client, rows)

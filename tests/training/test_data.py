@@ -10,7 +10,12 @@ import pytest
 
 from llm3d.chat import make_messages
 from llm3d.exceptions import ConfigError
-from training.data import curriculum_order, load_examples
+from training.data import (
+    SHORT_SYSTEM_PROMPT,
+    curriculum_order,
+    load_examples,
+    system_override,
+)
 from training.rl_trainer import ensure_tasks
 
 
@@ -100,3 +105,14 @@ def test_ensure_tasks_registers_only_unknown_ground_truths(tmp_path: Path) -> No
     no_code = dict(rows[1], code=None)
     with pytest.raises(ConfigError, match=r"api\.datasets"):
         ensure_tasks(_Tasks([]), load_examples(_write(tmp_path, [no_code])))
+
+
+def test_the_short_system_prompt_replaces_the_rows_own(tmp_path: Path) -> None:
+    from training.data import write_example_dataset
+
+    file = write_example_dataset(tmp_path, names=["mug"], system="The long bpy_lib reference.")
+    (kept,) = load_examples(file, system=system_override("dataset"))
+    (short,) = load_examples(file, system=system_override("short"))
+    assert kept.messages[0]["content"] == "The long bpy_lib reference."
+    assert short.messages[0] == {"role": "system", "content": SHORT_SYSTEM_PROMPT}
+    assert short.messages[1:] == kept.messages[1:]

@@ -164,8 +164,9 @@ def _backend(
     parts: tuple[Any, Any], tmp_path: Path, **training: Any
 ) -> tuple[TinkerBackend, StandInService]:
     tokenizer, image_processor = parts
+    values = {"lora_rank": 16, **training}
     config = make_config(
-        Path("unused"), tmp_path, backend="tinker", tinker_base_model=BASE, lora_rank=16, **training
+        Path("unused"), tmp_path, backend="tinker", tinker_base_model=BASE, **values
     )
     service = StandInService(tokenizer)
     backend = TinkerBackend(
@@ -194,6 +195,11 @@ def test_unserved_base_model_names_the_alternatives(parts: tuple[Any, Any], tmp_
     assert "Qwen/Qwen2.5-VL-7B-Instruct" in message and "training.backend=local" in message
     assert BASE in message and "Qwen/Qwen3-VL-235B-A22B-Instruct" in message
     assert "training.tinker_base_model" in message
+
+
+def test_full_fine_tuning_is_refused(parts: tuple[Any, Any], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="lora_rank=0"):
+        _backend(parts, tmp_path, lora_rank=0)
 
 
 def test_prompt_has_image_chunks_with_the_processors_token_counts(

@@ -18,6 +18,9 @@ __all__ = ["Backend", "Completion", "Datum", "LossFn", "StepResult", "make_backe
 def make_backend(config: Config, *, service_client: Any = None) -> Backend:
     """The backend ``config.training.backend`` names.
 
+    ``training.model_init`` ``tiny`` / ``small`` (local): the random checkpoint is built
+    at ``training.base_model`` first when the folder holds none.
+
     Args:
         config: the whole configuration.
         service_client: Tinker only: a ``tinker.ServiceClient`` (default: a new one, which
@@ -25,6 +28,13 @@ def make_backend(config: Config, *, service_client: Any = None) -> Backend:
     """
     if config.training.backend == "local":
         from training.backends.local import LocalBackend
+
+        if config.training.model_init != "pretrained":
+            from training.tiny import ensure_random_model
+
+            ensure_random_model(
+                config.training.base_model, config.training.model_init, seed=config.seed
+            )
 
         return LocalBackend(config.training, seed=config.seed)
     from training.backends.tinker import TinkerBackend

@@ -4,7 +4,9 @@ Qwen2.5-VL-7B-Instruct as in the seed (any ``Qwen2_5_VLForConditionalGeneration`
 checkpoint: a hub id in the cache or a folder, e.g. the tiny one of
 :mod:`training.tiny`), LoRA adapters on the language model's attention and MLP
 projections (rank, alpha, targets from config; the vision tower stays frozen), bf16 where
-the GPU has it, gradient checkpointing, AdamW. The losses are those of
+the GPU has it, gradient checkpointing, AdamW. ``training.lora_rank: 0`` trains every
+weight instead (a small model from scratch, ``configs/small_cpu.yaml``): checkpoints and
+the KL reference then hold all weights by parameter name (``model_weights.safetensors``). The losses are those of
 :mod:`training.backends.base`, computed in torch.
 
 The policy is one function, :func:`policy_logprobs`: ``log_softmax(logits / T)`` with the
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 Message = dict[str, Any]
 ADAM_BETAS = (0.9, 0.95)  # Tinker's defaults, so both backends take the same steps
 ADAM_EPS = 1e-8
+LORA_WEIGHTS = "adapter_model.safetensors"  # peft's name
+FULL_WEIGHTS = "model_weights.safetensors"  # lora_rank 0: every weight, by parameter name
 VISION_TOKENS = (
     "<|vision_start|>",
     "<|vision_end|>",
@@ -141,7 +145,7 @@ class _PolicySampler:
 
 
 class LocalBackend:
-    """Train and sample a Qwen2.5-VL with LoRA in this process.
+    """Train and sample a Qwen2.5-VL with LoRA (or in full: ``lora_rank`` 0) in this process.
 
     Args:
         config: the ``training`` section (``base_model``, ``lora_*``, ``micro_batch_size``...).
@@ -200,16 +204,21 @@ class LocalBackend:
             base.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-        targets = "|".join(re.escape(t) for t in config.lora_targets)
         torch.manual_seed(seed)
-        lora = peft.LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=0.0,
-            # the language model only: the vision tower's MLP has the same names
-            target_modules=rf".*language_model.*\.({targets})",
-        )
-        self.model = peft.get_peft_model(base, lora)
+        self.full = config.lora_rank == 0
+        if self.full:
+            # lora_rank 0: every weight is trained (a small model from scratch)
+            self.model = base
+        else:
+            targets = "|".join(re.escape(t) for t in config.lora_targets)
+            lora = peft.LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=0.0,
+                # the language model only: the vision tower's MLP has the same names
+                target_modules=rf".*language_model.*\.({targets})",
+            )
+            self.model = peft.get_peft_model(base, lora)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError(f"no LoRA target matched training.lora_targets={config.lora_targets}")
@@ -218,11 +227,12 @@ class LocalBackend:
         )
         self._reference: dict[str, Any] | None = None
         logger.info(
-            "local backend: %s on %s (%s), %d trainable LoRA parameters",
+            "local backend: %s on %s (%s), %d trainable %s parameters",
             config.base_model,
             self.device,
             self.dtype,
             sum(p.numel() for p in self.params),
+            "(all)" if self.full else "LoRA",
         )
 
     def _neutral_generation_config(self, base: Any, transformers: Any) -> None:
@@ -336,9 +346,46 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ KL reference
 
+    @property
+    def weights_file(self) -> str:
+        """The file of a checkpoint folder holding the trained weights."""
+        return FULL_WEIGHTS if self.full else LORA_WEIGHTS
+
     def _adapter_state(self) -> dict[str, Any]:
+        """A copy of the trained weights: the LoRA adapter, or every weight (``lora_rank 0``)."""
+        if self.full:
+            return {n: p.detach().clone() for n, p in self.model.named_parameters()}
         state: dict[str, Any] = _import("peft").get_peft_model_state_dict(self.model)
         return {k: v.detach().clone() for k, v in state.items()}
+
+    def _set_state(self, state: dict[str, Any], source: str) -> None:
+        """Load what :meth:`_adapter_state` returned (or a checkpoint's file of it)."""
+        if not self.full:
+            result = _import("peft").set_peft_model_state_dict(self.model, state)
+            unexpected = list(getattr(result, "unexpected_keys", None) or [])
+        else:
+            torch = _import("torch")
+
+            params = dict(self.model.named_parameters())
+            unexpected = sorted(set(state) ^ set(params))
+            if not unexpected:
+                with torch.no_grad():
+                    for name, param in params.items():
+                        param.copy_(state[name])
+        if unexpected:
+            raise ConfigError(f"checkpoint {source} does not fit this model: {unexpected[:3]}")
+
+    def _write_state(self, path: Path) -> None:
+        """The trained weights into the folder ``path`` (``weights_file`` and, for LoRA,
+        the adapter's config)."""
+        if self.full:
+            save_file = _import("safetensors.torch").save_file
+            save_file(
+                {k: v.contiguous() for k, v in self._adapter_state().items()},
+                str(path / FULL_WEIGHTS),
+            )
+        else:
+            self.model.save_pretrained(str(path))
 
     @contextlib.contextmanager
     def _reference_weights(self, reference: bool) -> Iterator[None]:
@@ -348,26 +395,25 @@ class LocalBackend:
             return
         if self._reference is None:
             raise ConfigError("no KL reference: freeze_reference() or load_reference() first")
-        set_state = _import("peft").set_peft_model_state_dict
         policy = self._adapter_state()
-        set_state(self.model, self._reference)
+        self._set_state(self._reference, "reference")
         try:
             yield
         finally:
-            set_state(self.model, policy)
+            self._set_state(policy, "policy")
 
     def freeze_reference(self, directory: Path) -> str:
         """The current adapter as the KL reference, kept in memory and saved in ``directory``."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path))
+        self._write_state(path)
         self._reference = self._adapter_state()
         return str(path)
 
     def load_reference(self, ref: str) -> None:
         load_file = _import("safetensors.torch").load_file
 
-        weights = Path(ref) / "adapter_model.safetensors"
+        weights = Path(ref) / self.weights_file
         if not weights.is_file():
             raise ConfigError(f"no KL reference at {ref} (expected {weights.name})")
         self._reference = load_file(str(weights), device=str(self.device))
@@ -506,25 +552,20 @@ class LocalBackend:
 
         path = Path(directory) / name
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path))
+        self._write_state(path)
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         return str(path)
 
     def load(self, ref: str, *, optimizer: bool = True) -> None:
         torch = _import("torch")
-        set_peft_model_state_dict = _import("peft").set_peft_model_state_dict
         load_file = _import("safetensors.torch").load_file
 
         path = Path(ref)
-        weights = path / "adapter_model.safetensors"
+        weights = path / self.weights_file
         if not weights.is_file():
-            raise ConfigError(f"no LoRA checkpoint at {path} (expected {weights.name})")
-        state = load_file(str(weights), device=str(self.device))
-        result = set_peft_model_state_dict(self.model, state)
-        if getattr(result, "unexpected_keys", None):
-            raise ConfigError(
-                f"checkpoint {path} does not fit this model: {result.unexpected_keys[:3]}"
-            )
+            kind = "full-model" if self.full else "LoRA"
+            raise ConfigError(f"no {kind} checkpoint at {path} (expected {weights.name})")
+        self._set_state(load_file(str(weights), device=str(self.device)), str(path))
         state_file = path / "optimizer.pt"
         if optimizer and state_file.is_file():
             self.optimizer.load_state_dict(torch.load(state_file, map_location=self.device))

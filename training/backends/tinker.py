@@ -132,6 +132,11 @@ class TinkerBackend:
         self.types = types
         self.config = config
         self.base_model = config.tinker_base_model
+        if config.lora_rank == 0:
+            raise ConfigError(
+                "training.lora_rank=0 (full fine-tuning) is a local-backend option: Tinker "
+                "trains LoRA adapters only; give a rank >= 1"
+            )
         if service_client is None:
             import os
 
