@@ -287,7 +287,14 @@ class DataConfig(Section):
         default_factory=dict, description="family -> weight; empty = every family equally"
     )
     dedup_threshold: float = Field(
-        0.03, ge=0, description="descriptor distance under which a part is a near-duplicate"
+        0.03,
+        ge=0,
+        description="descriptor distance under which two parts or objects are near-duplicates "
+        "(a duplicate part is not kept; duplicate objects never land in two splits)",
+    )
+    unseen_categories: list[str] = Field(
+        default_factory=lambda: ["ladder", "bed"],
+        description="categories held out whole into eval_unseen.jsonl (none in sft/rl/eval)",
     )
     max_part_faces: int = Field(20_000, ge=4, description="heavier parts are rejected")
     objects_per_category: int = Field(
