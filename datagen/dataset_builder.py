@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from datagen.composer import compose_object, solid_parts, touching_groups
 from datagen.descriptor import shape_descriptor
 from datagen.families import sample_rng
 from datagen.object_assembler import (
@@ -67,7 +68,8 @@ logger = logging.getLogger(__name__)
 RATIO_SPLITS = ("sft", "rl", "eval")
 #: Where objects come from (DESIGN §6): the category templates, assembled Infinigen assets
 #: (``llm3d data assemble --infinigen``), generated single parts (``llm3d data parts``).
-SOURCES = ("templates", "infinigen", "parts")
+#: random compositions of 2–6 generated parts that touch (:mod:`datagen.composer`).
+SOURCES = ("templates", "infinigen", "parts", "composed")
 FRAME_LIMIT = 1.05
 
 
@@ -193,6 +195,13 @@ def plan_sources(
                 meta = {"source": "infinigen", "asset": row["asset"]}
                 plan.append((ObjectProgram(str(row["id"]), category, str(row["noun"]), parts,
                                            meta), split))  # fmt: skip
+    if "composed" in sources:
+        rows = solid_parts(_jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR"))
+        count = data.source_composed if len(rows) >= 2 else 0
+        if len(rows) < 2:
+            logger.warning("composed: fewer than 2 solid generated parts; none composed")
+        splits = assign_splits(count, dict(data.splits), seed, "composed") if count else []
+        plan += [(compose_object(rows, seed, i), split) for i, split in enumerate(splits)]
     if "parts" in sources:
         rows = _jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR")
         rows = rows[: data.source_max_parts]
@@ -415,6 +424,11 @@ def _finish(
     elif not _frame_ok(result):
         meta.update(status="out_of_frame", error="mesh leaves [-1.05, 1.05]^3")
         logger.warning("%s left out: its mesh leaves bpy_lib's frame", obj.id)
+    elif (
+        obj.meta.get("source") == "composed" and touching_groups(result.vertices, result.faces) > 1
+    ):
+        meta.update(status="floating", error="the composed parts do not all touch")
+        logger.warning("%s left out: its parts do not all touch", obj.id)
     else:
         mesh_rel = f"meshes/{obj.id}.ply"
         _write_ply(out / mesh_rel, result.vertices, result.faces)

@@ -311,10 +311,13 @@ class DataConfig(Section):
     infinigen_timeout_s: float = Field(120.0, gt=0, description="limit per Infinigen asset")
     sources: list[str] = Field(
         default_factory=lambda: ["templates"],
-        description="where data build takes objects from (templates, infinigen, parts)",
+        description="where data build takes objects from (templates, infinigen, parts, composed)",
     )
     source_max_parts: int = Field(
         200, ge=0, description="generated single parts a build takes (the easiest tier)"
+    )
+    source_composed: int = Field(
+        100, ge=0, description="compositions of 2-6 touching generated parts (the middle tier)"
     )
     min_object_f_score: float = Field(
         0.9, ge=0, le=1, description="F@0.05 an assembled object needs against its asset's mesh"
