@@ -27,6 +27,7 @@ from llm3d.chat import SPLITS
 __all__ = ["SplitItem", "SplitOutcome", "separate"]
 
 UNSEEN = "eval_unseen"
+_NEIGHBOURS = 16
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,18 @@ def separate(items: Sequence[SplitItem], threshold: float) -> SplitOutcome:
         from scipy.spatial import cKDTree
 
         block = np.stack([np.asarray(i.descriptor, dtype=np.float64) for i in items])
-        # query_pairs takes distances ≤ r; near-duplicates are strictly closer than threshold
-        for a, b in cKDTree(block).query_pairs(r=float(np.nextafter(threshold, 0.0))):
+        tree = cKDTree(block)
+        # the nearest few within the threshold (fast even in 30 dimensions); a point whose
+        # every one of them is that close sits in a dense cluster: ask for all its neighbours
+        k = min(_NEIGHBOURS, len(items))
+        dist, index = tree.query(block, k=k, distance_upper_bound=threshold)
+        dist, index = dist.reshape(len(items), k), index.reshape(len(items), k)
+        near = dist < threshold
+        for a, b in zip(np.nonzero(near)[0], index[near], strict=True):
             union(int(a), int(b))
+        for a in np.nonzero(near[:, -1])[0]:
+            for b in tree.query_ball_point(block[a], r=float(np.nextafter(threshold, 0.0))):
+                union(int(a), int(b))
 
     groups: dict[int, list[int]] = {}
     for k in range(len(items)):

@@ -153,3 +153,18 @@ def test_the_eval_runner_reads_eval_unseen(tmp_path: Path) -> None:
     assert path == objects / "eval_unseen.jsonl"
     [sample] = read_split(path)
     assert sample.id == "ladder-0" and sample.category == "ladder"
+
+
+def test_a_large_cluster_of_near_copies_stays_in_one_split() -> None:
+    rng = np.random.default_rng(0)
+    items = []
+    for cluster in range(3):  # more copies than the nearest-neighbour query asks for
+        centre = rng.uniform(0, 1, DESCRIPTOR_SIZE)
+        for copy in range(25):
+            noisy = centre + rng.normal(0, 0.001, DESCRIPTOR_SIZE)
+            split = ("sft", "rl", "eval")[copy % 3]
+            items.append(SplitItem(f"{cluster}-{copy}", f"{cluster}-{copy}", split,
+                                   noisy.astype(np.float32)))  # fmt: skip
+    out = separate(items, threshold=0.03)
+    for cluster in range(3):
+        assert len({out.splits[f"{cluster}-{c}"] for c in range(25)}) == 1
