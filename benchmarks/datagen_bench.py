@@ -10,6 +10,16 @@ Prints rich tables and writes ``benchmarks/results/datagen.json``.
    on these), fitted with verification in Blender: median F@0.05 of the fitted program against the part's mesh,
    the share above 0.9, seconds per mesh, and the same per family.
 
+3. Projection: hours for the seed's 300 K parts on ``--cores`` cores, from (1)'s rate per
+   core (assumes linear scaling over executor servers).
+4. Build: ``llm3d data build`` over generated single parts and compositions of them
+   (``--build-objects`` of each) from (1)'s parts: objects a second, per source, and how
+   many compositions were left out as floating.
+5. Honest-split pass (:func:`datagen.splits.separate`) on ``--split-items`` synthetic
+   descriptors: seconds.
+6. With ``--infinigen DIR`` (a folder of ``llm3d data infinigen`` + ``data assemble
+   --infinigen``): the assembled-object acceptance rate per factory.
+
 Timings on a shared 2-core machine are noisy (other jobs run beside); say so when quoting.
 """
 
@@ -39,19 +49,95 @@ from llm3d.schemas import ExecStatus  # noqa: E402
 from worker.execution.executor import Executor  # noqa: E402
 
 
-def bench_parts(n: int, console: Console) -> dict[str, object]:
+def bench_parts(n: int, console: Console, build_objects: int = 0) -> dict[str, object]:
     cfg = load_config()
     with tempfile.TemporaryDirectory() as tmp:
         summary = generate_parts(
             Path(tmp) / "parts", n, seed=101, data=cfg.data, executor=cfg.executor,
             show_progress=True,
         )  # fmt: skip
+        if build_objects:
+            built = bench_build(Path(tmp) / "parts", build_objects, console)
     result = summary.as_dict()
     table = Table(title=f"part generator: {n} kept samples")
     for key in ("kept", "attempted", "rejected", "seconds", "samples_per_s"):
         table.add_row(key, str(result[key]))
     console.print(table)
+    if build_objects:
+        result["build"] = built
     return result
+
+
+def bench_projection(
+    parts: dict[str, object], cores: list[int], console: Console
+) -> dict[str, object]:
+    here = os.cpu_count() or 1
+    per_core = float(parts["samples_per_s"]) / here  # type: ignore[arg-type]
+    hours = {n: 300_000 / (per_core * n) / 3600 for n in cores}
+    table = Table(title=f"300 K parts at {per_core:.1f} parts/s/core")
+    table.add_column("cores")
+    table.add_column("hours")
+    for n, h in hours.items():
+        table.add_row(str(n), f"{h:.2f}")
+    console.print(table)
+    return {"parts_per_s_per_core": per_core, "hours_for_300k": hours}
+
+
+def bench_build(parts_dir: Path, n: int, console: Console) -> dict[str, object]:
+    from datagen.dataset_builder import build_dataset
+
+    cfg = load_config()
+    data = cfg.data.model_copy(update={"source_max_parts": n, "source_composed": n})
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = build_dataset(
+            Path(tmp) / "ds", seed=0, data=data, executor=cfg.executor, render=cfg.render,
+            sources=["parts", "composed"], parts_dir=parts_dir, show_progress=True,
+        )  # fmt: skip
+    result = summary.as_dict()
+    table = Table(title=f"data build: {n} single parts + {n} compositions")
+    for key in ("objects", "sources", "failed", "splits", "seconds", "objects_per_s"):
+        table.add_row(key, str(result[key]))
+    console.print(table)
+    return result
+
+
+def bench_splits(n: int, console: Console) -> dict[str, object]:
+    import numpy as np
+
+    from datagen.descriptor import DESCRIPTOR_SIZE
+    from datagen.splits import SplitItem, separate
+
+    rng = np.random.default_rng(0)
+    block = rng.uniform(0, 1, (n, DESCRIPTOR_SIZE)).astype(np.float32)
+    splits = rng.choice(["sft", "rl", "eval"], n, p=[0.8, 0.1, 0.1])
+    items = [SplitItem(str(k), str(k), str(splits[k]), block[k]) for k in range(n)]
+    started = time.perf_counter()
+    outcome = separate(items, 0.03)
+    seconds = time.perf_counter() - started
+    console.print(f"honest-split pass over {n} objects: {seconds:.2f} s ({outcome.moved} moved)")
+    return {"items": n, "seconds": seconds, "moved": outcome.moved}
+
+
+def bench_acceptance(folder: Path, console: Console) -> dict[str, object]:
+    counts: dict[str, dict[str, int]] = {}
+    for name, kept in (("objects.jsonl", True), ("rejects.jsonl", False)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                factory = str(json.loads(line).get("factory") or "?")
+                entry = counts.setdefault(factory, {"kept": 0, "rejected": 0})
+                entry["kept" if kept else "rejected"] += 1
+    table = Table(title=f"assembled Infinigen objects in {folder}")
+    for col in ("factory", "kept", "rejected", "acceptance"):
+        table.add_column(col)
+    for factory, c in sorted(counts.items()):
+        rate = c["kept"] / max(1, c["kept"] + c["rejected"])
+        c["acceptance_pct"] = round(100 * rate)
+        table.add_row(factory, str(c["kept"]), str(c["rejected"]), f"{rate:.0%}")
+    console.print(table)
+    return counts
 
 
 def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, object]:
@@ -120,6 +206,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7777, help="seed of the held-out parts")
     parser.add_argument("--skip-parts", action="store_true")
     parser.add_argument("--skip-fit", action="store_true")
+    parser.add_argument("--cores", type=int, nargs="+", default=[2, 16, 64])
+    parser.add_argument("--build-objects", type=int, default=30)
+    parser.add_argument("--split-items", type=int, default=100_000)
+    parser.add_argument("--infinigen", type=Path, default=None)
     args = parser.parse_args()
     console = Console()
     results: dict[str, object] = {
@@ -127,7 +217,11 @@ def main() -> None:
         "load_average": os.getloadavg(),
     }
     if not args.skip_parts:
-        results["parts"] = bench_parts(args.parts, console)
+        results["parts"] = bench_parts(args.parts, console, args.build_objects)
+        results["projection"] = bench_projection(results["parts"], args.cores, console)  # type: ignore[arg-type]
+    results["splits"] = bench_splits(args.split_items, console)
+    if args.infinigen is not None:
+        results["acceptance"] = bench_acceptance(args.infinigen, console)
     if not args.skip_fit:
         results["fitter"] = bench_fitter(args.fit_per_family, args.seed, console)
     out = ROOT / "benchmarks" / "results" / "datagen.json"

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from datagen.object_assembler import DIFFICULTIES
+from llm3d.chat import SPLITS
 
 __all__ = ["contact_sheet", "write_card"]
-
-SPLITS = ("sft", "rl", "eval")
 
 
 def contact_sheet(
@@ -82,6 +81,10 @@ def write_card(
     by_source_diff = Counter(
         (str(r.get("source", "templates")), str(r["difficulty"])) for r in rows
     )
+    by_source_split_diff = Counter(
+        (f"{r.get('source', 'templates')} / {r['split']}", str(r["difficulty"])) for r in rows
+    )
+    source_splits = [f"{src} / {split}" for src in sources for split in SPLITS]
     sheet = contact_sheet(rows, out_dir, out_dir / "contact_sheet.png")
     failed = info.get("failed", {})
     text = [
@@ -94,13 +97,19 @@ def write_card(
         f"- objects: {len(rows)} (failed or out of frame, left out: {sum(failed.values())})",
         f"- views: {', '.join(info.get('views', []))} at {info.get('resolution')} px "
         f"({info.get('engine')})",
-        "- files: `sft.jsonl`, `rl.jsonl`, `eval.jsonl` (curriculum order easy → medium → "
+        "- files: `sft.jsonl`, `rl.jsonl`, `eval.jsonl`, `eval_unseen.jsonl` (curriculum order easy → medium → "
         "hard), `meshes/<id>.ply` (ground truths), `images/<id>/<view>.png`",
         '- load: `datasets.load_dataset("json", data_files={"sft": "sft.jsonl", ...})`; '
         "paths are relative to this folder",
         "- reward service: `api.datasets: [<this folder>/rl.jsonl, <this folder>/eval.jsonl]` "
         "registers every RL/eval ground truth under its `task_id`",
-        "- no object is in two splits; splits are cut per category",
+        "- honest splits: seen categories are cut per category into sft / rl / eval by whole "
+        "assets; the held-out categories "
+        f"({', '.join(info.get('unseen_categories', [])) or 'none'}) are only in eval_unseen; "
+        "objects of one asset or closer than "
+        f"{info.get('dedup_threshold', 0)} by the shape descriptor share one split "
+        f"({info.get('split_moved', 0)} moved to their group's split, "
+        f"{info.get('split_dropped', 0)} near-copies of held-out shapes left out)",
         "",
         "## Objects per split and difficulty",
         "",
@@ -108,6 +117,9 @@ def write_card(
         "## Objects per source and split",
         "",
         _table(by_source_split, sources, SPLITS),
+        "## Objects per source, split and difficulty",
+        "",
+        _table(by_source_split_diff, source_splits, DIFFICULTIES),
         "## Objects per source and difficulty",
         "",
         _table(by_source_diff, sources, DIFFICULTIES),

@@ -3,14 +3,17 @@
 Plan: ``round(weight × data.objects_per_category)`` objects of each category of
 ``configs/categories.yaml`` (:func:`datagen.object_assembler.make_object`, seeded), cut
 into splits **per category** by ``data.splits`` (so every split has the same category
-mix, and no object is in two splits). Each object's program runs through
+mix, and no object is in two splits); the categories of ``data.unseen_categories`` go
+whole to ``eval_unseen``. Each object's program runs through
 :class:`worker.execution.executor.ExecutorPool` (in parallel); a program that fails, or whose mesh
 leaves bpy_lib's frame ([-1, 1]³ plus 5 %), is left out and counted. The mesh is written
 to ``meshes/<id>.ply`` and rendered (``render`` section: views, resolution, engine) by
 :mod:`datagen.render_stage` into ``images/<id>/``; ``objects/<id>.json`` is written last,
 so a stopped build resumes where it stopped.
 
-Then ``sft.jsonl``, ``rl.jsonl`` and ``eval.jsonl`` (rows of :mod:`llm3d.chat`, in
+Then the splits are made honest (:mod:`datagen.splits`: objects that share an asset or
+whose shape descriptors lie within ``data.dedup_threshold`` never land in two splits) and
+``sft.jsonl``, ``rl.jsonl``, ``eval.jsonl`` and ``eval_unseen.jsonl`` are written (rows of :mod:`llm3d.chat`, in
 curriculum order: easy → medium → hard, then by complexity), ``README.md`` (the dataset
 card) and ``contact_sheet.png``. Rendering imports Blender in this process.
 """
@@ -30,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from datagen.composer import compose_object, solid_parts, touching_groups
+from datagen.descriptor import shape_descriptor
 from datagen.families import sample_rng
 from datagen.object_assembler import (
     DIFFICULTIES,
@@ -40,8 +45,9 @@ from datagen.object_assembler import (
     part_body,
 )
 from datagen.progress import progress_bar
+from datagen.splits import UNSEEN, SplitItem, SplitOutcome, separate
 from datagen.templates import Part
-from llm3d.chat import instruction, make_messages
+from llm3d.chat import SPLITS, instruction, make_messages
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig
 from llm3d.schemas import ExecStatus
 from worker.types import ExecResult
@@ -58,10 +64,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("sft", "rl", "eval")
+#: The splits ``data.splits`` cuts by ratio; ``eval_unseen`` is whole held-out categories.
+RATIO_SPLITS = ("sft", "rl", "eval")
 #: Where objects come from (DESIGN §6): the category templates, assembled Infinigen assets
 #: (``llm3d data assemble --infinigen``), generated single parts (``llm3d data parts``).
-SOURCES = ("templates", "infinigen", "parts")
+#: random compositions of 2–6 generated parts that touch (:mod:`datagen.composer`).
+SOURCES = ("templates", "infinigen", "parts", "composed")
 FRAME_LIMIT = 1.05
 
 
@@ -97,10 +105,13 @@ def assign_splits(count: int, ratios: dict[str, float], seed: int, salt: str) ->
     ValueError
         For an unknown split name or ratios that are not positive in sum.
     """
-    unknown = set(ratios) - set(SPLITS)
+    unknown = set(ratios) - set(RATIO_SPLITS)
     if unknown:
-        raise ValueError(f"unknown splits {sorted(unknown)} in data.splits; use {SPLITS}")
-    names = [s for s in SPLITS if ratios.get(s, 0) > 0]
+        raise ValueError(
+            f"unknown splits {sorted(unknown)} in data.splits; use {', '.join(RATIO_SPLITS)} "
+            "(eval_unseen is set by data.unseen_categories)"
+        )
+    names = [s for s in RATIO_SPLITS if ratios.get(s, 0) > 0]
     total = sum(ratios[s] for s in names)
     if total <= 0:
         raise ValueError("data.splits must give a positive share to at least one split")
@@ -134,7 +145,15 @@ def plan_objects(
             count = max(count, 1)
         splits = assign_splits(count, dict(data.splits), seed, category.name)
         plan.extend((make_object(category, seed, i), splits[i]) for i in range(count))
-    return plan
+    return _hold_out(plan, data.unseen_categories)
+
+
+def _hold_out(
+    plan: list[tuple[ObjectProgram, str]], unseen: Sequence[str]
+) -> list[tuple[ObjectProgram, str]]:
+    """Objects of the held-out categories go to ``eval_unseen``."""
+    held = set(unseen)
+    return [(obj, UNSEEN if obj.category in held else split) for obj, split in plan]
 
 
 def plan_sources(
@@ -176,6 +195,13 @@ def plan_sources(
                 meta = {"source": "infinigen", "asset": row["asset"]}
                 plan.append((ObjectProgram(str(row["id"]), category, str(row["noun"]), parts,
                                            meta), split))  # fmt: skip
+    if "composed" in sources:
+        rows = solid_parts(_jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR"))
+        count = data.source_composed if len(rows) >= 2 else 0
+        if len(rows) < 2:
+            logger.warning("composed: fewer than 2 solid generated parts; none composed")
+        splits = assign_splits(count, dict(data.splits), seed, "composed") if count else []
+        plan += [(compose_object(rows, seed, i), split) for i, split in enumerate(splits)]
     if "parts" in sources:
         rows = _jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR")
         rows = rows[: data.source_max_parts]
@@ -186,7 +212,7 @@ def plan_sources(
             obj = ObjectProgram(f"part-{row['id']}", "part", label, (Part(label, body),),
                                 {"source": "parts", "family": row.get("family")})  # fmt: skip
             plan.append((obj, split))
-    return plan
+    return _hold_out(plan, data.unseen_categories)
 
 
 def _jsonl(folder: Path | None, name: str, how: str) -> list[dict[str, Any]]:
@@ -209,14 +235,40 @@ def _write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     mesh.export(path, file_type="ply")
 
 
-def split_rows(out_dir: Path, reference: str) -> dict[str, list[dict[str, Any]]]:
-    """The rows of each split from the finished objects, in curriculum order."""
-    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+def _descriptor(out_dir: Path, meta: dict[str, Any]) -> np.ndarray:
+    """The object's shape descriptor: stored by the build, or computed from its mesh."""
+    if meta.get("descriptor") is not None:
+        return np.asarray(meta["descriptor"], dtype=np.float32)
+    from llm3d.meshio import load_mesh
+
+    return shape_descriptor(*load_mesh(out_dir / meta["mesh"]))
+
+
+def split_rows(
+    out_dir: Path, reference: str, *, dedup_threshold: float = 0.0
+) -> tuple[dict[str, list[dict[str, Any]]], SplitOutcome]:
+    """The rows of each split from the finished objects, in curriculum order.
+
+    The planned splits are made honest first (:func:`datagen.splits.separate`): objects of
+    one asset, or within ``dedup_threshold`` of each other by their shape descriptors, end
+    in one split; near-copies of an ``eval_unseen`` object are left out.
+    """
+    metas = []
     for meta_path in sorted((out_dir / "objects").glob("*.json")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("status") != "ok":
+        if meta.get("status") == "ok":
+            metas.append(meta)
+    items = [
+        SplitItem(m["id"], str(m.get("asset") or m["id"]), m["split"], _descriptor(out_dir, m))
+        for m in metas
+    ]
+    outcome = separate(items, dedup_threshold)
+    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    for meta in metas:
+        final = outcome.splits[meta["id"]]
+        if final is None:
             continue
-        split = meta["split"]
+        split = final
         text = instruction(meta["noun"], meta["views"])
         row = {
             "id": meta["id"],
@@ -238,7 +290,7 @@ def split_rows(out_dir: Path, reference: str) -> dict[str, list[dict[str, Any]]]
     rank = {d: k for k, d in enumerate(DIFFICULTIES)}
     for split in rows:
         rows[split].sort(key=lambda r: (rank[r["difficulty"]], r["complexity"], r["id"]))
-    return rows
+    return rows, outcome
 
 
 def build_dataset(
@@ -311,7 +363,7 @@ def build_dataset(
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("status") != "ok":
             failed[str(meta.get("status"))] += 1
-    rows = split_rows(out, bpy_lib_reference())
+    rows, outcome = split_rows(out, bpy_lib_reference(), dedup_threshold=data.dedup_threshold)
     for split, split_list in rows.items():
         with (out / f"{split}.jsonl").open("w", encoding="utf-8") as fh:
             for row in split_list:
@@ -324,6 +376,10 @@ def build_dataset(
         "views": views,
         "resolution": render.resolution,
         "engine": render.engine,
+        "unseen_categories": list(data.unseen_categories),
+        "dedup_threshold": data.dedup_threshold,
+        "split_moved": outcome.moved,
+        "split_dropped": outcome.dropped,
     }
     card, _ = write_card(out, all_rows, info)
     summary.objects = len(all_rows)
@@ -351,6 +407,7 @@ def _finish(
     meta: dict[str, Any] = {
         "id": obj.id,
         "source": obj.meta.get("source", "templates"),
+        "asset": str(obj.meta.get("asset") or obj.id),
         "category": obj.category,
         "noun": obj.noun,
         "split": split,
@@ -367,6 +424,11 @@ def _finish(
     elif not _frame_ok(result):
         meta.update(status="out_of_frame", error="mesh leaves [-1.05, 1.05]^3")
         logger.warning("%s left out: its mesh leaves bpy_lib's frame", obj.id)
+    elif (
+        obj.meta.get("source") == "composed" and touching_groups(result.vertices, result.faces) > 1
+    ):
+        meta.update(status="floating", error="the composed parts do not all touch")
+        logger.warning("%s left out: its parts do not all touch", obj.id)
     else:
         mesh_rel = f"meshes/{obj.id}.ply"
         _write_ply(out / mesh_rel, result.vertices, result.faces)
@@ -377,6 +439,9 @@ def _finish(
             images=[str(p.relative_to(out)) for p in paths],
             n_vertices=len(result.vertices),
             n_faces=len(result.faces),
+            descriptor=[
+                round(float(x), 5) for x in shape_descriptor(result.vertices, result.faces)
+            ],
         )
     tmp = out / "objects" / f"{obj.id}.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")

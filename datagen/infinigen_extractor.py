@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from datagen.progress import progress_bar
 from llm3d.config import REPO_ROOT
 
 __all__ = [
@@ -213,6 +214,7 @@ def extract_assets(
     seeds: Sequence[int] = (0,),
     *,
     python: Path,
+    show_progress: bool = True,
     timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Spawn every (factory, seed), split into parts, write ``parts.jsonl`` + one npz an asset.
@@ -227,8 +229,12 @@ def extract_assets(
     (out / "shards").mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
-    for factory in factories:
-        for seed in seeds:
+    jobs = [(factory, seed) for factory in factories for seed in seeds]
+    done = sum((out / "raw" / f"{f}-{s:04d}.npz").is_file() for f, s in jobs)
+    with progress_bar(
+        "infinigen assets", total=len(jobs), completed=done, enabled=show_progress
+    ) as bar:
+        for factory, seed in jobs:
             asset_id = f"{factory}-{seed:04d}"
             raw = out / "raw" / f"{asset_id}.npz"
             if not raw.is_file():
@@ -236,6 +242,7 @@ def extract_assets(
                 if not answer.get("ok"):
                     failed[asset_id] = str(answer.get("error"))
                     logger.warning("%s failed: %s", asset_id, answer.get("error"))
+                    bar.advance(1)
                     continue
             with np.load(raw) as npz:
                 parts = split_parts(
@@ -252,6 +259,7 @@ def extract_assets(
                      "label": part.label, "n_faces": len(part.faces), "shard": asset_id}
                 )  # fmt: skip
             np.savez_compressed(out / "shards" / f"{asset_id}.npz", **arrays)
+            bar.advance(1)
     with (out / "parts.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")

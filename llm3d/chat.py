@@ -33,16 +33,18 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm3d.exceptions import DatasetError
 
 __all__ = [
+    "SPLITS",
     "ChatRow",
     "Message",
     "RowRecord",
+    "Split",
     "content_text",
     "instruction",
     "is_image_part",
@@ -83,6 +85,12 @@ class Message(BaseModel):
     content: list[_Item] = Field(min_length=1)
 
 
+#: The dataset's splits: training (``sft``, ``rl``), held-out assets of the seen categories
+#: (``eval``) and held-out whole categories (``eval_unseen``, issue 19 point 4).
+Split = Literal["sft", "rl", "eval", "eval_unseen"]
+SPLITS: tuple[str, ...] = get_args(Split)
+
+
 class ChatRow(BaseModel):
     """One row of sft/rl/eval JSONL (the schema the tests validate against)."""
 
@@ -90,12 +98,12 @@ class ChatRow(BaseModel):
 
     id: str
     task_id: str
-    source: str = "templates"  # DESIGN §6: templates, infinigen, parts
+    source: str = "templates"  # DESIGN §6: templates, infinigen, parts, composed
     category: str
     difficulty: Literal["easy", "medium", "hard"]
     complexity: float
     n_parts: int = Field(ge=1)
-    split: Literal["sft", "rl", "eval"]
+    split: Split
     code: str
     mesh: str
     images: list[str] = Field(min_length=1)

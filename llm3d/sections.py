@@ -287,7 +287,14 @@ class DataConfig(Section):
         default_factory=dict, description="family -> weight; empty = every family equally"
     )
     dedup_threshold: float = Field(
-        0.03, ge=0, description="descriptor distance under which a part is a near-duplicate"
+        0.03,
+        ge=0,
+        description="descriptor distance under which two parts or objects are near-duplicates "
+        "(a duplicate part is not kept; duplicate objects never land in two splits)",
+    )
+    unseen_categories: list[str] = Field(
+        default_factory=lambda: ["ladder", "bed"],
+        description="categories held out whole into eval_unseen.jsonl (none in sft/rl/eval)",
     )
     max_part_faces: int = Field(20_000, ge=4, description="heavier parts are rejected")
     objects_per_category: int = Field(
@@ -304,10 +311,13 @@ class DataConfig(Section):
     infinigen_timeout_s: float = Field(120.0, gt=0, description="limit per Infinigen asset")
     sources: list[str] = Field(
         default_factory=lambda: ["templates"],
-        description="where data build takes objects from (templates, infinigen, parts)",
+        description="where data build takes objects from (templates, infinigen, parts, composed)",
     )
     source_max_parts: int = Field(
         200, ge=0, description="generated single parts a build takes (the easiest tier)"
+    )
+    source_composed: int = Field(
+        100, ge=0, description="compositions of 2-6 touching generated parts (the middle tier)"
     )
     min_object_f_score: float = Field(
         0.9, ge=0, le=1, description="F@0.05 an assembled object needs against its asset's mesh"

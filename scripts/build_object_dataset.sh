@@ -1,19 +1,57 @@
 #!/usr/bin/env bash
-# Phase 2 of the data pipeline: object programs of every category in
-# configs/categories.yaml, run in the sandbox, rendered, written as sft/rl/eval JSONL
-# (Qwen2.5-VL chat format), ground-truth meshes, a dataset card and a contact sheet under
-# $OUT (resumable: rerun to continue). Small by default (configs/data_small.yaml, about a
-# minute); the full size is
+# The whole data pipeline, each stage resumable (rerun to continue where it stopped):
+#   1. generated single parts               llm3d data parts      -> $DATA/parts
+#   2. Infinigen indoor assets, in parts    llm3d data infinigen  -> $DATA/infinigen
+#   3. fit each part, assemble each asset, keep it when it matches the asset's mesh
+#                                           llm3d data assemble --infinigen
+#   4. one build over templates, Infinigen objects, single parts and compositions: run,
+#      render, honest splits (sft/rl/eval/eval_unseen JSONL), dataset card, contact sheet
+#                                           llm3d data build      -> $DATA/objects
+# Small by default (configs/data_small.yaml, under 10 minutes on 2 cores); the full size is
 #   CONFIG=configs/default.yaml ./scripts/build_object_dataset.sh
+# Without the Infinigen sidecar (scripts/setup_infinigen.sh) stages 2-3 are skipped with
+# a note and the build takes the other sources. Extra arguments go to `llm3d data build`.
 # Serve the RL/eval ground truths by task_id: LLM3D_API__DATASETS='["OUT/rl.jsonl"]' llm3d serve
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 CONFIG="${CONFIG:-configs/data_small.yaml}"
-OUT="${OUT:-}"
-args=(--config "$CONFIG")
-[ -n "$OUT" ] && args+=(--out "$OUT")
+DATA=""
+SOURCES=""
+
+read_config() {
+  local line
+  line="$(python -c 'import sys; from llm3d.config import load_config
+d = load_config(sys.argv[1]).data
+print(d.out_dir, ",".join(d.sources))' "$CONFIG")" || return 1
+  DATA="${line%% *}"
+  SOURCES="${line#* }"
+  echo "    data: $DATA; sources: $SOURCES"
+}
+
+infinigen() {
+  llm3d data infinigen --config "$CONFIG" --out "$DATA/infinigen"
+}
+assemble() {
+  if [ -f "$DATA/infinigen/parts.jsonl" ]; then
+    llm3d data assemble --config "$CONFIG" --infinigen "$DATA/infinigen"
+  else
+    echo "no Infinigen parts in $DATA/infinigen (sidecar not installed?): the build skips them"
+  fi
+}
+build() {
+  local sources="$SOURCES"
+  if [ ! -f "$DATA/infinigen/objects.jsonl" ]; then
+    sources="$(echo "$sources" | tr ',' '\n' | grep -vx infinigen | paste -sd, -)"
+  fi
+  llm3d data build --config "$CONFIG" --sources "$sources" \
+    --infinigen-dir "$DATA/infinigen" --parts-dir "$DATA/parts" --out "$DATA/objects" "$@"
+}
 
 step "create or reuse .venv" ensure_venv
 step "install llm3d with Blender, metrics and data" install_extras "blender,metrics,data"
-step "build the object dataset (llm3d data build)" llm3d data build "${args[@]}" "$@"
+step "read $CONFIG" read_config
+step "generate single parts (llm3d data parts)" llm3d data parts --config "$CONFIG" --out "$DATA/parts"
+step "spawn Infinigen assets (llm3d data infinigen)" infinigen
+step "fit and assemble Infinigen objects (llm3d data assemble --infinigen)" assemble
+step "build the object dataset (llm3d data build)" build "$@"

@@ -4,6 +4,7 @@
 #
 #   ./scripts/run_eval.sh                         # the bpy_lib-examples dataset (built here)
 #   DATA=data/small/objects ./scripts/run_eval.sh # the splits of `llm3d data build`
+#   SPLIT=eval_unseen DATA=data/small/objects ./scripts/run_eval.sh  # held-out categories
 #   POLICIES="openai" ./scripts/run_eval.sh --base-url http://127.0.0.1:8001/v1 --model M
 #
 # DATA holds eval.jsonl and sft.jsonl (what retrieval retrieves from). Without DATA the
@@ -16,6 +17,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 CONFIG="${CONFIG:-configs/eval.yaml}"
 DATA="${DATA:-data/eval_examples}"
+SPLIT="${SPLIT:-eval}"
 POLICIES="${POLICIES:-oracle retrieval}"
 OUT="${OUT:-runs/eval}"
 PORT="${PORT:-8765}"
@@ -32,7 +34,7 @@ start_server() { start_reward_service "$OUT"; }
 evaluate() {
   local policy="$1"; shift
   llm3d eval --config "$CONFIG" --policy "$policy" \
-    --split "$DATA/eval.jsonl" --train-split "$DATA/sft.jsonl" \
+    --split "$DATA/$SPLIT.jsonl" --train-split "$DATA/sft.jsonl" \
     --reward-url "$REWARD_URL" --out "$OUT/$policy" "$@"
   cat "$OUT/$policy/report.md"
 }
@@ -40,11 +42,11 @@ evaluate() {
 step "create or reuse .venv" ensure_venv
 step "install llm3d with Blender, metrics, the farm and the eval extras" \
   install_extras "blender,metrics,farm,env,eval"
-if [ ! -f "$DATA/eval.jsonl" ]; then
+if [ ! -f "$DATA/$SPLIT.jsonl" ]; then
   if [ "$DATA" = "data/eval_examples" ]; then
     step "build the bpy_lib-examples dataset ($DATA)" build_examples
   else
-    echo "$DATA/eval.jsonl does not exist: build it with scripts/build_object_dataset.sh" >&2
+    echo "$DATA/$SPLIT.jsonl does not exist: build it with scripts/build_object_dataset.sh" >&2
     exit 2
   fi
 fi

@@ -217,7 +217,7 @@ def build_command(
         str | None,
         typer.Option(
             "--sources",
-            help="Comma-separated sources: templates,infinigen,parts (default data.sources).",
+            help="Comma-separated sources: templates,infinigen,parts,composed (default data.sources).",
         ),
     ] = None,
     infinigen_dir: Annotated[
@@ -394,6 +394,7 @@ def infinigen_command(
         list(range(cfg.data.infinigen_seeds if seeds is None else seeds)),
         python=python,
         timeout_s=cfg.data.infinigen_timeout_s if timeout is None else timeout,
+        show_progress=not as_json,
     )
     if as_json:
         emit_json({"installed": True, **summary})

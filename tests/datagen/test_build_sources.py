@@ -63,8 +63,8 @@ def test_the_plan_takes_every_source_and_keeps_assets_whole(tmp_path: Path) -> N
 
 @pytest.mark.blender
 @pytest.mark.slow
-def test_a_build_over_three_sources_writes_rows_of_each(
-    tmp_path: Path, exec_config: ExecutorConfig
+def test_a_build_over_four_sources_writes_rows_of_each(
+    tmp_path: Path, exec_config: ExecutorConfig, part_run: tuple[Path, object]
 ) -> None:
     from tests.datagen.conftest import blender_available
 
@@ -72,17 +72,26 @@ def test_a_build_over_three_sources_writes_rows_of_each(
         pytest.skip("bpy is not installed")
     from datagen.dataset_builder import build_dataset
 
-    infinigen, parts, cats = _sources(tmp_path)
-    data = DataConfig(objects_per_category=3, source_max_parts=3, workers=2, in_flight=8)
+    infinigen, _, cats = _sources(tmp_path)
+    parts, _ = part_run  # real generated parts, with the boxes compositions are placed by
+    data = DataConfig(objects_per_category=3, source_max_parts=3, source_composed=4,
+                      workers=2, in_flight=8)  # fmt: skip
     out = tmp_path / "ds"
     summary = build_dataset(
         out, seed=1, data=data, executor=exec_config, render=RENDER, categories_file=cats,
-        show_progress=False, sources=["templates", "infinigen", "parts"],
+        show_progress=False, sources=["templates", "infinigen", "parts", "composed"],
         infinigen_dir=infinigen, parts_dir=parts,
     )  # fmt: skip
-    assert summary.sources == {"templates": 3, "infinigen": 3, "parts": 3}, summary.as_dict()
-    rows = [json.loads(line) for s in ("sft", "rl", "eval")
+    counts = summary.sources
+    assert counts["templates"] == 3 and counts["infinigen"] == 3 and counts["parts"] == 3
+    assert counts["composed"] + summary.failed.get("floating", 0) == 4, summary.as_dict()
+    rows = [json.loads(line) for s in ("sft", "rl", "eval", "eval_unseen")
             for line in (out / f"{s}.jsonl").read_text().splitlines()]  # fmt: skip
-    assert {r["source"] for r in rows} == {"templates", "infinigen", "parts"}
+    assert {r["source"] for r in rows} == {"templates", "infinigen", "parts", "composed"}
+    composed = [r for r in rows if r["source"] == "composed"]
+    assert all(2 <= r["n_parts"] <= 6 for r in composed)
+    sft = [r for r in rows if r["split"] == "sft" and r["source"] == "composed"]
+    if sft:  # the same chat format: the assistant writes the program
+        assert sft[0]["messages"][2]["content"][0]["text"] == sft[0]["code"]
     card = (out / "README.md").read_text()
-    assert "## Objects per source and split" in card and "| infinigen |" in card
+    assert "## Objects per source and split" in card and "| composed |" in card

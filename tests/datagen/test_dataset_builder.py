@@ -57,9 +57,11 @@ def _rows(path: Path) -> list[dict[str, object]]:
 
 
 def test_rows_validate_and_splits_are_disjoint(dataset: tuple[Path, dict[str, object]]) -> None:
+    import numpy as np
+
     out, _ = dataset
     ids: dict[str, set[str]] = {}
-    for split in ("sft", "rl", "eval"):
+    for split in ("sft", "rl", "eval", "eval_unseen"):
         rows = _rows(out / f"{split}.jsonl")
         assert rows, split
         ids[split] = set()
@@ -72,13 +74,22 @@ def test_rows_validate_and_splits_are_disjoint(dataset: tuple[Path, dict[str, ob
             assert (out / parsed.mesh).is_file()
         ranks = [DIFFICULTIES.index(str(r["difficulty"])) for r in rows]
         assert ranks == sorted(ranks), f"{split} is not in curriculum order"
-    assert (
-        not ids["sft"] & ids["rl"] and not ids["sft"] & ids["eval"] and not ids["rl"] & ids["eval"]
-    )
-    total = len(ids["sft"]) + len(ids["rl"]) + len(ids["eval"])
-    assert total == 15  # 6 stools + 6 mugs + 3 ladders
-    for split in ("rl", "eval"):  # every split holds every category
-        assert {i.rsplit("-", 1)[0] for i in ids[split]} == {"stool", "mug", "ladder"}
+    names = list(ids)
+    for k, a in enumerate(names):
+        for b in names[k + 1 :]:
+            assert not ids[a] & ids[b], (a, b)
+    assert sum(len(v) for v in ids.values()) == 15  # 6 stools + 6 mugs + 3 ladders
+    for split in ("rl", "eval"):  # every split holds every seen category
+        assert {i.rsplit("-", 1)[0] for i in ids[split]} == {"stool", "mug"}
+    # ladder is held out whole (data.unseen_categories)
+    assert {i.rsplit("-", 1)[0] for i in ids["eval_unseen"]} == {"ladder"}
+    # no two objects of different splits are near-duplicates by the shape descriptor
+    metas = [json.loads(p.read_text()) for p in (out / "objects").glob("*.json")]
+    desc = np.array([m["descriptor"] for m in metas])
+    final = {i: s for s, v in ids.items() for i in v}
+    dist = np.linalg.norm(desc[:, None] - desc[None], axis=2)
+    for a, b in zip(*np.nonzero(dist < DataConfig().dedup_threshold), strict=True):
+        assert final[metas[a]["id"]] == final[metas[b]["id"]], (metas[a]["id"], metas[b]["id"])
 
 
 def test_loads_with_datasets(dataset: tuple[Path, dict[str, object]]) -> None:
@@ -123,7 +134,10 @@ def test_card_counts_and_contact_sheet(dataset: tuple[Path, dict[str, object]]) 
     out, _ = dataset
     card = (out / "README.md").read_text()
     assert "| **total** |" in card and "stool" in card and "contact_sheet.png" in card
-    assert "| sft |" in card
+    assert "| sft |" in card and "| eval_unseen |" in card
+    assert "## Objects per source, split and difficulty" in card
+    assert "| templates / eval_unseen |" in card
+    assert "held-out categories (ladder, bed) are only in eval_unseen" in card
     with Image.open(out / "contact_sheet.png") as img:
         assert img.width >= 64 and img.height >= 3 * 64  # a row per category
 
