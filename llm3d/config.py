@@ -67,6 +67,17 @@ DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.yaml"
 
 # Environment variables that DESIGN.md names directly rather than by their nested path.
 ENV_ALIASES: dict[str, str] = {"LLM3D_API_TOKEN": "api.token"}
+#: LLM3D_ variables of the scripts and the test suite, not settings: the loader leaves them
+#: alone (any other unknown LLM3D_ variable is an error, so that a typo never goes unnoticed).
+TOOL_ENV: frozenset[str] = frozenset(
+    {
+        "LLM3D_VENV",  # scripts/lib.sh: the virtual environment to use
+        "LLM3D_INFINIGEN_VENV",  # scripts/setup_infinigen.sh: the Infinigen sidecar's
+        "LLM3D_FUZZ_EXAMPLES",  # tests: Hypothesis examples of the sandbox fuzzer
+        "LLM3D_TEST_REDIS_URL",  # tests: the Redis database the farm tests use
+        "LLM3D_BENCH_REDIS_URL",  # benchmarks/farm_bench.py
+    }
+)
 # The seed's Phase 5 names of the deployed reward service (scripts/deploy_reward_api.sh prints
 # them): read when the LLM3D_ variable of the same setting is unset.
 SEED_ENV_ALIASES: dict[str, str] = {
@@ -236,7 +247,7 @@ def _read_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str
     unknown: list[str] = []
     for name in sorted(environ):
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX):
+        if not upper.startswith(ENV_PREFIX) or upper in TOOL_ENV:
             continue
         if upper in ENV_ALIASES:
             dotted = ENV_ALIASES[upper]
