@@ -125,6 +125,8 @@ def test_unknown_top_level_section(tmp_path: Path) -> None:
 def test_unknown_env_vars_are_errors() -> None:
     with pytest.raises(ConfigError, match=r"LLM3D_SEEED.*did you mean LLM3D_SEED"):
         load_config(environ={"LLM3D_SEEED": "1"})
+    with pytest.raises(ConfigError, match=r"metrics\.train_point.*env LLM3D_METRICS__TRAIN_POINT"):
+        load_config(environ={"LLM3D_METRICS__TRAIN_POINT": "1"})
 
 
 def test_the_scripts_own_llm3d_variables_are_not_settings() -> None:
@@ -135,8 +137,6 @@ def test_the_scripts_own_llm3d_variables_are_not_settings() -> None:
         "LLM3D_FUZZ_EXAMPLES": "5",
     }
     assert load_config(environ={**tools, "LLM3D_SEED": "3"}).seed == 3
-    with pytest.raises(ConfigError, match=r"metrics\.train_point.*env LLM3D_METRICS__TRAIN_POINT"):
-        load_config(environ={"LLM3D_METRICS__TRAIN_POINT": "1"})
 
 
 def test_unknown_keyword_is_an_error() -> None:
