@@ -18,6 +18,7 @@ import numpy.typing as npt
 from datagen.shapes import (
     box_mesh,
     extrude_mesh,
+    grid_outline,
     helix_tube_mesh,
     lathe_mesh,
     profile_capsule,
@@ -274,7 +275,6 @@ def _convex_outline(uv: FloatArray, max_points: int = 16) -> FloatArray | None:
 
 def traced_outline(uv: FloatArray, res: int = 48, max_points: int = 24) -> FloatArray | None:
     """The outer boundary of projected samples, concave parts included (raster + contour)."""
-    from contourpy import contour_generator
     from scipy import ndimage
 
     lo, hi = uv.min(axis=0), uv.max(axis=0)
@@ -287,19 +287,9 @@ def traced_outline(uv: FloatArray, res: int = 48, max_points: int = 24) -> Float
     occupied = np.zeros(shape, dtype=bool)
     occupied[idx[:, 0], idx[:, 1]] = True
     occupied = ndimage.binary_fill_holes(ndimage.binary_closing(occupied, iterations=1))
-    centres_u = lo[0] + (np.arange(shape[0]) - pad + 0.5) * cell
-    centres_v = lo[1] + (np.arange(shape[1]) - pad + 0.5) * cell
-    lines = contour_generator(centres_u, centres_v, occupied.T.astype(float)).lines(0.5)
-    if not lines:
+    loop = grid_outline(occupied, lo, cell, pad)
+    if loop is None:
         return None
-    loop = np.asarray(max(lines, key=lambda line: len(line)), dtype=np.float64)
-    if len(loop) > 1 and np.allclose(loop[0], loop[-1]):
-        loop = loop[:-1]
-    if len(loop) < 3:
-        return None
-    u, v = loop[:, 0], loop[:, 1]
-    if float(np.sum(u * np.roll(v, -1) - np.roll(u, -1) * v)) < 0:
-        loop = loop[::-1]
     loop = simplify(loop, closed=True, tol_frac=0.01)
     while len(loop) > max_points:
         prev, nxt = np.roll(loop, 1, axis=0), np.roll(loop, -1, axis=0)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datagen.families import num, vec
-from datagen.shapes import earclip
+from datagen.shapes import earclip, grid_outline
 
 __all__ = ["HullCandidate", "hull_candidates", "silhouette"]
 
@@ -221,7 +221,6 @@ def silhouette(
     sample is never more than about a cell outside the polygon (a prism of it cuts the
     part by at most that). None when the samples do not span an area.
     """
-    from contourpy import contour_generator
     from scipy import ndimage
 
     lo, hi = uv.min(axis=0), uv.max(axis=0)
@@ -238,19 +237,9 @@ def silhouette(
     if count > 1:  # stray cells: keep the largest region, grown over its neighbours
         sizes = ndimage.sum(occupied, labels, range(1, count + 1))
         occupied = labels == 1 + int(np.argmax(sizes))
-    centres_u = lo[0] + (np.arange(shape[0]) - pad + 0.5) * cell
-    centres_v = lo[1] + (np.arange(shape[1]) - pad + 0.5) * cell
-    lines = contour_generator(centres_u, centres_v, occupied.T.astype(float)).lines(0.5)
-    if not lines:
+    loop = grid_outline(occupied, lo, cell, pad)
+    if loop is None:
         return None
-    loop = np.asarray(max(lines, key=lambda line: len(line)), dtype=np.float64)
-    if len(loop) > 1 and np.allclose(loop[0], loop[-1]):
-        loop = loop[:-1]
-    if len(loop) < 3:
-        return None
-    u, v = loop[:, 0], loop[:, 1]
-    if float(np.sum(u * np.roll(v, -1) - np.roll(u, -1) * v)) < 0:
-        loop = loop[::-1]
     tol = 0.5 * cell
     simple = _douglas_peucker(loop, tol)
     while len(simple) > max_points:

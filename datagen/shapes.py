@@ -19,6 +19,7 @@ __all__ = [
     "earclip",
     "euler_xyz",
     "extrude_mesh",
+    "grid_outline",
     "helix_tube_mesh",
     "lathe_mesh",
     "profile_cone",
@@ -209,3 +210,28 @@ def helix_tube_mesh(
         tris.append(np.stack([a0 + i, a0 + j, b0 + j], axis=1))
         tris.append(np.stack([a0 + i, b0 + j, b0 + i], axis=1))
     return verts, np.concatenate(tris).astype(np.int64)
+
+
+def grid_outline(
+    occupied: npt.NDArray[np.bool_], lo: npt.ArrayLike, cell: float, pad: int
+) -> npt.NDArray[np.float64] | None:
+    """The longest contour of an occupancy grid as a counter-clockwise loop in (u, v): cell
+    ``(i, j)`` is centred at ``lo + (i - pad + 0.5, j - pad + 0.5) * cell``. ``None`` when
+    the grid has no outline of at least three points."""
+    from contourpy import contour_generator
+
+    origin = np.asarray(lo, dtype=np.float64)
+    centres_u = origin[0] + (np.arange(occupied.shape[0]) - pad + 0.5) * cell
+    centres_v = origin[1] + (np.arange(occupied.shape[1]) - pad + 0.5) * cell
+    lines = contour_generator(centres_u, centres_v, occupied.T.astype(float)).lines(0.5)
+    if not lines:
+        return None
+    loop = np.asarray(max(lines, key=lambda line: len(line)), dtype=np.float64)
+    if len(loop) > 1 and np.allclose(loop[0], loop[-1]):
+        loop = loop[:-1]
+    if len(loop) < 3:
+        return None
+    u, v = loop[:, 0], loop[:, 1]
+    if float(np.sum(u * np.roll(v, -1) - np.roll(u, -1) * v)) < 0:
+        loop = loop[::-1]
+    return loop
