@@ -264,6 +264,32 @@ def test_a_killed_fork_server_costs_one_retry(two_workers: Farm) -> None:
     assert statuses == {"f000": "ok", "loop": "timeout"}, results
 
 
+SLOW_BOX = UNIT_BOX.replace("box(", "n = 0\nwhile n < 20_000_000:\n    n += 1\nbox(", 1)
+
+
+def test_a_message_lost_in_transit_is_sent_again_within_the_window(two_workers: Farm) -> None:
+    """A worker killed between taking a message from the queue and recording it as
+    unacknowledged loses it: kombu never restores it. The API sees that the item's task is
+    neither queued, nor held, nor done, and sends it again after one detection window
+    (instead of after the visibility timeout plus a task's hard limit, ~50 s here)."""
+    farm, broker = two_workers, Broker(two_workers)
+    tag = uuid.uuid4().hex[:6]
+    slow = [
+        {"id": f"slow{i}", "code": f"{SLOW_BOX}# {tag} {i}\n", "reference": {"code": UNIT_BOX}}
+        for i in range(2)
+    ]
+    batch = Batch(farm, slow + boxes("t", 6))
+    wait_until(lambda: broker.held() == 2 and broker.queued() >= 2, 60, "both workers busy")
+    lost = broker.client.lpop(broker.queue)  # taken, and never recorded: gone
+    assert lost is not None
+    popped = time.monotonic()
+    results = batch.result(120)
+    delay = batch.end - popped
+    print(f"a message lost in transit: batch answered {delay:.1f}s after the loss")
+    assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
+    assert delay < VISIBILITY_S + 20, farm.logs()
+
+
 def test_no_worker_gives_503_in_seconds_and_a_job_waits(farm: Farm) -> None:
     ensure_workers(farm, 1)
     for worker in farm.workers:
@@ -329,29 +355,3 @@ def test_sigterm_on_serve_answers_every_item_and_exits_promptly(farm: Farm) -> N
         assert "shut down" in got["error"]
     assert answered < GRACE_S + 5 and exited < GRACE_S + 10, farm.api.tail()
     assert farm.api.proc.returncode == 0, farm.api.tail()
-
-
-SLOW_BOX = UNIT_BOX.replace("box(", "n = 0\nwhile n < 20_000_000:\n    n += 1\nbox(", 1)
-
-
-def test_a_message_lost_in_transit_is_sent_again_within_the_window(two_workers: Farm) -> None:
-    """A worker killed between taking a message from the queue and recording it as
-    unacknowledged loses it: kombu never restores it. The API sees that the item's task is
-    neither queued, nor held, nor done, and sends it again after one detection window
-    (instead of after the visibility timeout plus a task's hard limit, ~50 s here)."""
-    farm, broker = two_workers, Broker(two_workers)
-    tag = uuid.uuid4().hex[:6]
-    slow = [
-        {"id": f"slow{i}", "code": f"{SLOW_BOX}# {tag} {i}\n", "reference": {"code": UNIT_BOX}}
-        for i in range(2)
-    ]
-    batch = Batch(farm, slow + boxes("t", 6))
-    wait_until(lambda: broker.held() == 2 and broker.queued() >= 2, 60, "both workers busy")
-    lost = broker.client.lpop(broker.queue)  # taken, and never recorded: gone
-    assert lost is not None
-    popped = time.monotonic()
-    results = batch.result(120)
-    delay = batch.end - popped
-    print(f"a message lost in transit: batch answered {delay:.1f}s after the loss")
-    assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
-    assert delay < VISIBILITY_S + 20, farm.logs()
