@@ -31,6 +31,7 @@ from typing import Any
 
 from environments.blender_3d.dataset import Sample
 from llm3d.config import ExecutorConfig, RenderConfig
+from training.eval_report import record_f_score
 
 __all__ = ["SELECTIONS", "choose", "render_match_scores", "selection_table"]
 
@@ -42,12 +43,18 @@ Ident = tuple[str, int]
 Progress = Callable[[str, int, int], None]
 
 
-def _match_key(code: str, sample: Sample, render: RenderConfig) -> str:
-    digest = hashlib.sha256()
-    for part in (code, render.model_dump_json(), *map(str, sample.images)):
-        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+def _views_digest(sample: Sample, render: RenderConfig) -> bytes:
+    """What a candidate's match depends on besides its code: the rig and the input views."""
+    digest = hashlib.sha256(render.model_dump_json().encode())
     for image in sample.images:
+        digest.update(str(image).encode("utf-8", "surrogatepass") + b"\0")
         digest.update(hashlib.sha256(Path(image).read_bytes()).digest())
+    return digest.digest()
+
+
+def _match_key(code: str, views: bytes) -> str:
+    digest = hashlib.sha256(views)
+    digest.update(code.encode("utf-8", "surrogatepass"))
     return "match:" + digest.hexdigest()
 
 
@@ -73,7 +80,9 @@ def render_match_scores(
     from worker.render_match import MatchUnavailableError, match_views
 
     by_id = {s.id: s for s in samples}
-    keys = {ident: _match_key(code, by_id[ident[0]], render) for ident, code in codes.items()}
+    wanted = {task for task, _ in codes}
+    views_of = {s.id: _views_digest(s, render) for s in samples if s.id in wanted}
+    keys = {ident: _match_key(code, views_of[ident[0]]) for ident, code in codes.items()}
     out: dict[Ident, dict[str, Any]] = {}
     todo = []
     for ident in codes:
@@ -117,11 +126,6 @@ def render_match_scores(
     return out
 
 
-def _f(record: Mapping[str, Any]) -> float:
-    value = (record.get("metrics") or {}).get("f_score_0.05")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
-
-
 def _match(matches: Mapping[Ident, Mapping[str, Any]], record: Mapping[str, Any]) -> float:
     """A candidate's render match; -1 when it has none (never preferred to one that has)."""
     score = matches.get((str(record["task_id"]), int(record["index"])), {}).get("score")
@@ -151,7 +155,7 @@ def choose(
         if by == "first":
             chosen[task] = ordered[0]
         elif by == "oracle":
-            chosen[task] = max(ordered, key=lambda r: (_f(r), -int(r["index"])))
+            chosen[task] = max(ordered, key=lambda r: (record_f_score(r), -int(r["index"])))
         else:
             assert matches is not None
 
@@ -179,12 +183,15 @@ def selection_table(
         ]
         table[by] = {
             "tasks": len(kept),
-            "f_score_0.05": round(statistics.fmean(_f(r) for r in kept), 4) if kept else 0.0,
+            "f_score_0.05": round(statistics.fmean(record_f_score(r) for r in kept), 4)
+            if kept
+            else 0.0,
             "execution_rate": round(
                 sum(r["status"] == "ok" for r in kept) / len(kept) if kept else 0.0, 4
             ),
             "pass_rate": round(
-                sum(_f(r) >= pass_threshold for r in kept) / len(kept) if kept else 0.0, 4
+                sum(record_f_score(r) >= pass_threshold for r in kept) / len(kept) if kept else 0.0,
+                4,
             ),
             "chamfer_unit_x1000_median": round(statistics.median(chamfers), 4)
             if chamfers

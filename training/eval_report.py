@@ -34,11 +34,21 @@ __all__ = [
     "markdown_report",
     "pass_at_k",
     "plot_reports",
+    "record_f_score",
     "select_cases",
     "summarize",
 ]
 
 F_KEY = "f_score_0.05"
+
+
+def record_f_score(record: Mapping[str, Any]) -> float:
+    """A completion's F@0.05, 0 when it made no usable mesh (the one rule the report, the
+    cases and best-of-N selection count by)."""
+    if record["status"] != "ok":
+        return 0.0
+    value = (record.get("metrics") or {}).get(F_KEY, 0.0)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -67,7 +77,7 @@ def summarize(
     """The metrics of one group of records (see the module docstring)."""
     scored = [r for r in records if r["status"] != "infra_error"]
     ok = [r for r in scored if r["status"] == "ok"]
-    f_all = [float(r["metrics"].get(F_KEY, 0.0)) if r["status"] == "ok" else 0.0 for r in scored]
+    f_all = [record_f_score(r) for r in scored]
 
     def ok_metric(name: str) -> list[float]:
         return [float(r["metrics"][name]) for r in ok if name in r["metrics"]]
@@ -79,10 +89,7 @@ def summarize(
     best_f: list[float] = []
     for task_records in by_task.values():
         n = len(task_records)
-        f_task = [
-            float(r["metrics"].get(F_KEY, 0.0)) if r["status"] == "ok" else 0.0
-            for r in task_records
-        ]
+        f_task = [record_f_score(r) for r in task_records]
         correct = sum(f >= pass_threshold for f in f_task)
         executed = sum(r["status"] == "ok" for r in task_records)
         passes["pass@1"].append(pass_at_k(n, correct, 1))
@@ -205,7 +212,7 @@ def plot_reports(
     out_dir.mkdir(parents=True, exist_ok=True)
     policy = report["settings"]["policy"]
     scored = [r for r in records if r["status"] != "infra_error"]
-    f_all = [float(r["metrics"].get(F_KEY, 0.0)) if r["status"] == "ok" else 0.0 for r in scored]
+    f_all = [record_f_score(r) for r in scored]
     paths = []
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(f_all, bins=20, range=(0.0, 1.0), color="#4c72b0", edgecolor="white")
@@ -242,7 +249,7 @@ def select_cases(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str,
     for r in records:
         if r["status"] == "infra_error":
             continue
-        f = float(r["metrics"].get(F_KEY, 0.0)) if r["status"] == "ok" else 0.0
+        f = record_f_score(r)
         current = best.get(str(r["task_id"]))
         if current is None or f > current["_f"]:
             best[str(r["task_id"])] = {**r, "_f": f}
