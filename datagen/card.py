@@ -68,6 +68,43 @@ def _table(counts: Counter[tuple[str, str]], rows_keys: Sequence[str], cols: Seq
     return head + "\n".join(lines) + "\n"
 
 
+def _infinigen_section(info: dict[str, Any]) -> list[str]:
+    """Which Infinigen factories the objects come from, what was rejected, what was skipped."""
+    report = info.get("infinigen_factories")
+    if report is None:
+        return []
+    text = [
+        "## Infinigen factories",
+        "",
+        "Assets spawned by `llm3d data infinigen`, fitted and assembled by `llm3d data "
+        f"assemble --infinigen`, kept at F@0.05 ≥ {info.get('min_object_f_score')} against the "
+        "asset's mesh.",
+        "",
+        "| factory | kept | rejected | not spawned | median F@0.05 |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report:
+        median = "–" if row["median_f_score"] is None else f"{row['median_f_score']:.3f}"
+        text.append(
+            f"| {row['factory']} | {row['kept']} | {row['rejected']} | {row['not_spawned']} "
+            f"| {median} |"
+        )
+    reasons = [reason for row in report for reason in row["reasons"]]
+    if reasons:
+        text += ["", "Rejected or not spawned:", "", *(f"- {r}" for r in reasons)]
+    skipped = info.get("infinigen_skipped") or {}
+    text += [
+        "",
+        f"Indoor factories skipped ({len(skipped)}; from `{info.get('infinigen_survey')}`, "
+        "`llm3d data infinigen --survey`: seed 0 of each factory Infinigen's indoor scenes use, "
+        "spawned headless within `data.infinigen_timeout_s`):",
+        "",
+        *(f"- {name}: {why}" for name, why in sorted(skipped.items())),
+        "",
+    ]
+    return text
+
+
 def write_card(
     out_dir: Path, rows: Sequence[dict[str, Any]], info: dict[str, Any]
 ) -> tuple[Path, Path]:
@@ -134,6 +171,7 @@ def write_card(
         "![contact sheet](contact_sheet.png)",
         "",
     ]
+    text += _infinigen_section(info)
     if failed:
         text += ["## Left out", "", *(f"- {k}: {v}" for k, v in sorted(failed.items())), ""]
     card = out_dir / "README.md"

@@ -381,6 +381,15 @@ def build_dataset(
         "split_moved": outcome.moved,
         "split_dropped": outcome.dropped,
     }
+    if "infinigen" in (sources or data.sources) and infinigen_dir is not None:
+        from datagen.infinigen_survey import factory_report, load_survey, skipped
+
+        info.update(
+            infinigen_factories=factory_report(infinigen_dir),
+            infinigen_skipped=skipped(load_survey(data.infinigen_survey)),
+            infinigen_survey=str(data.infinigen_survey),
+            min_object_f_score=data.min_object_f_score,
+        )
     card, _ = write_card(out, all_rows, info)
     summary.objects = len(all_rows)
     summary.failed = dict(failed)

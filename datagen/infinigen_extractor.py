@@ -180,9 +180,18 @@ def split_parts(
 
 
 def run_sidecar(
-    factory: str, seed: int, out_npz: Path, *, python: Path, timeout_s: float = 120.0
+    factory: str,
+    seed: int,
+    out_npz: Path,
+    *,
+    python: Path,
+    timeout_s: float = 120.0,
+    request: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Spawn one asset in the sidecar; its JSON answer (``ok`` False on any failure)."""
+    """Spawn one asset in the sidecar; its JSON answer (``ok`` False on any failure).
+
+    ``request`` replaces the spawn request (``{"list": "indoor"}`` lists the factories).
+    """
     scratch = Path(tempfile.mkdtemp(prefix="llm3d-infinigen-"))
     env = dict(os.environ)
     env.update(
@@ -191,10 +200,10 @@ def run_sidecar(
         BLENDER_USER_RESOURCES=str(scratch / "resources"),
         MPLCONFIGDIR=str(scratch / "mpl"),
     )
-    request = json.dumps({"factory": factory, "seed": seed, "out": str(Path(out_npz).resolve())})
+    body = request or {"factory": factory, "seed": seed, "out": str(Path(out_npz).resolve())}
     try:
         proc = subprocess.run(
-            [str(python), "-m", "datagen.infinigen_sidecar", request],
+            [str(python), "-m", "datagen.infinigen_sidecar", json.dumps(body)],
             capture_output=True, text=True, timeout=timeout_s, env=env, cwd=scratch,
             check=False,
         )  # fmt: skip
@@ -263,4 +272,10 @@ def extract_assets(
     with (out / "parts.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
+    # Every asset that did not spawn, and why (a rerun tries them again); the card reads it.
+    with (out / "failed.jsonl").open("w", encoding="utf-8") as fh:
+        for asset_id, error in failed.items():
+            name, number = asset_id.rsplit("-", 1)
+            fh.write(json.dumps({"asset": asset_id, "factory": name, "seed": int(number),
+                                 "error": error}) + "\n")  # fmt: skip
     return {"out_dir": str(out), "parts": len(rows), "failed": failed}

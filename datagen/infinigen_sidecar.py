@@ -5,7 +5,8 @@ Run by :func:`datagen.infinigen_extractor.run_sidecar` as
 in its own process (the parent's timeout kills it). It imports nothing of llm3d: the
 sidecar environment has bpy 4.2.0, numpy < 2 and infinigen 1.15.5 only.
 
-Protocol: the request is one JSON argument ``{factory, seed, out, index?}``; the answer is
+Protocol: the request is one JSON argument ``{factory, seed, out, index?}`` (or
+``{"list": "indoor"}``: the answer's ``factories`` are every indoor factory); the answer is
 one JSON line on stdout ``{"ok": true, "out": ..., "objects": [...], "seconds": ...}`` or
 ``{"ok": false, "error": "..."}``. ``out`` (npz) holds ``vertices`` (n, 3) float32 world
 coordinates, ``faces`` (m, 3) int32, ``face_labels`` (m,) int32 and ``label_names``: one
@@ -46,9 +47,16 @@ def resolve(name: str) -> Any:
     """The factory class named ``name`` (or ``module:Class``)."""
     if ":" in name:
         module_name, cls = name.split(":", 1)
+        if module_name.startswith("infinigen.assets.objects"):
+            # Importing one module alone can hit a circular import (aquarium tank ->
+            # materials.fluid); the indoor scenes import every factory package first.
+            importlib.import_module("infinigen_examples.constraints.semantics")
         return getattr(importlib.import_module(module_name), cls)
     if name in KNOWN_MODULES:
         return getattr(importlib.import_module(KNOWN_MODULES[name]), name)
+    for spec in indoor_factories():
+        if spec.endswith(f":{name}"):
+            return resolve(spec)
     package = importlib.import_module("infinigen.assets.objects")
     for info in pkgutil.iter_modules(package.__path__):
         try:
@@ -101,9 +109,31 @@ def extract(obj: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     return np.concatenate(verts), np.concatenate(faces), np.concatenate(labels), names
 
 
+def indoor_factories() -> list[str]:
+    """Every factory Infinigen's indoor scenes use (``home_asset_usage``), as ``module:Class``.
+
+    Static assets (``infinigen.assets.static_assets``) are left out: they load meshes that
+    are downloaded separately, not generated.
+    """
+    semantics = importlib.import_module("infinigen_examples.constraints.semantics")
+    found: set[str] = set()
+    for factories in semantics.home_asset_usage().values():
+        for cls in factories:
+            if cls.__module__.startswith("infinigen.assets.objects"):
+                found.add(f"{cls.__module__}:{cls.__name__}")
+    return sorted(found, key=lambda spec: spec.split(":")[1])
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
     started = time.perf_counter()
+    if request.get("list") == "indoor":
+        try:
+            listed: dict[str, Any] = {"ok": True, "factories": indoor_factories()}
+        except Exception as exc:  # reported to the parent, never raised
+            listed = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write("\n" + json.dumps(listed) + "\n")
+        return 0 if listed["ok"] else 1
     try:
         factory = resolve(str(request["factory"]))(factory_seed=int(request["seed"]))
         obj = factory.spawn_asset(int(request.get("index", 0)))

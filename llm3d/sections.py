@@ -309,6 +309,11 @@ class DataConfig(Section):
     )
     infinigen_seeds: int = Field(3, ge=1, description="assets per factory (seeds 0..N-1)")
     infinigen_timeout_s: float = Field(120.0, gt=0, description="limit per Infinigen asset")
+    infinigen_survey: Path = Field(
+        Path("configs/infinigen_survey.json"),
+        description="which indoor factories run headless here, and why others do not "
+        "(llm3d data infinigen --survey); the dataset card lists the skipped ones",
+    )
     sources: list[str] = Field(
         default_factory=lambda: ["templates"],
         description="where data build takes objects from (templates, infinigen, parts, composed)",

@@ -366,6 +366,15 @@ def infinigen_command(
         float | None,
         typer.Option("--timeout", help="Seconds per asset (default data.infinigen_timeout_s)."),
     ] = None,
+    survey: Annotated[
+        bool,
+        typer.Option(
+            "--survey",
+            help="Spawn seed 0 of every indoor factory (or each --factory) and record which "
+            "run within the timeout, and why the others do not, in data.infinigen_survey "
+            "(or --out); resumable.",
+        ),
+    ] = False,
     out: OutOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -388,12 +397,16 @@ def infinigen_command(
         else:
             console.print(f"[yellow]{escape(INSTALL_HINT)}[/]")
         return
+    limit = cfg.data.infinigen_timeout_s if timeout is None else timeout
+    if survey:
+        _survey(out or cfg.data.infinigen_survey, factory, python, limit, as_json)
+        return
     summary = extract_assets(
         out or cfg.data.out_dir / "infinigen",
         factory or list(cfg.data.infinigen_factories or DEFAULT_FACTORIES),
         list(range(cfg.data.infinigen_seeds if seeds is None else seeds)),
         python=python,
-        timeout_s=cfg.data.infinigen_timeout_s if timeout is None else timeout,
+        timeout_s=limit,
         show_progress=not as_json,
     )
     if as_json:
@@ -402,3 +415,28 @@ def infinigen_command(
         console.print(_summary_table("infinigen parts", summary))
     if summary["failed"] and not summary["parts"]:
         raise typer.Exit(1)
+
+
+def _survey(
+    path: Path, factories: list[str] | None, python: Path, timeout_s: float, as_json: bool
+) -> None:
+    from datagen.infinigen_survey import survey_factories
+    from llm3d.commands.common import console, emit_json
+
+    records = survey_factories(
+        path, python=python, timeout_s=timeout_s, factories=factories, show_progress=not as_json
+    )
+    if as_json:
+        emit_json({"survey": str(path), "factories": records})
+        return
+    table = Table(title=f"Infinigen indoor factories (seed 0, limit {timeout_s:g} s): {path}")
+    for column in ("factory", "status", "seconds", "parts", "reason"):
+        table.add_column(column)
+    for name, rec in sorted(records.items()):
+        table.add_row(
+            name, rec["status"], f"{rec.get('seconds') or 0:.1f}", str(rec.get("parts", "")),
+            escape(str(rec.get("reason", ""))),
+        )  # fmt: skip
+    console.print(table)
+    ok = sum(rec["status"] == "ok" for rec in records.values())
+    console.print(f"{ok} of {len(records)} factories run headless within {timeout_s:g} s")

@@ -30,6 +30,19 @@ def _sources(root: Path) -> tuple[Path, Path, Path]:
     infinigen.mkdir()
     rows = [dict(INFINIGEN_ROW, asset=f"desk-{k}", id=f"infinigen-desk-{k}") for k in range(3)]
     (infinigen / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for k, row in enumerate(rows):
+        row["f_score"] = 0.97 + 0.01 * k
+    reject = dict(INFINIGEN_ROW, asset="desk-9", f_score=0.41,
+                  reason="F@0.05 0.410 against the asset's mesh is below 0.9")  # fmt: skip
+    (infinigen / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (infinigen / "rejects.jsonl").write_text(json.dumps(reject) + "\n")
+    (infinigen / "failed.jsonl").write_text(json.dumps(
+        {"asset": "BedFactory-0000", "factory": "BedFactory", "seed": 0,
+         "error": "timed out after 120 s"}) + "\n")  # fmt: skip
+    (root / "survey.json").write_text(json.dumps({"factories": {
+        "SimpleDeskFactory": {"status": "ok", "parts": 5},
+        "WindowFactory": {"status": "failed", "reason": "KeyError: 'frame'"},
+    }}))  # fmt: skip
     parts = root / "parts"
     parts.mkdir()
     lines = []
@@ -75,7 +88,8 @@ def test_a_build_over_four_sources_writes_rows_of_each(
     infinigen, _, cats = _sources(tmp_path)
     parts, _ = part_run  # real generated parts, with the boxes compositions are placed by
     data = DataConfig(objects_per_category=3, source_max_parts=3, source_composed=4,
-                      workers=2, in_flight=8)  # fmt: skip
+                      workers=2, in_flight=8,
+                      infinigen_survey=tmp_path / "survey.json")  # fmt: skip
     out = tmp_path / "ds"
     summary = build_dataset(
         out, seed=1, data=data, executor=exec_config, render=RENDER, categories_file=cats,
@@ -95,3 +109,10 @@ def test_a_build_over_four_sources_writes_rows_of_each(
         assert sft[0]["messages"][2]["content"][0]["text"] == sft[0]["code"]
     card = (out / "README.md").read_text()
     assert "## Objects per source and split" in card and "| composed |" in card
+    # where the Infinigen objects come from, what was rejected or did not spawn, and which
+    # indoor factories the survey found unusable here, each with its reason
+    assert "| SimpleDeskFactory | 3 | 1 | 0 | 0.975 |" in card
+    assert "| BedFactory | 0 | 0 | 1 | – |" in card
+    assert "desk-9: F@0.05 0.410 against the asset's mesh is below 0.9" in card
+    assert "BedFactory-0000 did not spawn: timed out after 120 s" in card
+    assert "- WindowFactory: failed: KeyError: 'frame'" in card

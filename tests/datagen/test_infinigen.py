@@ -67,6 +67,12 @@ def test_sidecar_protocol_resume_and_failures(tmp_path: Path) -> None:
     summary = extract_assets(out, ["TableDiningFactory", "BrokenFactory"], [0, 1], python=fake)
     assert summary["parts"] == 4  # two assets × (top, legs)
     assert set(summary["failed"]) == {"BrokenFactory-0000", "BrokenFactory-0001"}
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert [(r["factory"], r["seed"]) for r in failed] == [
+        ("BrokenFactory", 0),
+        ("BrokenFactory", 1),
+    ]
+    assert all("no factory" in r["error"] for r in failed)  # the card says why
     from datagen.part_generator import iter_parts
 
     parts = list(iter_parts(out))  # the part generator's layout: the fitter reads it too
@@ -113,3 +119,33 @@ def test_extracted_parts_become_programs(tmp_path: Path) -> None:
     assert legs["family"] == "array" and "grid_array(p, counts=[2, 2]" in legs["program"]
     again = fit_parts(tmp_path / "ig", show_progress=False)
     assert again["fitted_this_run"] == 0 and again["parts"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sidecar_python() is None, reason="the Infinigen sidecar is not installed")
+def test_survey_records_what_runs_and_why_the_rest_does_not(tmp_path: Path) -> None:
+    from datagen.infinigen_survey import load_survey, skipped, survey_factories
+
+    python = sidecar_python()
+    assert python is not None
+    path = tmp_path / "survey.json"
+    desk = "infinigen.assets.objects.shelves.simple_desk:SimpleDeskFactory"
+    records = survey_factories(
+        path, python=python, timeout_s=300, show_progress=False,
+        factories=[desk, "infinigen.assets.objects.shelves:NoSuchFactory"],
+    )  # fmt: skip
+    assert records["SimpleDeskFactory"]["status"] == "ok"
+    assert records["SimpleDeskFactory"]["parts"] >= 2
+    assert records["NoSuchFactory"]["status"] == "failed"
+    assert "NoSuchFactory" in records["NoSuchFactory"]["reason"]
+    # resumable: a surveyed factory is not spawned again; a slow one is a timeout
+    again = survey_factories(
+        path, python=python, timeout_s=1, show_progress=False,
+        factories=[desk, "infinigen.assets.objects.seating:BedFactory"],
+    )  # fmt: skip
+    assert again["SimpleDeskFactory"] == records["SimpleDeskFactory"]
+    assert again["BedFactory"]["status"] == "timeout"
+    assert load_survey(path) == again
+    why = skipped(again)
+    assert set(why) == {"NoSuchFactory", "BedFactory"}
+    assert why["BedFactory"].startswith("timeout") and "1 s" in why["BedFactory"]
