@@ -17,6 +17,7 @@ from stay a choice of ``data.infinigen_factories``; :func:`skipped` gives the ca
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import tempfile
 from collections import defaultdict
@@ -64,10 +65,13 @@ def _first_line(error: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _survey_one(spec: str, python: Path, timeout_s: float) -> dict[str, Any]:
+def _survey_one(spec: str, python: Path, timeout_s: float, raw_dir: Path | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="llm3d-survey-") as scratch:
         out = Path(scratch) / "asset.npz"
         answer = run_sidecar(spec, 0, out, python=python, timeout_s=timeout_s)
+        if answer.get("ok") and raw_dir is not None:  # data infinigen's seed 0, kept
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(out, raw_dir / f"{spec.split(':')[-1]}-0000.npz")
         record: dict[str, Any] = {"spec": spec, "seconds": answer.get("seconds")}
         if answer.get("ok"):
             with np.load(out) as npz:
@@ -91,11 +95,14 @@ def survey_factories(
     python: Path,
     timeout_s: float,
     factories: Sequence[str] | None = None,
+    raw_dir: str | Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Spawn seed 0 of every indoor factory (or ``factories``) and record what happened.
 
-    Resumable: factories already in ``out_json`` are not spawned again.
+    Resumable: factories already in ``out_json`` are not spawned again. With ``raw_dir``
+    (an Infinigen folder's ``raw/``) each spawned asset is kept there as ``data infinigen``
+    names seed 0, so a build over the surveyed factories does not spawn it again.
     """
     out_json = Path(out_json)
     records = load_survey(out_json)
@@ -106,7 +113,9 @@ def survey_factories(
         enabled=show_progress,
     ) as bar:  # fmt: skip
         for spec in todo:
-            records[spec.split(":")[-1]] = _survey_one(spec, python, timeout_s)
+            records[spec.split(":")[-1]] = _survey_one(
+                spec, python, timeout_s, Path(raw_dir) if raw_dir else None
+            )
             out_json.parent.mkdir(parents=True, exist_ok=True)
             out_json.write_text(
                 json.dumps(

@@ -399,7 +399,8 @@ def infinigen_command(
         return
     limit = cfg.data.infinigen_timeout_s if timeout is None else timeout
     if survey:
-        _survey(out or cfg.data.infinigen_survey, factory, python, limit, as_json)
+        raw = cfg.data.out_dir / "infinigen" / "raw"  # where data infinigen looks for seed 0
+        _survey(out or cfg.data.infinigen_survey, factory, python, limit, raw, as_json)
         return
     summary = extract_assets(
         out or cfg.data.out_dir / "infinigen",
@@ -418,14 +419,20 @@ def infinigen_command(
 
 
 def _survey(
-    path: Path, factories: list[str] | None, python: Path, timeout_s: float, as_json: bool
+    path: Path,
+    factories: list[str] | None,
+    python: Path,
+    timeout_s: float,
+    raw_dir: Path,
+    as_json: bool,
 ) -> None:
     from datagen.infinigen_survey import survey_factories
     from llm3d.commands.common import console, emit_json
 
     records = survey_factories(
-        path, python=python, timeout_s=timeout_s, factories=factories, show_progress=not as_json
-    )
+        path, python=python, timeout_s=timeout_s, factories=factories, raw_dir=raw_dir,
+        show_progress=not as_json,
+    )  # fmt: skip
     if as_json:
         emit_json({"survey": str(path), "factories": records})
         return

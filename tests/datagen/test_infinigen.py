@@ -133,8 +133,15 @@ def test_survey_records_what_runs_and_why_the_rest_does_not(tmp_path: Path) -> N
     records = survey_factories(
         path, python=python, timeout_s=300, show_progress=False,
         factories=[desk, "infinigen.assets.objects.shelves:NoSuchFactory"],
+        raw_dir=tmp_path / "ig" / "raw",
     )  # fmt: skip
     assert records["SimpleDeskFactory"]["status"] == "ok"
+    # the spawned asset is data infinigen's seed 0: a build over the factory reuses it
+    assert [p.name for p in (tmp_path / "ig" / "raw").iterdir()] == ["SimpleDeskFactory-0000.npz"]
+    reused = extract_assets(
+        tmp_path / "ig", ["SimpleDeskFactory"], [0], python=Path("/nonexistent")
+    )
+    assert not reused["failed"] and reused["parts"] == records["SimpleDeskFactory"]["parts"]
     assert records["SimpleDeskFactory"]["parts"] >= 2
     assert records["NoSuchFactory"]["status"] == "failed"
     assert "NoSuchFactory" in records["NoSuchFactory"]["reason"]
