@@ -18,7 +18,9 @@ Prints rich tables and writes ``benchmarks/results/datagen.json``.
 5. Honest-split pass (:func:`datagen.splits.separate`) on ``--split-items`` synthetic
    descriptors: seconds.
 6. With ``--infinigen DIR`` (a folder of ``llm3d data infinigen`` + ``data assemble
-   --infinigen``): the assembled-object acceptance rate per factory.
+   --infinigen``), per factory: seconds to spawn an asset (``--survey``, the factory
+   survey), fit + assembly seconds per part, the acceptance rate and median F@0.05 of the
+   assembled objects; the overall acceptance rate and spawned assets a second.
 
 Timings on a shared 2-core machine are noisy (other jobs run beside); say so when quoting.
 """
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +45,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from datagen.families import FAMILIES, Ranges, generate_part  # noqa: E402
+from datagen.infinigen_survey import factory_report, load_survey  # noqa: E402
 from datagen.part_fitter import fit_mesh  # noqa: E402
 from datagen.part_generator import generate_parts  # noqa: E402
 from llm3d.config import load_config  # noqa: E402
@@ -118,26 +122,56 @@ def bench_splits(n: int, console: Console) -> dict[str, object]:
     return {"items": n, "seconds": seconds, "moved": outcome.moved}
 
 
-def bench_acceptance(folder: Path, console: Console) -> dict[str, object]:
-    counts: dict[str, dict[str, int]] = {}
-    for name, kept in (("objects.jsonl", True), ("rejects.jsonl", False)):
+def bench_infinigen(folder: Path, survey_path: Path, console: Console) -> dict[str, object]:
+    """Per factory: spawn seconds (the survey), fit + assembly seconds, acceptance, median F."""
+    survey = load_survey(survey_path)
+    report = factory_report(folder)
+    assembled: dict[str, list[dict[str, Any]]] = {}
+    for name in ("objects.jsonl", "rejects.jsonl"):
         path = folder / name
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                factory = str(json.loads(line).get("factory") or "?")
-                entry = counts.setdefault(factory, {"kept": 0, "rejected": 0})
-                entry["kept" if kept else "rejected"] += 1
-    table = Table(title=f"assembled Infinigen objects in {folder}")
-    for col in ("factory", "kept", "rejected", "acceptance"):
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    assembled.setdefault(str(row["factory"]), []).append(row)
+    table = Table(title=f"Infinigen factories: {folder} (spawn times from {survey_path})")
+    for col in ("factory", "spawn s", "parts", "fit+assemble s", "s/part", "kept", "rejected",
+                "acceptance", "median F@0.05"):  # fmt: skip
         table.add_column(col)
-    for factory, c in sorted(counts.items()):
-        rate = c["kept"] / max(1, c["kept"] + c["rejected"])
-        c["acceptance_pct"] = round(100 * rate)
-        table.add_row(factory, str(c["kept"]), str(c["rejected"]), f"{rate:.0%}")
+    rows = []
+    for entry in report:
+        factory = str(entry["factory"])
+        rows_f = assembled.get(factory, [])
+        parts = sum(int(r.get("n_parts", 0)) for r in rows_f)
+        seconds = sum(float(r.get("seconds", 0.0)) for r in rows_f)
+        kept, rejected = int(entry["kept"]), int(entry["rejected"])
+        spawn = survey.get(factory, {}).get("seconds")
+        row = {**entry, "spawn_seconds": spawn, "parts": parts, "assemble_seconds": seconds,
+               "seconds_per_part": seconds / parts if parts else None,
+               "acceptance": kept / (kept + rejected) if kept + rejected else None}  # fmt: skip
+        rows.append(row)
+        table.add_row(
+            factory, "–" if spawn is None else f"{spawn:.1f}", str(parts), f"{seconds:.1f}",
+            f"{seconds / parts:.2f}" if parts else "–", str(kept), str(rejected),
+            "–" if row["acceptance"] is None else f"{row['acceptance']:.0%}",
+            "–" if entry["median_f_score"] is None else f"{entry['median_f_score']:.3f}",
+        )  # fmt: skip
     console.print(table)
-    return counts
+    kept_all = sum(int(r["kept"]) for r in report)
+    done_all = kept_all + sum(int(r["rejected"]) for r in report)
+    ok = [r for r in survey.values() if r.get("status") == "ok"]
+    summary: dict[str, object] = {
+        "factories": rows,
+        "acceptance_rate": kept_all / done_all if done_all else None,
+        "surveyed": len(survey),
+        "survey_ok": len(ok),
+        "assets_per_second_spawn": len(ok) / sum(float(r["seconds"]) for r in ok) if ok else None,
+    }
+    console.print(
+        f"assembled objects kept: {kept_all} of {done_all}; survey: {len(ok)} of {len(survey)} "
+        "indoor factories run headless"
+    )
+    return summary
 
 
 def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, object]:
@@ -164,7 +198,7 @@ def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, obje
                 )
                 console.log(f"{family:13s} -> {fit.family:10s} F={fit.f_score:.3f}")
     scores = [float(r["f_score_0.05"]) for r in rows]  # type: ignore[arg-type]
-    per_family: dict[str, dict[str, float]] = {}
+    by_family: dict[str, dict[str, float]] = {}
     table = Table(title=f"part fitter on {len(rows)} held-out parts (seed {seed}, verified)")
     for col in ("family", "n", "median F@0.05", "share > 0.9", "s / mesh", "fitted as"):
         table.add_column(col)
@@ -174,7 +208,7 @@ def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, obje
             continue
         f = [float(r["f_score_0.05"]) for r in mine]  # type: ignore[arg-type]
         secs = [float(r["seconds"]) for r in mine]  # type: ignore[arg-type]
-        per_family[family] = {
+        by_family[family] = {
             "n": len(mine),
             "median_f": statistics.median(f),
             "share_above_0.9": sum(x > 0.9 for x in f) / len(f),
@@ -182,7 +216,7 @@ def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, obje
         fitted = sorted({str(r["fitted"]) for r in mine})
         table.add_row(
             family, str(len(mine)), f"{statistics.median(f):.3f}",
-            f"{per_family[family]['share_above_0.9']:.2f}", f"{statistics.median(secs):.1f}",
+            f"{by_family[family]['share_above_0.9']:.2f}", f"{statistics.median(secs):.1f}",
             ", ".join(fitted),
         )  # fmt: skip
     summary = {
@@ -196,7 +230,7 @@ def bench_fitter(per_family: int, seed: int, console: Console) -> dict[str, obje
         f"[bold]{summary['share_above_0.9']:.2f}", f"{summary['median_seconds_per_mesh']:.1f}", "",
     )  # fmt: skip
     console.print(table)
-    return {"summary": summary, "per_family": per_family, "rows": rows}
+    return {"summary": summary, "per_family": by_family, "rows": rows}
 
 
 def main() -> None:
@@ -210,6 +244,7 @@ def main() -> None:
     parser.add_argument("--build-objects", type=int, default=30)
     parser.add_argument("--split-items", type=int, default=100_000)
     parser.add_argument("--infinigen", type=Path, default=None)
+    parser.add_argument("--survey", type=Path, default=ROOT / "configs" / "infinigen_survey.json")
     args = parser.parse_args()
     console = Console()
     results: dict[str, object] = {
@@ -221,7 +256,7 @@ def main() -> None:
         results["projection"] = bench_projection(results["parts"], args.cores, console)  # type: ignore[arg-type]
     results["splits"] = bench_splits(args.split_items, console)
     if args.infinigen is not None:
-        results["acceptance"] = bench_acceptance(args.infinigen, console)
+        results["infinigen"] = bench_infinigen(args.infinigen, args.survey, console)
     if not args.skip_fit:
         results["fitter"] = bench_fitter(args.fit_per_family, args.seed, console)
     out = ROOT / "benchmarks" / "results" / "datagen.json"
