@@ -1,6 +1,9 @@
 """Composed objects (issue 19, point 2): 2–6 generated parts that touch or stack (no Blender).
 
 The middle curriculum tier: random compositions of the single parts of ``parts.jsonl``
+(drawn so that their complexity stays within the medium band of
+:func:`datagen.object_assembler.difficulty`: 6 parts only where no operation adds weight, so
+in practice 2–5)
 (:mod:`datagen.part_generator`, which records each part's box). Object ``i`` of a build
 seeded with ``s`` draws its part count, its parts and their places from
 :func:`datagen.families.sample_rng` ``(s, i)``. Each part is scaled to a random size, then
@@ -28,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datagen.families import sample_rng
-from datagen.object_assembler import ObjectProgram, part_body
+from datagen.object_assembler import MEDIUM_MAX, OP_WEIGHTS, ObjectProgram, part_body
 from datagen.templates import Part
 
 __all__ = [
@@ -51,6 +54,9 @@ _SALT = 0xC0_3905ED
 SPARSE_OPS = frozenset(
     {"linear_array", "radial_array", "grid_array", "helix", "sweep", "torus", "solidify"}
 )
+
+#: Operations every composed part's placing adds (``scale(p, ...)``, ``move(p, ...)``).
+_PLACING_OPS = ("move", "scale")
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -140,6 +146,27 @@ def solid_parts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if not SPARSE_OPS & set(r.get("ops") or ())]
 
 
+def _draw(
+    rows: Sequence[dict[str, Any]], count: int, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Up to ``count`` parts in a random order, leaving out any that would lift the
+    composition past the middle tier (complexity above ``MEDIUM_MAX``: part count plus the
+    weights of the operations used, the placing ``scale``/``move`` included). At least two."""
+    chosen: list[dict[str, Any]] = []
+    ops = set(_PLACING_OPS)
+    order = [rows[int(k)] for k in rng.permutation(len(rows))]
+    for row in order:
+        with_row = ops | set(row.get("ops") or ())
+        if len(chosen) + 1 + sum(OP_WEIGHTS.get(o, 0.0) for o in with_row) > MEDIUM_MAX:
+            continue
+        chosen.append(row)
+        ops = with_row
+        if len(chosen) == count:
+            break
+    # parts too heavy for any pair: the first two drawn (a hard composition, rare)
+    return chosen if len(chosen) >= 2 else order[:2]
+
+
 def compose_object(rows: Sequence[dict[str, Any]], seed: int, index: int) -> ObjectProgram:
     """Composed object ``index``: 2–6 parts of ``rows`` (solid parts of ``parts.jsonl``).
 
@@ -152,7 +179,7 @@ def compose_object(rows: Sequence[dict[str, Any]], seed: int, index: int) -> Obj
         raise ValueError(f"composing needs at least 2 generated parts, got {len(rows)}")
     rng = sample_rng(seed, _SALT + index)
     count = int(rng.integers(2, min(6, len(rows)) + 1))
-    chosen = [rows[int(k)] for k in rng.choice(len(rows), size=count, replace=False)]
+    chosen = _draw(rows, count, rng)
     boxes = [(np.asarray(r["bbox"][0], float), np.asarray(r["bbox"][1], float)) for r in chosen]
     parts = []
     for row, place in zip(chosen, _placements(boxes, rng), strict=True):

@@ -115,3 +115,19 @@ def test_touching_groups_finds_a_floating_piece() -> None:
     three = trimesh.util.concatenate([a, b, c])
     assert touching_groups(two.vertices, two.faces) == 1
     assert touching_groups(three.vertices, three.faces) == 2
+
+
+@pytest.mark.blender
+def test_compositions_are_the_middle_tier(part_run: tuple[Path, object]) -> None:
+    """Compositions of real generated parts (their operations as generated) grade medium,
+    never hard: the curriculum's middle tier between single parts and full objects."""
+    from collections import Counter
+
+    out, _ = part_run
+    rows = solid_parts([json.loads(x) for x in (out / "parts.jsonl").read_text().splitlines()])
+    objects = [compose_object(rows, 11, index) for index in range(60)]
+    tiers = Counter(obj.difficulty for obj in objects)
+    assert tiers["hard"] == 0, [(o.id, o.complexity) for o in objects if o.difficulty == "hard"]
+    assert tiers["medium"] >= 0.7 * len(objects), tiers
+    assert all(obj.n_parts >= 2 for obj in objects)
+    assert max(obj.n_parts for obj in objects) >= 4  # not only pairs
