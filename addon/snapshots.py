@@ -111,21 +111,29 @@ def render_view(context: bpy.types.Context, out_dir: str | Path, longest: int = 
     which = "view" if view is not None else f"camera {scene.camera.name}"  # type: ignore[union-attr]
     path = Path(out_dir) / f"{which} {stamp}-{time.time_ns() % 1000:03d}.png"
     render: Any = scene.render
-    if view is not None:
-        window, area, region = view
-        size = _fit(region.width, region.height, longest)
-        with _render_settings(scene, size, path):
-            with context.temp_override(window=window, area=area, region=region):
-                bpy.ops.render.opengl(write_still=False, view_context=True)
-            result = cast(Any, bpy.data.images).get("Render Result")
-            if result is None:
-                raise RenderUnavailableError("the viewport render gave no image; try again")
-            result.save_render(str(path), scene=scene)
-    else:
-        aspect = render.pixel_aspect_x / max(render.pixel_aspect_y, 1e-6)
-        size = _fit(round(render.resolution_x * aspect), render.resolution_y, longest)
-        with _render_settings(scene, size, path, engine="BLENDER_WORKBENCH"):
-            bpy.ops.render.render(write_still=True, scene=scene.name)
+    try:
+        if view is not None:
+            window, area, region = view
+            size = _fit(region.width, region.height, longest)
+            with _render_settings(scene, size, path):
+                with context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.render.opengl(write_still=False, view_context=True)
+                result = cast(Any, bpy.data.images).get("Render Result")
+                if result is None:
+                    raise RenderUnavailableError("the viewport render gave no image; try again")
+                result.save_render(str(path), scene=scene)
+        else:
+            aspect = render.pixel_aspect_x / max(render.pixel_aspect_y, 1e-6)
+            size = _fit(round(render.resolution_x * aspect), render.resolution_y, longest)
+            with _render_settings(scene, size, path, engine="BLENDER_WORKBENCH"):
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+    except RuntimeError as e:  # e.g. a render already running (F12)
+        if isinstance(e, RenderUnavailableError):
+            raise
+        raise RenderUnavailableError(
+            f"Blender could not render the view ({' '.join(str(e).split())}); wait for a "
+            "running render to finish and try again"
+        ) from e
     if not path.is_file():
         raise RenderUnavailableError(f"the render was not written to {path}; check the folder")
     return path
