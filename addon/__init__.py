@@ -18,7 +18,7 @@ from typing import Any
 
 import bpy
 
-from . import background, jobs, operators, preferences, ui
+from . import background, history, jobs, operators, operators_views, preferences, ui
 
 __all__ = ["LLM3D_PG_settings", "classes", "register", "unregister"]
 
@@ -78,6 +78,14 @@ class LLM3D_PG_settings(bpy.types.PropertyGroup):
         name="Change",
         description="What Refine asks the model to change in the current program",
     )
+    refine_render: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Include Render",
+        description="Send a render of the current result with Refine, so the model sees "
+        "what its program builds",
+        default=False,
+    )
+    history: bpy.props.CollectionProperty(type=history.LLM3D_PG_history)  # type: ignore[valid-type]
+    history_index: bpy.props.IntProperty(name="History", default=0)  # type: ignore[valid-type]
     error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
     text: bpy.props.PointerProperty(  # type: ignore[valid-type]
         name="Program", type=bpy.types.Text, description="The program; edit it, then Run"
@@ -106,6 +114,7 @@ class LLM3D_PG_settings(bpy.types.PropertyGroup):
 classes: tuple[type, ...] = (
     LLM3D_PG_image,
     LLM3D_PG_attempt,
+    history.LLM3D_PG_history,
     LLM3D_PG_settings,
     preferences.LLM3D_AddonPreferences,
     preferences.MESH_OT_llm3d_test_connection,
@@ -117,8 +126,11 @@ classes: tuple[type, ...] = (
     operators.MESH_OT_llm3d_cancel,
     operators.MESH_OT_llm3d_run,
     operators.MESH_OT_llm3d_score,
+    operators_views.MESH_OT_llm3d_add_view,
+    operators_views.MESH_OT_llm3d_restore,
     ui.LLM3D_UL_images,
     ui.LLM3D_UL_attempts,
+    history.LLM3D_UL_history,
     ui.VIEW3D_PT_llm3d_image_to_code,
 )
 

@@ -36,6 +36,7 @@ import bpy
 from bpy_lib.export import kind_of
 from worker.types import ExecResult
 
+from . import history
 from .background import Sandbox, get_sandbox
 from .client import (
     ChatClient,
@@ -372,6 +373,7 @@ def _deliver(
             f"Done: {parts} part{'s' if parts != 1 else ''} in '{collection.name}' "
             f"(attempt {message.attempt}/{job.max_attempts}).",
         )
+        _record(settings, job, code, outcome)
         push_undo(f"llm3d: {job.kind} {job.label}")
         return None
     retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
@@ -389,6 +391,7 @@ def _deliver(
         settings.collection = None
         bpy.data.collections.remove(collection)
         job.collection_name = ""
+    _record(settings, job, code, outcome)
     _finish(
         scene_name,
         settings,
@@ -406,6 +409,7 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
     settings.collection = collection
     settings.has_score = False
     outcome = _run(job, message, collection)
+    _record(settings, job, message.code, outcome)
     if not outcome.ok:
         _finish(scene.name, settings, f"Run failed: {outcome.error}", error=outcome.error)
         return
@@ -417,6 +421,20 @@ def _deliver_run(scene: bpy.types.Scene, settings: Any, job: Job, message: Messa
         f"Ran '{job.text_name}': {parts} part{'s' if parts != 1 else ''} in '{collection.name}'.",
     )
     push_undo(f"llm3d: Run {job.text_name}")
+
+
+def _record(settings: Any, job: Job, code: str, outcome: RunOutcome) -> None:
+    """Keep the attempt in the history (with a thumbnail of what it built)."""
+    prompt = job.refine[1] if job.refine is not None else job.prompt
+    history.record(
+        settings,
+        kind=job.kind,
+        prompt=prompt,
+        code=code,
+        ok=outcome.ok,
+        error=outcome.error,
+        objects=outcome.objects,
+    )
 
 
 def place_and_frame(scene: bpy.types.Scene, names: Sequence[str], origin: Sequence[float]) -> None:

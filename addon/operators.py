@@ -14,6 +14,7 @@ from .client import IMAGE_TYPES, estimate_tokens
 from .images import downscaled
 from .preferences import Settings, get_settings, online_access_problem
 from .scoring import ScoreUnavailableError, score_objects
+from .snapshots import RenderUnavailableError, refine_render
 
 __all__ = [
     "MESH_OT_llm3d_add_images",
@@ -23,6 +24,7 @@ __all__ = [
     "MESH_OT_llm3d_remove_image",
     "MESH_OT_llm3d_run",
     "MESH_OT_llm3d_score",
+    "start_run",
     "system_prompt",
 ]
 
@@ -182,6 +184,13 @@ def _start_model_job(
     if refine:  # the first turn as it was sent (a hand-written program has none)
         prompt = settings.last_prompt or ("" if images else "the object the program builds")
     sent, scratch = downscaled(images, prefs.image_size)
+    render = ""
+    if refine and settings.refine_render:  # a picture of what the current program builds
+        try:
+            render, scratch = refine_render(settings.collection, scratch)
+        except RenderUnavailableError as e:
+            op.report({"ERROR"}, f"Include Render: {e}; or turn Include Render off")
+            return {"CANCELLED"}
     if refine:
         text = settings.text
         instruction = settings.refine_prompt.strip()
@@ -197,6 +206,7 @@ def _start_model_job(
             run_timeout_s=prefs.run_timeout_s,
             prompt=prompt,
             refine=(text.as_string(), instruction),
+            render=render,
             text_name=text.name,
             collection_name=collection,
             scratch_dir=scratch,
@@ -234,7 +244,7 @@ def _start_model_job(
     if not refine:
         settings.last_prompt = prompt
         settings.origin = origin
-    settings.warning = context_warning(prefs, system, len(images), words)
+    settings.warning = context_warning(prefs, system, len(images) + bool(render), words)
     if settings.warning:
         op.report({"WARNING"}, settings.warning)
     if prefs.trusted_execution:
@@ -317,6 +327,38 @@ class MESH_OT_llm3d_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def start_run(op: bpy.types.Operator, context: bpy.types.Context) -> OperatorResult:
+    """Run the program in the panel's text block through the sandbox (Run, Restore)."""
+    scene = context.scene
+    if scene is None:
+        return {"CANCELLED"}
+    settings = _settings(context)
+    text = settings.text
+    prefs = get_settings(context)
+    job = jobs.Job(
+        client=None,
+        system="",
+        images=[],
+        max_attempts=1,
+        label=f"llm3d {Path(text.name).stem.removeprefix('llm3d ')}",
+        trusted=prefs.trusted_execution,
+        run_timeout_s=prefs.run_timeout_s,
+        program=text.as_string(),
+        origin=_xyz(settings.origin),
+        text_name=text.name,
+        collection_name=settings.collection.name if settings.collection else "",
+    )
+    try:
+        jobs.start_job(scene, job)
+    except RuntimeError as e:
+        op.report({"ERROR"}, str(e))
+        return {"CANCELLED"}
+    if prefs.trusted_execution:
+        op.report({"WARNING"}, "Trusted execution is on: the program runs unchecked")
+    op.report({"INFO"}, f"Running '{text.name}'...")
+    return {"FINISHED"}
+
+
 class MESH_OT_llm3d_run(bpy.types.Operator):
     """Run the program in the text block again (after editing it); replaces the result"""
 
@@ -336,34 +378,7 @@ class MESH_OT_llm3d_run(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> OperatorResult:
-        scene = context.scene
-        if scene is None:
-            return {"CANCELLED"}
-        settings = _settings(context)
-        text = settings.text
-        prefs = get_settings(context)
-        job = jobs.Job(
-            client=None,
-            system="",
-            images=[],
-            max_attempts=1,
-            label=f"llm3d {Path(text.name).stem.removeprefix('llm3d ')}",
-            trusted=prefs.trusted_execution,
-            run_timeout_s=prefs.run_timeout_s,
-            program=text.as_string(),
-            origin=_xyz(settings.origin),
-            text_name=text.name,
-            collection_name=settings.collection.name if settings.collection else "",
-        )
-        try:
-            jobs.start_job(scene, job)
-        except RuntimeError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if prefs.trusted_execution:
-            self.report({"WARNING"}, "Trusted execution is on: the program runs unchecked")
-        self.report({"INFO"}, f"Running '{text.name}'...")
-        return {"FINISHED"}
+        return start_run(self, context)
 
 
 class MESH_OT_llm3d_score(bpy.types.Operator):

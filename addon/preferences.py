@@ -87,6 +87,7 @@ class Settings:
     image_size: int = 1024
     short_prompt: bool = False
     context_tokens: int = 32768
+    history_size: int = 20
 
     def client(self) -> ChatClient:
         """The chat client these settings describe."""
@@ -152,6 +153,7 @@ def get_settings(context: bpy.types.Context) -> Settings:
         image_size=prefs.image_size,
         short_prompt=prefs.short_prompt,
         context_tokens=prefs.context_tokens,
+        history_size=prefs.history_size,
     )
 
 
@@ -245,6 +247,13 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
         min=0,
         max=1_048_576,
     )
+    history_size: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="History Size",
+        description="How many attempts the History keeps (in the .blend, with thumbnails)",
+        default=20,
+        min=1,
+        max=200,
+    )
     trusted_execution: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Trusted Execution (unsafe)",
         description=(
@@ -283,6 +292,7 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "image_size")
         row.prop(self, "context_tokens")
         col.prop(self, "short_prompt")
+        col.prop(self, "history_size")
         col.separator()
         from .background import describe_layers
 

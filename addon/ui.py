@@ -9,6 +9,7 @@ import bpy
 import bpy.utils.previews
 
 from . import background, jobs
+from .history import draw_history
 from .preferences import ADDON_ID, connection_status, get_settings, online_access_problem
 
 __all__ = [
@@ -119,6 +120,7 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
         col = row.column(align=True)
         col.operator("mesh.llm3d_add_images", text="", icon="ADD")
         col.operator("mesh.llm3d_remove_image", text="", icon="REMOVE")
+        col.operator("mesh.llm3d_add_view", text="", icon="RESTRICT_VIEW_OFF")
         if 0 <= settings.image_index < len(settings.images):
             icon_id = thumbnail(settings.images[settings.image_index].path)
             if icon_id:
@@ -186,8 +188,11 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
         row = box.row(align=True)
         row.prop(settings, "refine_prompt", text="", placeholder="What to change")
         row.operator("mesh.llm3d_refine", icon="MODIFIER")
+        box.prop(settings, "refine_render")
         if settings.collection is not None:
             box.label(text=f"Result: {settings.collection.name}", icon="OUTLINER_COLLECTION")
+
+        draw_history(layout, settings)
 
         box = layout.box()
         box.label(text="Score", icon="DRIVER_DISTANCE")

@@ -12,7 +12,12 @@ writes ``benchmarks/results/addon.json``:
    fork server's policy check, fork, run, mesh over the socket, one object built in the
    result collection; the main thread's share is the build), the same program with
    *Trusted Execution* (in this process: temporary scene, name stash, move into the result
-   collection) and a plain ``exec`` in the scene.
+   collection) and a plain ``exec`` in the scene;
+4. the renders the add-on makes on the main thread (Blender renders only there): a history
+   thumbnail (128 px, rendered, loaded and packed into the .blend), Refine's *Include
+   Render* (384 px) of the largest example, and *Use Current View* (the active camera,
+   768 px on the longer side, Workbench); the first of a session also starts Blender's GPU
+   module, so it is reported apart.
 
 Medians over ``--repeat`` runs after one warm-up. Timings on a shared machine are noisy.
 """
@@ -129,6 +134,48 @@ def _sandbox_costs(collection: bpy.types.Collection) -> dict[str, float | str]:
     }
 
 
+def _render_costs(collection: bpy.types.Collection, repeat: int) -> dict[str, float]:
+    """Main-thread seconds of each render: the session's first, then the median warm one."""
+    import shutil
+    import tempfile
+
+    from addon import history, snapshots
+
+    names = [o.name for o in collection.all_objects]
+    out = Path(tempfile.mkdtemp(prefix="llm3d-bench-"))
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("bench camera", bpy.data.cameras.new("bench camera"))
+    camera.location = (3.0, -3.0, 2.0)
+    camera.rotation_euler = (-camera.location).to_track_quat("-Z", "Y").to_euler()  # type: ignore[operator]
+    scene.collection.objects.link(camera)
+    scene.camera = camera  # 1920 x 1080 by default: rendered at 768 x 432
+
+    def thumbnail() -> None:
+        image = history.make_thumbnail(names)
+        assert image is not None
+        bpy.data.images.remove(image)
+
+    def refine() -> None:
+        _path, folder = snapshots.refine_render(collection, "")
+        shutil.rmtree(folder)
+
+    def view() -> None:
+        snapshots.render_view(bpy.context, out).unlink()
+
+    costs: dict[str, float] = {}
+    for name, fn in (("thumbnail", thumbnail), ("refine_render", refine), ("view", view)):
+        samples = []
+        for _ in range(repeat + 1):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        costs[f"{name}_first_s"] = samples[0]
+        costs[f"{name}_ms"] = _median_ms(samples[1:])
+    shutil.rmtree(out)
+    bpy.data.objects.remove(camera)
+    return costs
+
+
 def main() -> None:
     """Run the benchmark (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -182,6 +229,21 @@ def main() -> None:
                 "faces": sum(len(o.data.polygons) for o in collection.all_objects),
             }
         )
+    biggest = max(
+        examples.paths(), key=lambda p: next(r["faces"] for r in rows if r["example"] == p.stem)
+    )
+    _addon(biggest.read_text(), collection, trusted=False)
+    renders = _render_costs(collection, args.repeat)
+    rtable = Table(title=f"Renders on the main thread ({biggest.stem}; median of {args.repeat})")
+    rtable.add_column("what")
+    rtable.add_column("first of a session, s", justify="right")
+    rtable.add_column("then, ms", justify="right")
+    for key, what in (
+        ("thumbnail", "history thumbnail, 128 px (render, load, pack)"),
+        ("refine_render", "Refine's Include Render, 384 px"),
+        ("view", "Use Current View: the camera, 768 x 432"),
+    ):
+        rtable.add_row(what, f"{renders[key + '_first_s']:.2f}", f"{renders[key + '_ms']:.0f}")
     bpy_lib.clear_scene()
 
     ptable = Table(title=f"Delivering a result (median of {args.repeat}, ms)")
@@ -193,6 +255,7 @@ def main() -> None:
         ptable.add_row(row["example"], str(row["faces"]), *(f"{row[k]:.1f}" for k in keys))
     ptable.add_row("median", "", *(f"{statistics.median(r[k] for r in rows):.1f}" for k in keys))
     console.print(ptable)
+    console.print(rtable)
     overheads = [r["sandbox_ms"] - r["direct_ms"] for r in rows]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +267,7 @@ def main() -> None:
         "drain_tick_us": tick_us,
         "sandbox": costs,
         "examples": rows,
+        "renders": renders,
         "median_sandbox_overhead_ms": statistics.median(overheads),
     }
     args.out.write_text(json.dumps(result, indent=2))

@@ -176,6 +176,9 @@ def _clean_blender_state() -> None:
     for text in list(bpy.data.texts):
         if text.name.startswith("llm3d"):
             bpy.data.texts.remove(text)
+    for image in list(bpy.data.images):
+        if image.name.startswith("llm3d"):  # history thumbnails
+            bpy.data.images.remove(image)
     scene = bpy.context.scene
     if "llm3d" in scene:  # the panel's state (images, attempts, score...) back to defaults
         del scene["llm3d"]
@@ -197,6 +200,7 @@ def addon(chat_server: ChatServer) -> Iterator[Any]:
     prefs.model = MODEL
     prefs.image_size, prefs.short_prompt, prefs.context_tokens = 1024, False, 32768
     prefs.max_tokens = 4096
+    prefs.history_size = 20
     prefs.api_key = "sk-test-key"
     prefs.max_repairs = 2
     prefs.trusted_execution = False

@@ -101,6 +101,7 @@ def test_panel_draws_every_section(addon: Any, images: list[Path]) -> None:
     assert ops == [
         "mesh.llm3d_add_images",
         "mesh.llm3d_remove_image",
+        "mesh.llm3d_add_view",
         "preferences.addon_show",
         "mesh.llm3d_pick_model",
         "mesh.llm3d_test_connection",
@@ -135,6 +136,15 @@ def test_panel_draws_every_section(addon: Any, images: list[Path]) -> None:
     assert all(len(label) <= 48 for label in wrapped)
     assert "F@0.05: 0.812" in labels and "Chamfer-L2: 0.00042" in labels
     assert any(n == "template_list" and a[0] == "LLM3D_UL_attempts" for n, a, _ in log)
+    assert "Each Generate, Refine and Run is kept here" in labels  # the history, empty
+    assert "refine_render" in [args[1] for name, args, _ in log if name == "prop"]
+
+    entry = settings.history.add()
+    entry.name, entry.ok, entry.error = "Run 15:04", False, "NameError: name 'cube' is not defined"
+    labels, ops, log = _draw_panel()
+    assert any(n == "template_list" and a[0] == "LLM3D_UL_history" for n, a, _ in log)
+    assert ops[-2:] == ["mesh.llm3d_restore", "mesh.llm3d_score"]
+    assert "NameError: name 'cube' is not defined" in labels
 
 
 def test_panel_explains_online_access_and_trusted_mode(addon: Any) -> None:
