@@ -12,11 +12,14 @@ finishes (one undo step for the whole result) or, when the program failed and at
 remain, asks the model to repair it (the repair loop). With *Trusted Execution* the thread
 only asks the model, and :func:`drain` runs the program inside Blender as before.
 
-Cancel (:meth:`Job.stop`) sets the job's event: :func:`drain` ends the job at its next call,
-and a message that arrives afterwards is dropped unread. A program running in the sandbox is
-killed at once (its process group; the background server stays up for the next run).
-A request cannot be interrupted mid-flight (``urllib`` has no abort); its thread ends when
-the server answers or the timeout passes.
+The answer streams (:meth:`addon.client.ChatClient.stream`): while it arrives, :func:`drain`
+copies it into the result's text block, shows it in a Text Editor if one is open
+(:mod:`addon.live`) and puts tokens and tokens/s in the status line.
+
+Cancel (:meth:`Job.stop`) sets the job's event and closes the stream's connection at once:
+:func:`drain` ends the job at its next call, and a message that arrives afterwards is dropped
+unread; the text block gets back what it held. A program running in the sandbox is killed at
+once (its process group; the background server stays up for the next run).
 """
 
 from __future__ import annotations
@@ -45,7 +48,16 @@ from .client import (
     refine_messages,
     repair_messages,
 )
+from .live import (
+    StreamTarget,
+    ensure_text,
+    settle_failed,
+    show_stream,
+    stream_status,
+    unstream,
+)
 from .runner import RunOutcome, build_result, result_name, run_program
+from .streaming import StreamCancelledError, StreamState
 
 __all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
 
@@ -142,6 +154,8 @@ class Job:
     scratch_dir: str = ""
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     replace: bool = False
+    stream: StreamState = field(default_factory=StreamState)
+    target: StreamTarget = field(default_factory=StreamTarget)
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -152,6 +166,8 @@ class Job:
         self.attempt += 1
         self.started = time.monotonic()
         self.phase = "running" if self.program is not None else "model"
+        self.stream = StreamState()
+        self.target = StreamTarget()
         self.thread = threading.Thread(
             target=self._work, args=(self.attempt,), name=f"llm3d-request-{self.attempt}"
         )
@@ -167,13 +183,15 @@ class Job:
                     raise RuntimeError("a Generate job needs a chat client")
                 if not self.messages:
                     self.messages = self._first_messages()
-                answer = self.client.complete(self.messages)
+                answer = self.client.stream(self.messages, self.stream, self.cancel)
                 code = extract_code(answer)
             result: ExecResult | None = None
             if self.sandbox is not None and not self.cancel.is_set():
                 self.phase = "running"
                 self.started = time.monotonic()
                 result = self.sandbox.run(code, self.run_timeout_s, cancel=self.cancel)
+        except StreamCancelledError:
+            return  # the job is over; nothing to deliver
         except EndpointError as e:
             self.queue.put(Message(attempt, error=str(e)))
         except Exception as e:  # a bug must reach the panel, not die silently in a thread
@@ -205,9 +223,10 @@ class Job:
 
         The worker thread sees the event within :data:`addon.background.CANCEL_POLL_S` and
         has the server kill the program's process group; the server stays up (warm) for the
-        next run. Nothing here waits.
+        next run. A streamed answer's connection is closed now. Nothing here waits.
         """
         self.cancel.set()
+        self.stream.abort()
 
 
 def active_job(scene: bpy.types.Scene) -> Job | None:
@@ -291,11 +310,14 @@ def drain(scene_name: str) -> float | None:
         return None
     settings: Any = cast(Any, scene).llm3d
     if job.cancel.is_set():
+        unstream(job.target)
         _finish(scene_name, settings, f"Cancelled (attempt {job.attempt}).")
         return None
     try:
         message = job.queue.get_nowait()
     except queue.Empty:
+        if job.phase == "model" and job.program is None:
+            show_stream(job.target, job.stream.snapshot(), job.text_name, f"{job.label}.py")
         settings.status = _progress(job)
         _redraw()
         return DRAIN_INTERVAL_S
@@ -313,10 +335,10 @@ def _progress(job: Job) -> str:
     if job.program is not None:
         return f"Running '{job.text_name}' in the sandbox... {waited:.0f} s"
     if job.phase == "running":
-        what = "Running the program in the sandbox..."
+        what = f"Running the program in the sandbox... {waited:.0f} s"
     else:
-        what = f"Waiting for {job.client.model if job.client else 'the model'}..."
-    return f"{what} {waited:.0f} s (attempt {job.attempt}/{job.max_attempts})"
+        what = stream_status(job.client.model if job.client else "the model", job.stream.snapshot())
+    return f"{what} (attempt {job.attempt}/{job.max_attempts})"
 
 
 def _run(job: Job, message: Message, collection: bpy.types.Collection) -> RunOutcome:
@@ -342,6 +364,8 @@ def _deliver(
 ) -> float | None:
     if message.error is not None or message.answer is None:
         error = message.error or "the model sent no answer"
+        if job.program is None:
+            settle_failed(job.target, job.stream.snapshot(), job.text_name, f"{job.label}.py")
         _add_attempt(settings, message.attempt, "", False, error)
         _finish(scene_name, settings, "The model request failed.", error=error)
         return None
@@ -349,7 +373,7 @@ def _deliver(
         _deliver_run(scene, settings, job, message)
         return None
     code = message.code
-    text = ensure_text(job.text_name, f"{job.label}.py")
+    text = ensure_text(job.target.name or job.text_name, f"{job.label}.py")
     if job.replace and text.name != f"{job.label}.py":
         text.name = f"{job.label}.py"  # the previous result's block, under the new name
     job.text_name = text.name
@@ -478,12 +502,6 @@ def is_result(collection: bpy.types.Collection) -> bool:
     if cast(Any, collection).library is not None:
         return False
     return all(kind_of(obj) is not None for obj in collection.all_objects)
-
-
-def ensure_text(name: str, new_name: str) -> bpy.types.Text:
-    """The text block ``name``; a new one called ``new_name`` when it is empty or missing."""
-    text: bpy.types.Text | None = cast(Any, bpy.data.texts).get(name) if name else None
-    return text if text is not None else bpy.data.texts.new(new_name)
 
 
 def ensure_collection(scene: bpy.types.Scene, name: str, new_name: str) -> bpy.types.Collection:

@@ -6,6 +6,7 @@ Without the wheel the whole folder is skipped at collection.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import struct
@@ -75,6 +76,18 @@ class ChatServer:
     text_only: bool = False
     #: The finish_reason of each answer (``length``: cut off at max_tokens).
     finish_reason: str = "stop"
+    #: How a request with ``"stream": true`` is answered: ``sse`` (Server-Sent Events, as
+    #: vLLM), ``json`` (the server ignores ``stream``: one JSON answer), ``reject`` (HTTP
+    #: 400, a server that does not know the parameter) or ``truncate`` (the connection ends
+    #: halfway, without a finish_reason).
+    stream_mode: str = "sse"
+    #: Characters per streamed chunk and the pause before each chunk.
+    chunk_chars: int = 12
+    chunk_delay_s: float = 0.0
+    #: Set when the client closed a stream before its end (a write failed).
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    #: Chunks written to each stream, in order of the requests.
+    chunks_sent: list[int] = field(default_factory=list)
 
     def answer(self) -> str:
         if len(self.answers) > 1:
@@ -118,6 +131,12 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 self._send(server.status, {"error": {"message": "model overloaded"}})
                 return
             content = server.answer()
+            if body.get("stream") and server.stream_mode == "reject":
+                self._send(400, {"error": {"message": "Unrecognized request argument: stream"}})
+                return
+            if body.get("stream") and server.stream_mode in ("sse", "truncate"):
+                self._stream(body, content)
+                return
             self._send(
                 200,
                 {
@@ -134,23 +153,76 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 },
             )
 
+        def _stream(self, body: dict[str, Any], content: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()  # no length: the stream ends when the connection closes
+            self.close_connection = True
+            step = max(1, server.chunk_chars)
+            pieces = [content[i : i + step] for i in range(0, len(content), step)]
+            base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL}
+            events: list[dict[str, Any]] = [
+                {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+            ]
+            events += [
+                {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                for p in pieces
+            ]
+            events.append(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": server.finish_reason}],
+                }
+            )
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 100, "completion_tokens": len(pieces), "total_tokens": 0}
+                events.append({**base, "choices": [], "usage": usage})
+            if server.stream_mode == "truncate":
+                events = events[: len(events) // 2]
+            sent = 0
+            server.chunks_sent.append(0)
+            try:
+                for event in events:
+                    if server.chunk_delay_s:
+                        time.sleep(server.chunk_delay_s)
+                    self.wfile.write(b": keep-alive\n\n" if sent == 1 else b"")
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    sent += 1
+                    server.chunks_sent[-1] = sent
+                if server.stream_mode == "truncate":
+                    return
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except OSError:  # the client closed the stream (Cancel)
+                server.disconnected.set()
+
     return Handler
 
 
-@pytest.fixture
-def chat_server() -> Iterator[ChatServer]:
-    """A running local server; ``chat_server.url`` is its ``/v1`` root."""
-    state = ChatServer()
+@contextlib.contextmanager
+def serve(state: ChatServer) -> Iterator[ChatServer]:
+    """Run ``state``'s server on 127.0.0.1 until the block ends (the fixture, benchmarks)."""
     state.hold.set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield state
-    state.hold.set()
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        state.hold.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """A running local server; ``chat_server.url`` is its ``/v1`` root."""
+    with serve(ChatServer()) as state:
+        yield state
 
 
 @pytest.fixture
