@@ -292,6 +292,62 @@ class ChatClient:
         answer = self._request("chat/completions", self._body(messages), self.timeout_s)
         return self._answer_text(answer)
 
+    def complete_n(
+        self, messages: Sequence[dict[str, Any]], n: int, state: StreamState | None = None
+    ) -> list[str | EndpointError]:
+        """``n`` answers to the same messages (not streamed): one request with the ``n``
+        parameter, then one request each for the answers the server did not give (Ollama and
+        LM Studio ignore ``n``; a server that rejects it with HTTP 400 is asked without it).
+
+        Each item is an answer or the :class:`EndpointError` of that answer (cut off, empty),
+        so one bad answer does not spoil the others. ``state``'s :meth:`StreamState.abort`
+        closes the connection in flight (Cancel).
+
+        Raises
+        ------
+        EndpointError
+            When a request fails (connection, HTTP error, timeout).
+        StreamCancelledError
+            When ``state`` was aborted.
+        """
+        state = state if state is not None else StreamState()
+        body = self._body(messages)
+        if n > 1:
+            body["n"] = n
+        try:
+            answers = self._choices(body, state)
+        except EndpointError as e:
+            cause = e.__cause__
+            if n <= 1 or not (isinstance(cause, urllib.error.HTTPError) and cause.code == 400):
+                raise
+            logger.info("the server rejected n=%d (%s); asking %d times", n, e, n)
+            answers = []
+        while len(answers) < n:
+            answers += self._choices(self._body(messages), state)[:1]
+        return answers[:n]
+
+    def _choices(self, body: dict[str, Any], state: StreamState) -> list[str | EndpointError]:
+        request = self._post("chat/completions", body, "application/json")
+        url = request.full_url
+        with (
+            _http_errors(url, self.timeout_s, state),
+            _opener(state).open(request, timeout=self.timeout_s) as response,
+        ):
+            payload = response.read()
+        try:
+            choices = json.loads(payload)["choices"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise EndpointError(f"{url} did not answer with a completion: {payload[:120]!r}") from e
+        out: list[str | EndpointError] = []
+        for choice in choices if isinstance(choices, list) else []:
+            try:
+                out.append(self._answer_text({"choices": [choice]}))
+            except EndpointError as e:
+                out.append(e)
+        if not out:
+            raise EndpointError(f"unexpected answer from {self.base_url}: no choices")
+        return out
+
     def _answer_text(self, answer: Any) -> str:
         """The text of a (non-streamed) completion's first choice, checked."""
         try:

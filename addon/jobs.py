@@ -39,7 +39,9 @@ import bpy
 from bpy_lib.export import kind_of
 from worker.types import ExecResult
 
+from . import pick
 from .background import Sandbox, get_sandbox
+from .candidates import Candidate, choose, generate_candidates
 from .client import (
     ChatClient,
     EndpointError,
@@ -86,6 +88,10 @@ class Message:
     error: str | None = None
     code: str = ""
     result: ExecResult | None = None
+    #: With Candidates > 1: all of them (this message carries the kept one) and the note.
+    candidates: tuple[Candidate, ...] = ()
+    kept: int = 0
+    note: str = ""
 
 
 @dataclass
@@ -122,12 +128,16 @@ class Job:
     render : str
         A Refine's render of the current result ('' for none).
     scratch_dir : str
-        A folder of downscaled images, removed once the request is built.
+        A folder of downscaled images, removed once the first attempt is done.
     origin : tuple of float
         Where the result goes (the 3D cursor at Generate; the same place for Refine and Run).
     replace : bool
         Generate rebuilds the previous result's collection and text block (renamed) instead
         of adding new ones (*Replace previous*, the default; off: *Keep all*).
+    candidates : int
+        How many answers a Generate asks for (:mod:`addon.candidates`; not streamed).
+    detail : str
+        With candidates: what the worker thread does now (the status line).
     """
 
     client: ChatClient | None
@@ -156,6 +166,8 @@ class Job:
     replace: bool = False
     stream: StreamState = field(default_factory=StreamState)
     target: StreamTarget = field(default_factory=StreamTarget)
+    candidates: int = 1
+    detail: str = ""
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -183,6 +195,9 @@ class Job:
                     raise RuntimeError("a Generate job needs a chat client")
                 if not self.messages:
                     self.messages = self._first_messages()
+                if self.candidates > 1 and self.sandbox is not None:
+                    self.queue.put(self._candidates(attempt, self.client, self.sandbox))
+                    return
                 answer = self.client.stream(self.messages, self.stream, self.cancel)
                 code = extract_code(answer)
             result: ExecResult | None = None
@@ -199,17 +214,43 @@ class Job:
             self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
         else:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
+        finally:
+            if self.scratch_dir:  # the images are in the messages (and matched) now
+                shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def _first_messages(self) -> list[dict[str, Any]]:
-        try:
-            messages = build_messages(self.system, self.images, self.prompt)
-            if self.refine is not None:
-                program, instruction = self.refine
-                messages = refine_messages(messages, program, instruction, self.render or None)
-            return messages
-        finally:
-            if self.scratch_dir:  # the images are in the messages now
-                shutil.rmtree(self.scratch_dir, ignore_errors=True)
+        messages = build_messages(self.system, self.images, self.prompt)
+        if self.refine is not None:
+            program, instruction = self.refine
+            messages = refine_messages(messages, program, instruction, self.render or None)
+        return messages
+
+    def _candidates(self, attempt: int, client: ChatClient, sandbox: Sandbox) -> Message:
+        """Ask for the candidates, run, repair and match them; the kept one as the message."""
+        found, note = generate_candidates(
+            client,
+            self.messages,
+            n=self.candidates,
+            max_attempts=self.max_attempts,
+            sandbox=sandbox,
+            timeout_s=self.run_timeout_s,
+            references=self.images,
+            cancel=self.cancel,
+            state=self.stream,
+            report=functools.partial(setattr, self, "detail"),
+        )
+        kept = choose(found)
+        if kept.result is None:
+            return Message(attempt, error=kept.error, candidates=tuple(found), note=note)
+        return Message(
+            kept.attempts,
+            answer=kept.answer,
+            code=kept.code,
+            result=kept.result,
+            candidates=tuple(found),
+            kept=kept.number,
+            note=note,
+        )
 
     @property
     def kind(self) -> str:
@@ -252,6 +293,7 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
     settings.warning = ""
     if job.program is None:
         settings.attempts.clear()
+        pick.record(scene.name, settings, [], 0, "")
         what = (
             "the request"
             if job.refine is not None
@@ -334,6 +376,8 @@ def _progress(job: Job) -> str:
     waited = time.monotonic() - job.started
     if job.program is not None:
         return f"Running '{job.text_name}' in the sandbox... {waited:.0f} s"
+    if job.candidates > 1:
+        return f"{job.detail or 'Starting...'} {waited:.0f} s"
     if job.phase == "running":
         what = f"Running the program in the sandbox... {waited:.0f} s"
     else:
@@ -362,6 +406,8 @@ def _add_attempt(settings: Any, number: int, code: str, ok: bool, error: str) ->
 def _deliver(
     scene_name: str, scene: bpy.types.Scene, settings: Any, job: Job, message: Message
 ) -> float | None:
+    if message.candidates:
+        pick.record(scene_name, settings, message.candidates, message.kept, message.note)
     if message.error is not None or message.answer is None:
         error = message.error or "the model sent no answer"
         if job.program is None:
@@ -396,9 +442,13 @@ def _deliver(
             f"Done: {parts} part{'s' if parts != 1 else ''} in '{collection.name}' "
             f"(attempt {message.attempt}/{job.max_attempts}).",
         )
+        if message.candidates:
+            kept = next(c for c in message.candidates if c.number == message.kept)
+            settings.status += pick.summary(message.candidates, kept)
         push_undo(f"llm3d: {job.kind} {job.label}")
         return None
-    retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
+    # a sandbox failure is nothing for the model to repair; candidates were repaired already
+    retry = not outcome.sandbox_failed and not message.candidates
     if retry and job.attempt < job.max_attempts and not job.cancel.is_set():
         job.messages = repair_messages(job.messages, message.answer, outcome.error)
         settings.error = outcome.error

@@ -87,6 +87,7 @@ class Settings:
     image_size: int = 1024
     short_prompt: bool = False
     context_tokens: int = 32768
+    candidates: int = 1
 
     def client(self) -> ChatClient:
         """The chat client these settings describe."""
@@ -152,6 +153,7 @@ def get_settings(context: bpy.types.Context) -> Settings:
         image_size=prefs.image_size,
         short_prompt=prefs.short_prompt,
         context_tokens=prefs.context_tokens,
+        candidates=prefs.candidates,
     )
 
 
@@ -200,6 +202,16 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
         default=DEFAULT_REPAIRS,
         min=0,
         max=10,
+    )
+    candidates: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Candidates",
+        description=(
+            "Answers a Generate asks for; each is built in the sandbox, rendered and matched "
+            "with the images, and the best is kept (the others can be swapped in)"
+        ),
+        default=1,
+        min=1,
+        max=8,
     )
     request_timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Request Timeout (s)", default=300.0, min=5.0, max=3600.0
@@ -274,6 +286,7 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=problem, icon="ERROR")
         col.separator()
         col.prop(self, "max_repairs")
+        col.prop(self, "candidates")
         col.prop(self, "request_timeout_s")
         col.prop(self, "run_timeout_s")
         row = col.row(align=True)
