@@ -581,10 +581,12 @@ def result_label(images: Sequence[str], prompt: str = "") -> str:
 
 
 def cancel_all() -> None:
-    """Cancel every job (on unregister): their threads' answers are dropped."""
+    """Cancel every job (on unregister, on a file load): their threads' answers are dropped,
+    and the candidates' meshes kept for *Use* go (they belong to the file's scenes)."""
     for job in _JOBS.values():
         job.stop()
     _JOBS.clear()
+    pick.forget()
     for timer in _TIMERS:
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

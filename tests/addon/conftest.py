@@ -7,6 +7,7 @@ Without the wheel the whole folder is skipped at collection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import struct
@@ -84,6 +85,10 @@ class ChatServer:
     #: Characters per streamed chunk and the pause before each chunk.
     chunk_chars: int = 12
     chunk_delay_s: float = 0.0
+    #: Whether ``n`` (several answers in one request) is honoured; Ollama ignores it.
+    n_supported: bool = True
+    #: Answers by request instead of ``answers`` (e.g. a repair request gets the fixed program).
+    reply: Callable[[dict[str, Any]], str] | None = None
     #: Set when the client closed a stream before its end (a write failed).
     disconnected: threading.Event = field(default_factory=threading.Event)
     #: Chunks written to each stream, in order of the requests.
@@ -130,7 +135,12 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             if server.status != 200:
                 self._send(server.status, {"error": {"message": "model overloaded"}})
                 return
-            content = server.answer()
+            n = int(body.get("n") or 1) if server.n_supported else 1
+            answer = (
+                server.answer if server.reply is None else functools.partial(server.reply, body)
+            )
+            contents = [answer() for _ in range(n)]
+            content = contents[0]
             if body.get("stream") and server.stream_mode == "reject":
                 self._send(400, {"error": {"message": "Unrecognized request argument: stream"}})
                 return
@@ -145,10 +155,11 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                     "model": body.get("model"),
                     "choices": [
                         {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
+                            "index": i,
+                            "message": {"role": "assistant", "content": c},
                             "finish_reason": server.finish_reason,
                         }
+                        for i, c in enumerate(contents)
                     ],
                 },
             )

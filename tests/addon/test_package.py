@@ -130,6 +130,22 @@ def test_a_broken_manifest_is_rejected(tmp_path: Path) -> None:
     assert "version" in result.stdout + result.stderr
 
 
+def test_the_staged_addon_carries_the_projects_render_match(tmp_path: Path) -> None:
+    """Candidates are matched by best-of-N's own code: the zip carries worker.render_match
+    and worker.render as they are in the project (one definition, staged, not copied by hand)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import stage_addon
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    stage = tmp_path / "stage"
+    stage_addon.stage_sources(stage)
+    assert (stage / "_render_match.py").is_file()
+    for rel in ("worker/render_match.py", "worker/render.py", "llm3d/exceptions.py"):
+        assert (stage / "vendor" / rel).read_bytes() == (ROOT / rel).read_bytes(), rel
+    assert not (stage / "vendor" / "training").exists()  # best_of stays out
+
+
 @pytest.mark.slow
 def test_built_zip_installs_and_works(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
@@ -154,6 +170,9 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         "vendor/bpy_lib/primitives.py",
         "_server_boot.py",
         "_oneshot.py",
+        "_render_match.py",
+        "vendor/worker/render.py",
+        "vendor/worker/render_match.py",
         *(f"vendor/{rel}" for rel in FORK_SERVER_MODULES),
     ):
         assert required in names, required
