@@ -87,6 +87,8 @@ class ChatServer:
     chunk_delay_s: float = 0.0
     #: Whether ``n`` (several answers in one request) is honoured; Ollama ignores it.
     n_supported: bool = True
+    #: A server that answers HTTP 400 to ``n``.
+    reject_n: bool = False
     #: Answers by request instead of ``answers`` (e.g. a repair request gets the fixed program).
     reply: Callable[[dict[str, Any]], str] | None = None
     #: Set when the client closed a stream before its end (a write failed).
@@ -134,6 +136,9 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 return
             if server.status != 200:
                 self._send(server.status, {"error": {"message": "model overloaded"}})
+                return
+            if body.get("n") and server.reject_n:
+                self._send(400, {"error": {"message": "n > 1 is not supported"}})
                 return
             n = int(body.get("n") or 1) if server.n_supported else 1
             answer = (

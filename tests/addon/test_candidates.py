@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,29 @@ def test_a_photo_that_cannot_be_cut_out_keeps_the_first_that_builds(
     assert settings.text.as_string() == WRONG  # candidate 2: the first that builds
     assert [c.kept for c in settings.candidates] == [False, True, False]
     assert not any(c.has_score for c in settings.candidates)
+
+
+def test_cancel_while_the_candidates_are_asked_for(addon: Any, chat_server: ChatServer) -> None:
+    from addon import jobs
+
+    chat_server.answers = [CUBE_PROGRAM]
+    chat_server.hold.clear()  # the model is still working on the n answers
+    _prefs().candidates = 3
+    scene = bpy.context.scene
+    scene.llm3d.prompt = "a small box with a knob"
+    bpy.ops.mesh.llm3d_generate()
+    job = jobs.active_job(scene)
+    assert job is not None and job.candidates == 3
+    deadline = time.monotonic() + 10
+    while not chat_server.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    jobs.drain(scene.name)
+    assert scene.llm3d.status.startswith("Waiting for 3 answers from"), scene.llm3d.status
+    assert bpy.ops.mesh.llm3d_cancel() == {"FINISHED"}
+    assert scene.llm3d.status.startswith("Cancelled")
+    assert job.thread is not None
+    job.thread.join(timeout=2)
+    assert not job.thread.is_alive()  # the request's connection was closed
+    chat_server.hold.set()
+    assert len(chat_server.requests) == 1
+    assert not [o for o in bpy.data.objects if o.get("bpy_lib_kind")]

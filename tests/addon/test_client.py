@@ -162,3 +162,21 @@ def test_a_stream_that_ends_early_is_an_error(chat_server: ChatServer) -> None:
     chat_server.stream_mode = "truncate"
     with pytest.raises(EndpointError, match="closed the stream before the answer ended"):
         ChatClient(chat_server.url, MODEL).stream([], StreamState())
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("n", [3]), ("ignored", [3, None, None])])
+def test_n_answers_in_one_request_or_one_request_each(
+    chat_server: ChatServer, mode: str, expected: list[int | None]
+) -> None:
+    chat_server.answers = ["first", "second", "third"]
+    chat_server.n_supported = mode == "n"
+    answers = ChatClient(chat_server.url, MODEL).complete_n([], 3)
+    assert answers == ["first", "second", "third"]
+    assert [r.get("n") for r in chat_server.requests] == expected
+
+
+def test_a_server_that_rejects_n_is_asked_once_per_answer(chat_server: ChatServer) -> None:
+    chat_server.answers = ["first", "second", "third"]
+    chat_server.reject_n = True
+    assert ChatClient(chat_server.url, MODEL).complete_n([], 2) == ["first", "second"]
+    assert [r.get("n") for r in chat_server.requests] == [2, None, None]
