@@ -432,7 +432,7 @@ class ChatClient:
     ) -> str:
         finish: Any = None
         done = False
-        for data in sse_data(lines):
+        for data in sse_data(_until_cut(lines)):
             if (cancel is not None and cancel.is_set()) or state.aborted:
                 raise StreamCancelledError("cancelled")
             if data.strip() == DONE:
@@ -552,6 +552,14 @@ def _http_errors(
         if cancelled():
             raise StreamCancelledError("cancelled") from e
         raise EndpointError(f"connection to {url} failed: {e}") from e
+
+
+def _until_cut(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a chunked body, ending where the server stopped sending mid-chunk."""
+    try:
+        yield from lines
+    except http.client.IncompleteRead:
+        return  # reported as a stream that ended before its last chunk
 
 
 def _opener(state: StreamState) -> urllib.request.OpenerDirector:

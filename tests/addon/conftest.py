@@ -104,16 +104,22 @@ class ChatServer:
 
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # as uvicorn: streams are sent chunked
+
         def log_message(self, format: str, *args: Any) -> None:
             del format, args
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client is gone (Cancel closed the connection)
+                server.disconnected.set()
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
@@ -173,8 +179,13 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache")
-            self.end_headers()  # no length: the stream ends when the connection closes
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             self.close_connection = True
+
+            def chunk(data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
             step = max(1, server.chunk_chars)
             pieces = [content[i : i + step] for i in range(0, len(content), step)]
             base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL}
@@ -202,14 +213,16 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                 for event in events:
                     if server.chunk_delay_s:
                         time.sleep(server.chunk_delay_s)
-                    self.wfile.write(b": keep-alive\n\n" if sent == 1 else b"")
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    if sent == 1:
+                        chunk(b": keep-alive\n\n")
+                    chunk(f"data: {json.dumps(event)}\n\n".encode())
                     self.wfile.flush()
                     sent += 1
                     server.chunks_sent[-1] = sent
                 if server.stream_mode == "truncate":
                     return
-                self.wfile.write(b"data: [DONE]\n\n")
+                chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
             except OSError:  # the client closed the stream (Cancel)
                 server.disconnected.set()
