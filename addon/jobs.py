@@ -14,7 +14,8 @@ only asks the model, and :func:`drain` runs the program inside Blender as before
 
 The answer streams (:meth:`addon.client.ChatClient.stream`): while it arrives, :func:`drain`
 copies it into the result's text block, shows it in a Text Editor if one is open
-(:mod:`addon.live`) and puts tokens and tokens/s in the status line.
+(:mod:`addon.live`) and puts tokens and tokens/s in the status line. With *Candidates* > 1
+the thread asks for several answers and keeps the best match (:mod:`addon.candidates`).
 
 Cancel (:meth:`Job.stop`) sets the job's event and closes the stream's connection at once:
 :func:`drain` ends the job at its next call, and a message that arrives afterwards is dropped

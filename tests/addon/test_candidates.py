@@ -117,6 +117,16 @@ def test_a_server_without_n_gets_one_request_per_candidate(
     ]
     assert settings.text.as_string() == CUBE_PROGRAM  # the first that builds
 
+    # the meshes are not kept across a file load: Use then runs the candidate's program
+    from addon import pick
+
+    pick.forget()
+    assert bpy.ops.mesh.llm3d_use_candidate(number=3) == {"FINISHED"}
+    drain_until_done(scene.name, timeout_s=60)
+    assert settings.status.startswith("Ran "), settings.status
+    assert settings.text.as_string() == WRONG
+    assert _result_dims()[2] == pytest.approx(1.2, abs=1e-3)
+
 
 def test_each_candidate_gets_its_own_repairs(addon: Any, chat_server: ChatServer) -> None:
     def reply(body: dict[str, Any]) -> str:
