@@ -90,6 +90,18 @@ deps = bpy.context.evaluated_depsgraph_get()
 metrics = ext.scoring.score_objects(coll.all_objects, coll.all_objects, deps, points=2000)
 out["self_score"] = [metrics["f_score_0.05"], metrics["chamfer_l2"]]
 
+# the installed add-on matches candidates with its bundled render match, in a background
+# Blender started from vendor/: a cube against views of itself, a thin pole against them
+import threading
+from llm3d.config import RenderConfig
+from worker.render import render_views
+cube = sandbox.run("from bpy_lib import *\nbox(size=[1, 0.5, 0.3])\n", 60)
+pole = sandbox.run("from bpy_lib import *\ncylinder(radius=0.05, depth=2)\n", 60)
+views = render_views(cube.vertices, cube.faces, tempfile.mkdtemp(), config=RenderConfig())
+picks = [ext.candidates.Candidate(1, result=cube), ext.candidates.Candidate(2, result=pole)]
+note = ext.candidates.render_and_match(picks, [str(v) for v in views], sandbox, threading.Event())
+out["match"] = [note, picks[0].score, picks[1].score]
+
 # disable, enable and disable again
 import addon_utils
 cycle = []
@@ -214,5 +226,7 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         assert sandbox["layers"].startswith("Sandbox: bubblewrap jail"), sandbox["layers"]
     # independent samples of the two (DESIGN §3): the sampling floor at 2 000 points
     assert out["self_score"][0] >= 0.9 and 0.0 < out["self_score"][1] < 1e-3
+    note, right, wrong = out["match"]
+    assert note == "" and right > 0.9 and wrong < right - 0.3, out["match"]
     assert out["cycle"] == [True, True, True, True]
     assert out["sandbox_closed"]  # disabling the add-on stopped the background Blender
