@@ -42,6 +42,18 @@ class LLM3D_PG_attempt(bpy.types.PropertyGroup):
     code: bpy.props.StringProperty(name="Program")  # type: ignore[valid-type]
 
 
+class LLM3D_PG_candidate(bpy.types.PropertyGroup):
+    """One candidate of a Generate with Candidates > 1: its program, outcome and match."""
+
+    number: bpy.props.IntProperty(name="Candidate")  # type: ignore[valid-type]
+    ok: bpy.props.BoolProperty(name="Built")  # type: ignore[valid-type]
+    error: bpy.props.StringProperty(name="Error")  # type: ignore[valid-type]
+    code: bpy.props.StringProperty(name="Program")  # type: ignore[valid-type]
+    has_score: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    score: bpy.props.FloatProperty(name="Match")  # type: ignore[valid-type]
+    kept: bpy.props.BoolProperty(name="In the Scene")  # type: ignore[valid-type]
+
+
 class LLM3D_PG_settings(bpy.types.PropertyGroup):
     """The panel's state, one per scene (``scene.llm3d``)."""
 
@@ -49,6 +61,9 @@ class LLM3D_PG_settings(bpy.types.PropertyGroup):
     image_index: bpy.props.IntProperty(name="Image", default=0)  # type: ignore[valid-type]
     attempts: bpy.props.CollectionProperty(type=LLM3D_PG_attempt)  # type: ignore[valid-type]
     attempt_index: bpy.props.IntProperty(name="Attempt", default=0)  # type: ignore[valid-type]
+    candidates: bpy.props.CollectionProperty(type=LLM3D_PG_candidate)  # type: ignore[valid-type]
+    candidate_index: bpy.props.IntProperty(name="Candidate", default=0)  # type: ignore[valid-type]
+    candidate_note: bpy.props.StringProperty(name="Candidates")  # type: ignore[valid-type]
     busy: bpy.props.BoolProperty(name="Busy", default=False)  # type: ignore[valid-type]
     status: bpy.props.StringProperty(name="Status")  # type: ignore[valid-type]
     warning: bpy.props.StringProperty(name="Warning")  # type: ignore[valid-type]
@@ -115,6 +130,7 @@ classes: tuple[type, ...] = (
     LLM3D_PG_image,
     LLM3D_PG_attempt,
     history.LLM3D_PG_history,
+    LLM3D_PG_candidate,
     LLM3D_PG_settings,
     preferences.LLM3D_AddonPreferences,
     preferences.MESH_OT_llm3d_test_connection,
@@ -131,6 +147,8 @@ classes: tuple[type, ...] = (
     ui.LLM3D_UL_images,
     ui.LLM3D_UL_attempts,
     history.LLM3D_UL_history,
+    operators.MESH_OT_llm3d_use_candidate,
+    ui.LLM3D_UL_candidates,
     ui.VIEW3D_PT_llm3d_image_to_code,
 )
 

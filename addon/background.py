@@ -62,6 +62,9 @@ __all__ = [
     "Sandbox",
     "describe_layers",
     "get_sandbox",
+    "kill_tree",
+    "new_group",
+    "script_runner",
     "server_runner",
     "shutdown",
 ]
@@ -355,19 +358,19 @@ class Sandbox:
                         stderr=log,
                         cwd=tmp,
                         env=env,
-                        **_new_group(),
+                        **new_group(),
                     )
                 except OSError as exc:
                     return _infra(f"the background Blender could not start: {exc}")
                 with self._lock:
                     if self._closed:
-                        _kill_tree(proc)
+                        kill_tree(proc)
                         return _infra("the sandbox is closed (the add-on was disabled)")
                     self._procs.add(proc)
                 try:
                     status = _wait_program(proc, run_dir / "started", timeout_s, cancel)
                 finally:
-                    _kill_tree(proc)
+                    kill_tree(proc)
                     with self._lock:
                         self._procs.discard(proc)
             seconds = time.monotonic() - begin
@@ -410,7 +413,7 @@ class Sandbox:
 
 def _stop(executor: Executor | None, procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
-        _kill_tree(proc)
+        kill_tree(proc)
     if executor is not None:
         executor.close()
 
@@ -419,13 +422,14 @@ def _repo_root() -> Path:
     return ADDON_DIR.parent
 
 
-def _new_group() -> dict[str, Any]:
+def new_group() -> dict[str, Any]:
+    """``Popen`` arguments that start a process in a group of its own (killed as one)."""
     if os.name == "posix":
         return {"start_new_session": True}
     return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """Kill ``proc`` and its process group (POSIX); reap it."""
     if proc.poll() is None:
         if os.name == "posix":

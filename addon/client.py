@@ -12,15 +12,22 @@ it directly against a local server.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
+import logging
+import socket
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llm3d.program import extract_code as _extract
+
+from .streaming import DONE, StreamCancelledError, StreamState, chunk_delta, sse_data
 
 __all__ = [
     "IMAGE_TYPES",
@@ -33,6 +40,8 @@ __all__ = [
     "refine_messages",
     "repair_messages",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: File suffixes the add-on accepts as reference images, with their MIME types.
 IMAGE_TYPES: dict[str, str] = {
@@ -244,33 +253,33 @@ class ChatClient:
             )
         return f"{base}/{route}"
 
-    def _request(self, route: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
-        headers = {"Accept": "application/json"}
+    def _post(self, route: str, body: dict[str, Any] | None, accept: str) -> urllib.request.Request:
+        headers = {"Accept": accept}
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        url = self._url(route)
-        request = urllib.request.Request(url, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as e:
-            detail = _error_detail(e)
-            hint = " (check the API key)" if e.code in (401, 403) else ""
-            raise EndpointError(f"{url} answered HTTP {e.code}: {detail}{hint}") from e
-        except urllib.error.URLError as e:
-            raise EndpointError(f"cannot reach {url}: {e.reason}; is the server running?") from e
-        except TimeoutError as e:
-            raise EndpointError(f"{url} did not answer within {timeout_s:.0f} s") from e
-        except OSError as e:
-            raise EndpointError(f"connection to {url} failed: {e}") from e
+        return urllib.request.Request(self._url(route), data=data, headers=headers)
+
+    def _request(self, route: str, body: dict[str, Any] | None, timeout_s: float) -> Any:
+        request = self._post(route, body, "application/json")
+        url = request.full_url
+        with _http_errors(url, timeout_s), urllib.request.urlopen(request, timeout=timeout_s) as r:
+            payload = r.read()
         try:
             return json.loads(payload)
         except ValueError as e:
             raise EndpointError(f"{url} did not answer with JSON: {payload[:120]!r}") from e
+
+    def _body(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": list(messages),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
 
     def complete(self, messages: Sequence[dict[str, Any]]) -> str:
         """Send a chat-completions request; return the assistant's text.
@@ -280,13 +289,67 @@ class ChatClient:
         EndpointError
             On connection errors, HTTP errors, timeouts and malformed answers.
         """
-        body = {
-            "model": self.model,
-            "messages": list(messages),
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-        answer = self._request("chat/completions", body, self.timeout_s)
+        answer = self._request("chat/completions", self._body(messages), self.timeout_s)
+        return self._answer_text(answer)
+
+    def complete_n(
+        self, messages: Sequence[dict[str, Any]], n: int, state: StreamState | None = None
+    ) -> list[str | EndpointError]:
+        """``n`` answers to the same messages (not streamed): one request with the ``n``
+        parameter, then one request each for the answers the server did not give (Ollama and
+        LM Studio ignore ``n``; a server that rejects it with HTTP 400 is asked without it).
+
+        Each item is an answer or the :class:`EndpointError` of that answer (cut off, empty),
+        so one bad answer does not spoil the others. ``state``'s :meth:`StreamState.abort`
+        closes the connection in flight (Cancel).
+
+        Raises
+        ------
+        EndpointError
+            When a request fails (connection, HTTP error, timeout).
+        StreamCancelledError
+            When ``state`` was aborted.
+        """
+        state = state if state is not None else StreamState()
+        body = self._body(messages)
+        if n > 1:
+            body["n"] = n
+        try:
+            answers = self._choices(body, state)
+        except EndpointError as e:
+            cause = e.__cause__
+            if n <= 1 or not (isinstance(cause, urllib.error.HTTPError) and cause.code == 400):
+                raise
+            logger.info("the server rejected n=%d (%s); asking %d times", n, e, n)
+            answers = []
+        while len(answers) < n:
+            answers += self._choices(self._body(messages), state)[:1]
+        return answers[:n]
+
+    def _choices(self, body: dict[str, Any], state: StreamState) -> list[str | EndpointError]:
+        request = self._post("chat/completions", body, "application/json")
+        url = request.full_url
+        with (
+            _http_errors(url, self.timeout_s, state),
+            _opener(state).open(request, timeout=self.timeout_s) as response,
+        ):
+            payload = response.read()
+        try:
+            choices = json.loads(payload)["choices"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise EndpointError(f"{url} did not answer with a completion: {payload[:120]!r}") from e
+        out: list[str | EndpointError] = []
+        for choice in choices if isinstance(choices, list) else []:
+            try:
+                out.append(self._answer_text({"choices": [choice]}))
+            except EndpointError as e:
+                out.append(e)
+        if not out:
+            raise EndpointError(f"unexpected answer from {self.base_url}: no choices")
+        return out
+
+    def _answer_text(self, answer: Any) -> str:
+        """The text of a (non-streamed) completion's first choice, checked."""
         try:
             choice = answer["choices"][0]
             content = choice["message"]["content"]
@@ -296,7 +359,11 @@ class ChatClient:
             ) from e
         if isinstance(content, list):  # some servers answer with content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if choice.get("finish_reason") == "length":
+        return self._checked(content, choice.get("finish_reason"))
+
+    def _checked(self, content: Any, finish_reason: Any) -> str:
+        """The answer's text, or the panel's error for a cut-off or empty answer."""
+        if finish_reason == "length":
             # A cut-off program is a SyntaxError the model cannot repair within the same limit.
             raise EndpointError(
                 f"the answer was cut off at Max Tokens ({self.max_tokens}); raise Max Tokens "
@@ -311,6 +378,83 @@ class ChatClient:
         if not isinstance(content, str):
             raise EndpointError(f"unexpected answer from {self.base_url}: content is not text")
         return content
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, Any]],
+        state: StreamState,
+        cancel: threading.Event | None = None,
+    ) -> str:
+        """Like :meth:`complete`, with the answer streamed into ``state`` as it arrives.
+
+        Asks with ``"stream": true`` (and ``stream_options.include_usage`` for the token
+        count). The timeout applies to each read, so a slow model may take as long as it
+        needs while tokens keep coming. A server that answers with plain JSON instead is read
+        as :meth:`complete` reads it; one that rejects ``stream`` with HTTP 400 is asked once
+        more without it. ``cancel`` (checked between chunks) and :meth:`StreamState.abort`
+        (from any thread) close the connection at once.
+
+        Raises
+        ------
+        EndpointError
+            As :meth:`complete`; also for a stream that ends before its last chunk.
+        StreamCancelledError
+            When cancelled.
+        """
+        body = {**self._body(messages), "stream": True, "stream_options": {"include_usage": True}}
+        request = self._post("chat/completions", body, "text/event-stream, application/json")
+        url = request.full_url
+        try:
+            with _http_errors(url, self.timeout_s, state, cancel):
+                response = _opener(state).open(request, timeout=self.timeout_s)
+        except EndpointError as e:
+            cause = e.__cause__
+            if isinstance(cause, urllib.error.HTTPError) and cause.code == 400:
+                logger.info("%s rejected stream=true (%s); asking without it", url, e)
+                return self.complete(messages)
+            raise
+        with response:
+            state.attach(_socket_of(response))
+            kind = response.headers.get_content_type()
+            if kind != "text/event-stream":  # the server does not stream: one JSON answer
+                with _http_errors(url, self.timeout_s, state, cancel):
+                    payload = response.read()
+                try:
+                    answer = json.loads(payload)
+                except ValueError as e:
+                    raise EndpointError(f"{url} did not answer with JSON: {payload[:120]!r}") from e
+                return self._answer_text(answer)
+            with _http_errors(url, self.timeout_s, state, cancel):
+                return self._read_events(url, response, state, cancel)
+
+    def _read_events(
+        self, url: str, lines: Iterable[bytes], state: StreamState, cancel: threading.Event | None
+    ) -> str:
+        finish: Any = None
+        done = False
+        for data in sse_data(_until_cut(lines)):
+            if (cancel is not None and cancel.is_set()) or state.aborted:
+                raise StreamCancelledError("cancelled")
+            if data.strip() == DONE:
+                done = True
+                break
+            try:
+                content, counted, reason, tokens = chunk_delta(data)
+            except ValueError as e:
+                raise EndpointError(f"{url}: {e}") from e
+            if counted:
+                state.add(content)
+            if tokens is not None:
+                state.set_usage(tokens)
+            finish = reason or finish
+        if (cancel is not None and cancel.is_set()) or state.aborted:
+            raise StreamCancelledError("cancelled")
+        if not done and finish is None:
+            raise EndpointError(
+                f"{url} closed the stream before the answer ended; try again (a proxy may cut "
+                "long requests: raise its timeout)"
+            )
+        return self._checked(state.snapshot().text, finish)
 
     def probe_image(self, image: str | Path, timeout_s: float = 60.0) -> None:
         """Ask the model about one small image (Test Connection): does it accept images?
@@ -377,3 +521,66 @@ def _error_detail(error: urllib.error.HTTPError) -> str:
     except ValueError:
         text = raw.decode("utf-8", errors="replace")
     return " ".join(text.split())[:300] or (error.reason or "error")
+
+
+@contextlib.contextmanager
+def _http_errors(
+    url: str,
+    timeout_s: float,
+    state: StreamState | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[None]:
+    """Turn urllib's failures into one-line :class:`EndpointError`\\ s for the panel (a read
+    that fails because Cancel closed the socket is :class:`StreamCancelledError`)."""
+
+    def cancelled() -> bool:
+        return (state is not None and state.aborted) or (cancel is not None and cancel.is_set())
+
+    try:
+        yield
+    except urllib.error.HTTPError as e:
+        detail = _error_detail(e)
+        hint = " (check the API key)" if e.code in (401, 403) else ""
+        raise EndpointError(f"{url} answered HTTP {e.code}: {detail}{hint}") from e
+    except urllib.error.URLError as e:
+        raise EndpointError(f"cannot reach {url}: {e.reason}; is the server running?") from e
+    except TimeoutError as e:
+        if cancelled():
+            raise StreamCancelledError("cancelled") from e
+        raise EndpointError(f"{url} did not answer within {timeout_s:.0f} s") from e
+    except (OSError, http.client.HTTPException) as e:
+        if cancelled():
+            raise StreamCancelledError("cancelled") from e
+        raise EndpointError(f"connection to {url} failed: {e}") from e
+
+
+def _until_cut(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a chunked body, ending where the server stopped sending mid-chunk."""
+    try:
+        yield from lines
+    except http.client.IncompleteRead:
+        return  # reported as a stream that ended before its last chunk
+
+
+def _opener(state: StreamState) -> urllib.request.OpenerDirector:
+    """urllib's opener, handing each plain-HTTP connection's socket to ``state`` as soon as it
+    connects, so that Cancel closes it also while the server has not answered yet (a local
+    model processing a long prompt). HTTPS connections are handed over once they answer."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            state.attach(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Connection, req)
+
+    return urllib.request.build_opener(Handler)
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket under an ``http.client`` response (``fp.raw._sock``; None where a Python
+    keeps it elsewhere: Cancel then waits for the next chunk)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None

@@ -12,11 +12,15 @@ finishes (one undo step for the whole result) or, when the program failed and at
 remain, asks the model to repair it (the repair loop). With *Trusted Execution* the thread
 only asks the model, and :func:`drain` runs the program inside Blender as before.
 
-Cancel (:meth:`Job.stop`) sets the job's event: :func:`drain` ends the job at its next call,
-and a message that arrives afterwards is dropped unread. A program running in the sandbox is
-killed at once (its process group; the background server stays up for the next run).
-A request cannot be interrupted mid-flight (``urllib`` has no abort); its thread ends when
-the server answers or the timeout passes.
+The answer streams (:meth:`addon.client.ChatClient.stream`): while it arrives, :func:`drain`
+copies it into the result's text block, shows it in a Text Editor if one is open
+(:mod:`addon.live`) and puts tokens and tokens/s in the status line. With *Candidates* > 1
+the thread asks for several answers and keeps the best match (:mod:`addon.candidates`).
+
+Cancel (:meth:`Job.stop`) sets the job's event and closes the stream's connection at once:
+:func:`drain` ends the job at its next call, and a message that arrives afterwards is dropped
+unread; the text block gets back what it held. A program running in the sandbox is killed at
+once (its process group; the background server stays up for the next run).
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ from typing import Any, cast
 
 import bpy
 
-from bpy_lib.export import kind_of
 from worker.types import ExecResult
 
-from . import history
+from . import history, pick
 from .background import Sandbox, get_sandbox
+from .candidates import Candidate, choose, generate_candidates
 from .client import (
     ChatClient,
     EndpointError,
@@ -46,7 +50,17 @@ from .client import (
     refine_messages,
     repair_messages,
 )
+from .live import (
+    StreamTarget,
+    ensure_text,
+    settle_failed,
+    show_stream,
+    stream_status,
+    unstream,
+)
+from .placement import ensure_collection, place_and_frame
 from .runner import RunOutcome, build_result, result_name, run_program
+from .streaming import StreamCancelledError, StreamState
 
 __all__ = ["DRAIN_INTERVAL_S", "Job", "Message", "active_job", "drain", "start_job"]
 
@@ -75,6 +89,10 @@ class Message:
     error: str | None = None
     code: str = ""
     result: ExecResult | None = None
+    #: With Candidates > 1: all of them (this message carries the kept one) and the note.
+    candidates: tuple[Candidate, ...] = ()
+    kept: int = 0
+    note: str = ""
 
 
 @dataclass
@@ -111,12 +129,16 @@ class Job:
     render : str
         A Refine's render of the current result ('' for none).
     scratch_dir : str
-        A folder of downscaled images, removed once the request is built.
+        A folder of downscaled images, removed once the first attempt is done.
     origin : tuple of float
         Where the result goes (the 3D cursor at Generate; the same place for Refine and Run).
     replace : bool
         Generate rebuilds the previous result's collection and text block (renamed) instead
         of adding new ones (*Replace previous*, the default; off: *Keep all*).
+    candidates : int
+        How many answers a Generate asks for (:mod:`addon.candidates`; not streamed).
+    detail : str
+        With candidates: what the worker thread does now (the status line).
     """
 
     client: ChatClient | None
@@ -143,6 +165,10 @@ class Job:
     scratch_dir: str = ""
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     replace: bool = False
+    stream: StreamState = field(default_factory=StreamState)
+    target: StreamTarget = field(default_factory=StreamTarget)
+    candidates: int = 1
+    detail: str = ""
 
     def __post_init__(self) -> None:
         if not self.trusted and self.sandbox is None:
@@ -153,6 +179,8 @@ class Job:
         self.attempt += 1
         self.started = time.monotonic()
         self.phase = "running" if self.program is not None else "model"
+        self.stream = StreamState()
+        self.target = StreamTarget()
         self.thread = threading.Thread(
             target=self._work, args=(self.attempt,), name=f"llm3d-request-{self.attempt}"
         )
@@ -168,13 +196,18 @@ class Job:
                     raise RuntimeError("a Generate job needs a chat client")
                 if not self.messages:
                     self.messages = self._first_messages()
-                answer = self.client.complete(self.messages)
+                if self.candidates > 1 and self.sandbox is not None:
+                    self.queue.put(self._candidates(attempt, self.client, self.sandbox))
+                    return
+                answer = self.client.stream(self.messages, self.stream, self.cancel)
                 code = extract_code(answer)
             result: ExecResult | None = None
             if self.sandbox is not None and not self.cancel.is_set():
                 self.phase = "running"
                 self.started = time.monotonic()
                 result = self.sandbox.run(code, self.run_timeout_s, cancel=self.cancel)
+        except StreamCancelledError:
+            return  # the job is over; nothing to deliver
         except EndpointError as e:
             self.queue.put(Message(attempt, error=str(e)))
         except Exception as e:  # a bug must reach the panel, not die silently in a thread
@@ -182,17 +215,43 @@ class Job:
             self.queue.put(Message(attempt, error=f"{type(e).__name__}: {e}"))
         else:
             self.queue.put(Message(attempt, answer=answer, code=code, result=result))
+        finally:
+            if self.scratch_dir:  # the images are in the messages (and matched) now
+                shutil.rmtree(self.scratch_dir, ignore_errors=True)
 
     def _first_messages(self) -> list[dict[str, Any]]:
-        try:
-            messages = build_messages(self.system, self.images, self.prompt)
-            if self.refine is not None:
-                program, instruction = self.refine
-                messages = refine_messages(messages, program, instruction, self.render or None)
-            return messages
-        finally:
-            if self.scratch_dir:  # the images are in the messages now
-                shutil.rmtree(self.scratch_dir, ignore_errors=True)
+        messages = build_messages(self.system, self.images, self.prompt)
+        if self.refine is not None:
+            program, instruction = self.refine
+            messages = refine_messages(messages, program, instruction, self.render or None)
+        return messages
+
+    def _candidates(self, attempt: int, client: ChatClient, sandbox: Sandbox) -> Message:
+        """Ask for the candidates, run, repair and match them; the kept one as the message."""
+        found, note = generate_candidates(
+            client,
+            self.messages,
+            n=self.candidates,
+            max_attempts=self.max_attempts,
+            sandbox=sandbox,
+            timeout_s=self.run_timeout_s,
+            references=self.images,
+            cancel=self.cancel,
+            state=self.stream,
+            report=functools.partial(setattr, self, "detail"),
+        )
+        kept = choose(found)
+        if kept.result is None:
+            return Message(attempt, error=kept.error, candidates=tuple(found), note=note)
+        return Message(
+            kept.attempts,
+            answer=kept.answer,
+            code=kept.code,
+            result=kept.result,
+            candidates=tuple(found),
+            kept=kept.number,
+            note=note,
+        )
 
     @property
     def kind(self) -> str:
@@ -206,9 +265,10 @@ class Job:
 
         The worker thread sees the event within :data:`addon.background.CANCEL_POLL_S` and
         has the server kill the program's process group; the server stays up (warm) for the
-        next run. Nothing here waits.
+        next run. A streamed answer's connection is closed now. Nothing here waits.
         """
         self.cancel.set()
+        self.stream.abort()
 
 
 def active_job(scene: bpy.types.Scene) -> Job | None:
@@ -234,6 +294,7 @@ def start_job(scene: bpy.types.Scene, job: Job, *, register_timer: bool = True) 
     settings.warning = ""
     if job.program is None:
         settings.attempts.clear()
+        pick.record(scene.name, settings, [], 0, "")
         what = (
             "the request"
             if job.refine is not None
@@ -292,11 +353,14 @@ def drain(scene_name: str) -> float | None:
         return None
     settings: Any = cast(Any, scene).llm3d
     if job.cancel.is_set():
+        unstream(job.target)
         _finish(scene_name, settings, f"Cancelled (attempt {job.attempt}).")
         return None
     try:
         message = job.queue.get_nowait()
     except queue.Empty:
+        if job.phase == "model" and job.program is None:
+            show_stream(job.target, job.stream.snapshot(), job.text_name, f"{job.label}.py")
         settings.status = _progress(job)
         _redraw()
         return DRAIN_INTERVAL_S
@@ -313,11 +377,13 @@ def _progress(job: Job) -> str:
     waited = time.monotonic() - job.started
     if job.program is not None:
         return f"Running '{job.text_name}' in the sandbox... {waited:.0f} s"
+    if job.candidates > 1:
+        return f"{job.detail or 'Starting...'} {waited:.0f} s"
     if job.phase == "running":
-        what = "Running the program in the sandbox..."
+        what = f"Running the program in the sandbox... {waited:.0f} s"
     else:
-        what = f"Waiting for {job.client.model if job.client else 'the model'}..."
-    return f"{what} {waited:.0f} s (attempt {job.attempt}/{job.max_attempts})"
+        what = stream_status(job.client.model if job.client else "the model", job.stream.snapshot())
+    return f"{what} (attempt {job.attempt}/{job.max_attempts})"
 
 
 def _run(job: Job, message: Message, collection: bpy.types.Collection) -> RunOutcome:
@@ -341,8 +407,12 @@ def _add_attempt(settings: Any, number: int, code: str, ok: bool, error: str) ->
 def _deliver(
     scene_name: str, scene: bpy.types.Scene, settings: Any, job: Job, message: Message
 ) -> float | None:
+    if message.candidates:
+        pick.record(scene_name, settings, message.candidates, message.kept, message.note)
     if message.error is not None or message.answer is None:
         error = message.error or "the model sent no answer"
+        if job.program is None:
+            settle_failed(job.target, job.stream.snapshot(), job.text_name, f"{job.label}.py")
         _add_attempt(settings, message.attempt, "", False, error)
         _finish(scene_name, settings, "The model request failed.", error=error)
         return None
@@ -350,7 +420,7 @@ def _deliver(
         _deliver_run(scene, settings, job, message)
         return None
     code = message.code
-    text = ensure_text(job.text_name, f"{job.label}.py")
+    text = ensure_text(job.target.name or job.text_name, f"{job.label}.py")
     if job.replace and text.name != f"{job.label}.py":
         text.name = f"{job.label}.py"  # the previous result's block, under the new name
     job.text_name = text.name
@@ -374,9 +444,13 @@ def _deliver(
             f"(attempt {message.attempt}/{job.max_attempts}).",
         )
         _record(settings, job, code, outcome)
+        if message.candidates:
+            kept = next(c for c in message.candidates if c.number == message.kept)
+            settings.status += pick.summary(message.candidates, kept)
         push_undo(f"llm3d: {job.kind} {job.label}")
         return None
-    retry = not outcome.sandbox_failed  # a sandbox failure is nothing for the model to repair
+    # a sandbox failure is nothing for the model to repair; candidates were repaired already
+    retry = not outcome.sandbox_failed and not message.candidates
     if retry and job.attempt < job.max_attempts and not job.cancel.is_set():
         job.messages = repair_messages(job.messages, message.answer, outcome.error)
         settings.error = outcome.error
@@ -437,48 +511,6 @@ def _record(settings: Any, job: Job, code: str, outcome: RunOutcome) -> None:
     )
 
 
-def place_and_frame(scene: bpy.types.Scene, names: Sequence[str], origin: Sequence[float]) -> None:
-    """Move the result to ``origin``, make it the selection (the first part active) and frame
-    it in every 3D view, so it lands where the artist looks."""
-    objects = [o for o in (cast(Any, bpy.data.objects).get(n) for n in names) if o is not None]
-    if not objects:
-        return
-    for obj in objects:
-        if obj.parent is None:
-            obj.location = (
-                obj.location[0] + origin[0],
-                obj.location[1] + origin[1],
-                obj.location[2] + origin[2],
-            )
-    view_layer = bpy.context.view_layer
-    if view_layer is None or cast(Any, bpy.context).scene != scene:
-        return
-    for obj in view_layer.objects:
-        obj.select_set(False)
-    for obj in objects:
-        if view_layer.objects.get(obj.name) is not None:
-            obj.select_set(True)
-    view_layer.objects.active = objects[0]
-    _frame_selected()
-
-
-def _frame_selected() -> None:
-    """``View Selected`` in each 3D view (none without a UI: nothing to frame)."""
-    wm = bpy.context.window_manager
-    for window in wm.windows if wm is not None else ():
-        for area in window.screen.areas:
-            if area.type != "VIEW_3D":
-                continue
-            region = next((r for r in area.regions if r.type == "WINDOW"), None)
-            if region is None:
-                continue
-            try:
-                with bpy.context.temp_override(window=window, area=area, region=region):
-                    bpy.ops.view3d.view_selected()
-            except RuntimeError:  # a view that cannot frame now: the selection stays
-                logger.debug("llm3d: framing the result failed", exc_info=True)
-
-
 def clear_stale_state() -> None:
     """After a file loads: no job can be running, so no scene may say one is (a .blend
     saved mid-request would show "Waiting for ..." forever)."""
@@ -489,34 +521,6 @@ def clear_stale_state() -> None:
         settings.busy = False
         settings.status = "Interrupted: the file was saved while a request ran; Generate again."
     _JOBS.clear()
-
-
-def is_result(collection: bpy.types.Collection) -> bool:
-    """Whether ``collection`` holds only what the add-on built (Replace Previous may empty it)."""
-    if cast(Any, collection).library is not None:
-        return False
-    return all(kind_of(obj) is not None for obj in collection.all_objects)
-
-
-def ensure_text(name: str, new_name: str) -> bpy.types.Text:
-    """The text block ``name``; a new one called ``new_name`` when it is empty or missing."""
-    text: bpy.types.Text | None = cast(Any, bpy.data.texts).get(name) if name else None
-    return text if text is not None else bpy.data.texts.new(new_name)
-
-
-def ensure_collection(scene: bpy.types.Scene, name: str, new_name: str) -> bpy.types.Collection:
-    """The collection ``name`` linked under the scene; a new ``new_name`` when missing.
-
-    A new collection never reuses an earlier result's: Blender numbers it (``.001``).
-    """
-    collection: bpy.types.Collection | None = (
-        cast(Any, bpy.data.collections).get(name) if name else None
-    )
-    if collection is None or cast(Any, collection).library is not None:
-        collection = bpy.data.collections.new(new_name)
-    if collection.name not in scene.collection.children:
-        scene.collection.children.link(collection)
-    return collection
 
 
 def result_label(images: Sequence[str], prompt: str = "") -> str:
@@ -531,10 +535,12 @@ def result_label(images: Sequence[str], prompt: str = "") -> str:
 
 
 def cancel_all() -> None:
-    """Cancel every job (on unregister): their threads' answers are dropped."""
+    """Cancel every job (on unregister, on a file load): their threads' answers are dropped,
+    and the candidates' meshes kept for *Use* go (they belong to the file's scenes)."""
     for job in _JOBS.values():
         job.stop()
     _JOBS.clear()
+    pick.forget()
     for timer in _TIMERS:
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

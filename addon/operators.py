@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bpy
 
-from . import jobs
+from . import jobs, pick, placement
 from ._typing import OperatorResult
 from .client import IMAGE_TYPES, estimate_tokens
 from .images import downscaled
 from .preferences import Settings, get_settings, online_access_problem
+from .runner import build_result, result_name
 from .scoring import ScoreUnavailableError, score_objects
 from .snapshots import RenderUnavailableError, refine_render
 
@@ -24,6 +25,7 @@ __all__ = [
     "MESH_OT_llm3d_remove_image",
     "MESH_OT_llm3d_run",
     "MESH_OT_llm3d_score",
+    "MESH_OT_llm3d_use_candidate",
     "start_run",
     "system_prompt",
 ]
@@ -217,7 +219,7 @@ def _start_model_job(
         origin = _xyz(scene.cursor.location)
         replace = settings.results == "REPLACE"
         previous = settings.collection if replace else None
-        if previous is not None and not jobs.is_result(previous):
+        if previous is not None and not placement.is_result(previous):
             previous = None  # the artist's own collection is never emptied or renamed
         text = settings.text if previous is not None else None
         job = jobs.Job(
@@ -232,6 +234,7 @@ def _start_model_job(
             scratch_dir=scratch,
             origin=origin,
             replace=replace,
+            candidates=1 if prefs.trusted_execution else prefs.candidates,
             collection_name=previous.name if previous is not None else "",
             text_name=text.name if text is not None and text.name.startswith("llm3d") else "",
         )
@@ -249,6 +252,8 @@ def _start_model_job(
         op.report({"WARNING"}, settings.warning)
     if prefs.trusted_execution:
         op.report({"WARNING"}, "Trusted execution is on: the program will run unchecked")
+        if prefs.candidates > 1 and not refine:
+            op.report({"WARNING"}, "Candidates need the sandbox: one answer is asked for")
     op.report({"INFO"}, f"Asking {prefs.model} ({len(images)} image(s))...")
     return {"FINISHED"}
 
@@ -420,4 +425,54 @@ class MESH_OT_llm3d_score(bpy.types.Operator):
         self.report(
             {"INFO"}, f"F@0.05 = {settings.f_score:.3f}, Chamfer-L2 = {settings.chamfer:.5f}"
         )
+        return {"FINISHED"}
+
+
+class MESH_OT_llm3d_use_candidate(bpy.types.Operator):
+    """Put this candidate in the scene instead of the one there, with its program (one undo
+    step)"""
+
+    bl_idname = "mesh.llm3d_use_candidate"
+    bl_label = "Use Candidate"
+    # Not UNDO: the swap pushes one undo step of its own, after the mesh is built.
+    bl_options = {"REGISTER"}
+
+    number: bpy.props.IntProperty(name="Candidate", min=1)  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        return settings is not None and not _busy(context) and len(settings.candidates) > 0
+
+    def execute(self, context: bpy.types.Context) -> OperatorResult:
+        scene = context.scene
+        settings = _settings(context)
+        item = next((c for c in settings.candidates if c.number == self.number), None)
+        if scene is None or item is None:
+            self.report({"ERROR"}, f"No candidate {self.number}; Generate with Candidates > 1")
+            return {"CANCELLED"}
+        if not item.ok:
+            self.report({"ERROR"}, f"Candidate {item.number} did not build: {item.error}")
+            return {"CANCELLED"}
+        text = settings.text or bpy.data.texts.new(f"{jobs.result_label([], 'candidate')}.py")
+        collection = settings.collection
+        result = pick.cached(scene.name, item.number)
+        if result is None or collection is None:  # not in memory (the file was reloaded): run it
+            text.from_string(item.code)
+            settings.text = text
+            ops: Any = bpy.ops.mesh
+            return cast(OperatorResult, ops.llm3d_run())
+        outcome = build_result(result, collection, result_name(collection))
+        if not outcome.ok:
+            self.report({"ERROR"}, outcome.error)
+            return {"CANCELLED"}
+        placement.place_and_frame(scene, outcome.objects, _xyz(settings.origin))
+        text.from_string(item.code)
+        for other in settings.candidates:
+            other.kept = other.number == item.number
+        settings.has_score = False
+        score = f" (match {item.score:.2f})" if item.has_score else ""
+        settings.status = f"Using candidate {item.number}{score} in '{collection.name}'."
+        jobs.push_undo(f"llm3d: use candidate {item.number}")
+        self.report({"INFO"}, settings.status)
         return {"FINISHED"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from . import jobs
+from . import jobs, live
 from ._typing import OperatorResult
 from .operators import start_run
 from .snapshots import RenderUnavailableError, render_view, views_dir
@@ -76,7 +76,7 @@ class MESH_OT_llm3d_restore(bpy.types.Operator):
         text = settings.text
         if text is None:
             label = settings.collection.name if settings.collection else "llm3d restored"
-            text = jobs.ensure_text("", f"{label}.py")
+            text = live.ensure_text("", f"{label}.py")
             settings.text = text
         text.from_string(entry.code)
         settings.history_index = index

@@ -88,6 +88,7 @@ class Settings:
     short_prompt: bool = False
     context_tokens: int = 32768
     history_size: int = 20
+    candidates: int = 1
 
     def client(self) -> ChatClient:
         """The chat client these settings describe."""
@@ -154,6 +155,7 @@ def get_settings(context: bpy.types.Context) -> Settings:
         short_prompt=prefs.short_prompt,
         context_tokens=prefs.context_tokens,
         history_size=prefs.history_size,
+        candidates=prefs.candidates,
     )
 
 
@@ -202,6 +204,16 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
         default=DEFAULT_REPAIRS,
         min=0,
         max=10,
+    )
+    candidates: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Candidates",
+        description=(
+            "Answers a Generate asks for; each is built in the sandbox, rendered and matched "
+            "with the images, and the best is kept (the others can be swapped in)"
+        ),
+        default=1,
+        min=1,
+        max=8,
     )
     request_timeout_s: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Request Timeout (s)", default=300.0, min=5.0, max=3600.0
@@ -283,6 +295,7 @@ class LLM3D_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=problem, icon="ERROR")
         col.separator()
         col.prop(self, "max_repairs")
+        col.prop(self, "candidates")
         col.prop(self, "request_timeout_s")
         col.prop(self, "run_timeout_s")
         row = col.row(align=True)

@@ -14,6 +14,7 @@ from .preferences import ADDON_ID, connection_status, get_settings, online_acces
 
 __all__ = [
     "LLM3D_UL_attempts",
+    "LLM3D_UL_candidates",
     "LLM3D_UL_images",
     "VIEW3D_PT_llm3d_image_to_code",
     "free_previews",
@@ -89,6 +90,34 @@ class LLM3D_UL_attempts(bpy.types.UIList):
             layout.label(text=f"Attempt {item.number}: {item.error}", icon="CANCEL")
 
 
+class LLM3D_UL_candidates(bpy.types.UIList):
+    """The candidates of the last Generate: match score or error, and a button to use one."""
+
+    def draw_item(
+        self,
+        context: bpy.types.Context,
+        layout: bpy.types.UILayout,
+        data: Any,
+        item: Any,
+        icon: int | None,
+        active_data: Any,
+        active_property: str | None,
+        index: int | None = 0,
+        flt_flag: int | None = 0,
+    ) -> None:
+        row = layout.row(align=True)
+        if not item.ok:
+            row.label(text=f"Candidate {item.number}: {item.error}", icon="CANCEL")
+            return
+        score = f"match {item.score:.2f}" if item.has_score else "built, not matched"
+        if item.kept:
+            row.label(text=f"Candidate {item.number}: {score} (in the scene)", icon="CHECKMARK")
+        else:
+            row.label(text=f"Candidate {item.number}: {score}", icon="MESH_DATA")
+            op = row.operator("mesh.llm3d_use_candidate", text="Use", icon="FILE_REFRESH")
+            op.number = item.number
+
+
 class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
     """Images in, a bpy_lib program and an object out."""
 
@@ -161,6 +190,8 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             else:
                 box.label(text=line, icon="ERROR" if prefs.trusted_execution else "LOCKED")
         box.prop(settings, "results", expand=True)
+        if addon_prefs is not None:
+            box.prop(addon_prefs, "candidates", text="Candidates")
         row = box.row(align=True)
         row.scale_y = 1.4
         row.operator("mesh.llm3d_generate", icon="PLAY")
@@ -179,6 +210,12 @@ class VIEW3D_PT_llm3d_image_to_code(bpy.types.Panel):
             box.template_list(
                 "LLM3D_UL_attempts", "", settings, "attempts", settings, "attempt_index", rows=2
             )
+        if len(settings.candidates):
+            box.template_list(
+                "LLM3D_UL_candidates", "", settings, "candidates", settings, "candidate_index"
+            )
+            for i, line in enumerate(_wrap(settings.candidate_note, 48)):
+                box.label(text=line, icon="INFO" if i == 0 else "BLANK1")
 
         box = layout.box()
         box.label(text="Program", icon="TEXT")

@@ -4,7 +4,15 @@ Usage: ``.venv/bin/python benchmarks/addon_bench.py [--repeat 7]``. Prints two t
 writes ``benchmarks/results/addon.json``:
 
 1. one timer tick while the model is still thinking (``jobs.drain`` with an empty queue):
-   the only main-thread work during a request;
+   the only main-thread work during a request; then a streamed answer (Server-Sent Events
+   from the tests' local chat-completions server, ``--stream-chars`` characters at
+   ``--stream-rate`` chunks/s): each tick copies the text so far into the text block, so
+   the table gives the ticks' median and longest (the main thread's longest stall), their
+   share of the stream's wall time, and the tick that builds the result; then a Generate
+   with ``--candidates`` N (default 4) answers, four ``bpy_lib`` examples against the views
+   of the first, rendered from the training rig: the worker thread runs each in the sandbox,
+   a background Blender renders and matches them, and the main thread's ticks are timed the
+   same way (their longest, and the tick that builds the kept one);
 2. the sandbox (a background Blender, out of this process): its start-up (the first run of
    a session), and a loop inside C (``max(iter(int, 1))``) with a 2 s limit: how long until
    it is killed and the error is back;
@@ -30,6 +38,7 @@ import platform
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,6 +86,116 @@ def _drain_tick(ticks: int) -> float:
     jobs.drain(scene.name)
     listener.close()
     return 1e6 * statistics.median(samples)
+
+
+def _stream_ticks(chars: int, rate: float) -> dict[str, float]:
+    """Main-thread cost while an answer streams in: every drain call timed, as Blender's
+    timer would call it (every ``DRAIN_INTERVAL_S``)."""
+    from addon import jobs
+    from addon.client import ChatClient
+    from tests.addon.conftest import ChatServer, serve
+
+    program = examples.paths()[0].read_text()
+    answer = "```python\n" + (program * (chars // len(program) + 1))[:chars] + "\n```"
+    state = ChatServer(answers=[answer], chunk_chars=4, chunk_delay_s=1.0 / rate)
+    scene = bpy.context.scene
+    with serve(state):
+        job = jobs.Job(
+            client=ChatClient(state.url, "bench", timeout_s=60),
+            system="bench",
+            images=[],
+            max_attempts=1,
+            label="llm3d bench stream",
+        )
+        job.messages = [{"role": "user", "content": "hi"}]
+        begin = time.perf_counter()
+        jobs.start_job(scene, job, register_timer=False)
+        streaming: list[float] = []
+        last = 0.0
+        while True:
+            receiving = job.phase == "model"
+            start = time.perf_counter()
+            interval = jobs.drain(scene.name)
+            elapsed = time.perf_counter() - start
+            if interval is None:
+                last = elapsed
+                break
+            if receiving and job.stream.snapshot().receiving:
+                streaming.append(elapsed)
+            time.sleep(interval)
+        wall = time.perf_counter() - begin
+    text = bpy.data.texts.get("llm3d bench stream.py")
+    if text is not None:
+        bpy.data.texts.remove(text)
+    return {
+        "chars": chars,
+        "chunks_per_s": rate,
+        "ticks": len(streaming),
+        "tick_median_ms": _median_ms(streaming),
+        "tick_max_ms": 1000.0 * max(streaming),
+        "main_thread_share": sum(streaming) / max(wall, 1e-9),
+        "deliver_tick_ms": 1000.0 * last,
+        "wall_s": wall,
+    }
+
+
+def _candidate_ticks(n: int, folder: Path) -> dict[str, float]:
+    """Main-thread cost of a Generate with ``n`` candidates (each tick timed)."""
+    from addon import jobs
+    from addon.background import get_sandbox
+    from addon.client import ChatClient, build_messages
+    from llm3d.config import RenderConfig
+    from tests.addon.conftest import ChatServer, serve
+    from worker.render import render_views
+
+    codes = [p.read_text() for p in examples.paths()[:n]]
+    truth = get_sandbox().run(codes[0], 60)
+    views = render_views(truth.vertices, truth.faces, folder, config=RenderConfig())
+    state = ChatServer(answers=[f"```python\n{c}```" for c in codes])
+    scene = bpy.context.scene
+    with serve(state):
+        job = jobs.Job(
+            client=ChatClient(state.url, "bench", timeout_s=60),
+            system="bench",
+            images=[str(v) for v in views],
+            max_attempts=1,
+            label="llm3d bench candidates",
+            candidates=n,
+        )
+        job.messages = build_messages("bench", job.images)
+        begin = time.perf_counter()
+        jobs.start_job(scene, job, register_timer=False)
+        ticks: list[float] = []
+        last = 0.0
+        while True:
+            start = time.perf_counter()
+            interval = jobs.drain(scene.name)
+            elapsed = time.perf_counter() - start
+            if interval is None:
+                last = elapsed
+                break
+            ticks.append(elapsed)
+            time.sleep(interval)
+        wall = time.perf_counter() - begin
+    settings = scene.llm3d  # type: ignore[attr-defined]
+    if not settings.status.startswith("Done"):
+        raise RuntimeError(f"{settings.status} {settings.error}")
+    scores = [round(c.score, 3) for c in settings.candidates if c.has_score]
+    collection = settings.collection
+    for obj in list(collection.all_objects):
+        bpy.data.objects.remove(obj)
+    bpy.data.collections.remove(collection)
+    return {
+        "candidates": n,
+        "ticks": len(ticks),
+        "tick_median_ms": _median_ms(ticks),
+        "tick_max_ms": 1000.0 * max(ticks),
+        "main_thread_share": (sum(ticks) + last) / max(wall, 1e-9),
+        "deliver_tick_ms": 1000.0 * last,
+        "wall_s": wall,
+        "kept": next(c.number for c in settings.candidates if c.kept),
+        "scores": scores,
+    }
 
 
 def _direct(code: str) -> float:
@@ -181,6 +300,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--ticks", type=int, default=2000)
+    parser.add_argument("--stream-chars", type=int, default=8000)
+    parser.add_argument("--stream-rate", type=float, default=200.0, help="chunks a second")
+    parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "addon.json")
     args = parser.parse_args()
     import addon_utils  # Blender's; importable once bpy is
@@ -194,6 +316,34 @@ def main() -> None:
     table.add_column("median", justify="right")
     table.add_row(f"one timer tick (drain), {args.ticks} ticks", f"{tick_us:.1f} µs")
     console.print(table)
+
+    stream = _stream_ticks(args.stream_chars, args.stream_rate)
+    stable = Table(
+        title=f"Main thread while {stream['chars']} characters stream in "
+        f"({stream['chunks_per_s']:.0f} chunks/s, {stream['wall_s']:.1f} s)"
+    )
+    stable.add_column("what")
+    stable.add_column("value", justify="right")
+    stable.add_row(f"tick, median of {stream['ticks']}", f"{stream['tick_median_ms']:.2f} ms")
+    stable.add_row("longest tick (the longest stall)", f"{stream['tick_max_ms']:.2f} ms")
+    stable.add_row("share of the stream's wall time", f"{100 * stream['main_thread_share']:.2f} %")
+    stable.add_row("the tick that builds the result", f"{stream['deliver_tick_ms']:.1f} ms")
+    console.print(stable)
+
+    with tempfile.TemporaryDirectory(prefix="llm3d-bench-") as tmp:
+        picked = _candidate_ticks(args.candidates, Path(tmp))
+    ctable = Table(
+        title=f"Main thread during a Generate with {picked['candidates']} candidates "
+        f"({picked['wall_s']:.1f} s: requests, sandbox runs, render and match off the thread)"
+    )
+    ctable.add_column("what")
+    ctable.add_column("value", justify="right")
+    ctable.add_row(f"tick, median of {picked['ticks']}", f"{picked['tick_median_ms']:.3f} ms")
+    ctable.add_row("longest tick while they run", f"{picked['tick_max_ms']:.2f} ms")
+    ctable.add_row("the tick that builds the kept one", f"{picked['deliver_tick_ms']:.1f} ms")
+    ctable.add_row("share of the wall time", f"{100 * picked['main_thread_share']:.2f} %")
+    ctable.add_row("kept (match scores)", f"{picked['kept']} ({picked['scores']})")
+    console.print(ctable)
 
     collection = bpy.data.collections.new("llm3d bench")
     bpy.context.scene.collection.children.link(collection)
@@ -265,6 +415,8 @@ def main() -> None:
         "blender": bpy.app.version_string,
         "repeat": args.repeat,
         "drain_tick_us": tick_us,
+        "stream": stream,
+        "candidates": picked,
         "sandbox": costs,
         "examples": rows,
         "renders": renders,

@@ -6,6 +6,8 @@ Without the wheel the whole folder is skipped at collection.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import json
 import struct
@@ -75,6 +77,24 @@ class ChatServer:
     text_only: bool = False
     #: The finish_reason of each answer (``length``: cut off at max_tokens).
     finish_reason: str = "stop"
+    #: How a request with ``"stream": true`` is answered: ``sse`` (Server-Sent Events, as
+    #: vLLM), ``json`` (the server ignores ``stream``: one JSON answer), ``reject`` (HTTP
+    #: 400, a server that does not know the parameter) or ``truncate`` (the connection ends
+    #: halfway, without a finish_reason).
+    stream_mode: str = "sse"
+    #: Characters per streamed chunk and the pause before each chunk.
+    chunk_chars: int = 12
+    chunk_delay_s: float = 0.0
+    #: Whether ``n`` (several answers in one request) is honoured; Ollama ignores it.
+    n_supported: bool = True
+    #: A server that answers HTTP 400 to ``n``.
+    reject_n: bool = False
+    #: Answers by request instead of ``answers`` (e.g. a repair request gets the fixed program).
+    reply: Callable[[dict[str, Any]], str] | None = None
+    #: Set when the client closed a stream before its end (a write failed).
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    #: Chunks written to each stream, in order of the requests.
+    chunks_sent: list[int] = field(default_factory=list)
 
     def answer(self) -> str:
         if len(self.answers) > 1:
@@ -84,16 +104,22 @@ class ChatServer:
 
 def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # as uvicorn: streams are sent chunked
+
         def log_message(self, format: str, *args: Any) -> None:
             del format, args
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client is gone (Cancel closed the connection)
+                server.disconnected.set()
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path == "/v1/models":
@@ -117,7 +143,21 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
             if server.status != 200:
                 self._send(server.status, {"error": {"message": "model overloaded"}})
                 return
-            content = server.answer()
+            if body.get("n") and server.reject_n:
+                self._send(400, {"error": {"message": "n > 1 is not supported"}})
+                return
+            n = int(body.get("n") or 1) if server.n_supported else 1
+            answer = (
+                server.answer if server.reply is None else functools.partial(server.reply, body)
+            )
+            contents = [answer() for _ in range(n)]
+            content = contents[0]
+            if body.get("stream") and server.stream_mode == "reject":
+                self._send(400, {"error": {"message": "Unrecognized request argument: stream"}})
+                return
+            if body.get("stream") and server.stream_mode in ("sse", "truncate"):
+                self._stream(body, content)
+                return
             self._send(
                 200,
                 {
@@ -126,31 +166,92 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
                     "model": body.get("model"),
                     "choices": [
                         {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
+                            "index": i,
+                            "message": {"role": "assistant", "content": c},
                             "finish_reason": server.finish_reason,
                         }
+                        for i, c in enumerate(contents)
                     ],
                 },
             )
 
+        def _stream(self, body: dict[str, Any], content: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+
+            def chunk(data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+            step = max(1, server.chunk_chars)
+            pieces = [content[i : i + step] for i in range(0, len(content), step)]
+            base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": MODEL}
+            events: list[dict[str, Any]] = [
+                {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+            ]
+            events += [
+                {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                for p in pieces
+            ]
+            events.append(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": server.finish_reason}],
+                }
+            )
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 100, "completion_tokens": len(pieces), "total_tokens": 0}
+                events.append({**base, "choices": [], "usage": usage})
+            if server.stream_mode == "truncate":
+                events = events[: len(events) // 2]
+            sent = 0
+            server.chunks_sent.append(0)
+            try:
+                for event in events:
+                    if server.chunk_delay_s:
+                        time.sleep(server.chunk_delay_s)
+                    if sent == 1:
+                        chunk(b": keep-alive\n\n")
+                    chunk(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    sent += 1
+                    server.chunks_sent[-1] = sent
+                if server.stream_mode == "truncate":
+                    return
+                chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:  # the client closed the stream (Cancel)
+                server.disconnected.set()
+
     return Handler
 
 
-@pytest.fixture
-def chat_server() -> Iterator[ChatServer]:
-    """A running local server; ``chat_server.url`` is its ``/v1`` root."""
-    state = ChatServer()
+@contextlib.contextmanager
+def serve(state: ChatServer) -> Iterator[ChatServer]:
+    """Run ``state``'s server on 127.0.0.1 until the block ends (the fixture, benchmarks)."""
     state.hold.set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield state
-    state.hold.set()
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        state.hold.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """A running local server; ``chat_server.url`` is its ``/v1`` root."""
+    with serve(ChatServer()) as state:
+        yield state
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from addon.client import (
     image_part,
     repair_messages,
 )
+from addon.streaming import StreamState, chunk_delta, sse_data
 from tests.addon.conftest import MODEL, ChatServer, png_bytes
 
 PROGRAM = "from bpy_lib import *\nbox(size=[1, 1, 1])\n"
@@ -102,3 +104,79 @@ def test_errors_say_what_to_check(chat_server: ChatServer) -> None:
 
 def test_client_repr_hides_the_key() -> None:
     assert "secret" not in repr(ChatClient("http://x/v1", MODEL, api_key="secret"))
+
+
+def test_server_sent_events_are_read_as_servers_send_them() -> None:
+    lines = [
+        b": keep-alive\r\n",
+        b"\r\n",
+        b'data: {"a": 1}\r\n',
+        b"\r\n",
+        b"event: message\n",
+        b"id: 7\n",
+        b"data: first line\n",
+        b"data:second line\n",
+        b"\n",
+        b"data: [DONE]",  # the last event may lack its blank line
+    ]
+    assert list(sse_data(lines)) == ['{"a": 1}', "first line\nsecond line", "[DONE]"]
+    assert chunk_delta('{"choices": [{"delta": {"content": "ab"}, "finish_reason": null}]}') == (
+        "ab",
+        True,
+        None,
+        None,
+    )
+    assert chunk_delta('{"choices": [], "usage": {"completion_tokens": 41}}') == (
+        "",
+        False,
+        None,
+        41,
+    )
+    reasoning = '{"choices": [{"delta": {"reasoning_content": "hmm"}}]}'
+    assert chunk_delta(reasoning) == ("", True, None, None)  # a token, but not the answer
+    with pytest.raises(ValueError, match="mid-stream: out of memory"):
+        chunk_delta('{"error": {"message": "out of memory"}}')
+
+
+def test_the_timeout_is_per_chunk_not_per_answer(chat_server: ChatServer) -> None:
+    answer = "from bpy_lib import *\n" * 4  # 8 chunks of 11 characters
+    chat_server.answers = [answer]
+    chat_server.chunk_chars, chat_server.chunk_delay_s = 11, 0.25
+    client = ChatClient(chat_server.url, MODEL, timeout_s=1.0)
+    state = StreamState()
+    start = time.monotonic()
+    assert client.stream([{"role": "user", "content": "hi"}], state) == answer
+    assert time.monotonic() - start > 2.0  # longer than the timeout in all
+    snapshot = state.snapshot()
+    assert snapshot.text == answer
+    assert snapshot.tokens == 8  # the server's usage.completion_tokens
+    assert snapshot.tokens_per_s > 0
+
+    chat_server.chunk_delay_s = 2.0  # a server that stops sending
+    with pytest.raises(EndpointError, match=r"did not answer within 1 s"):
+        ChatClient(chat_server.url, MODEL, timeout_s=1.0).stream([], StreamState())
+
+
+def test_a_stream_that_ends_early_is_an_error(chat_server: ChatServer) -> None:
+    chat_server.answers = ["from bpy_lib import *\nbox(size=[1, 1, 1])\n" * 3]
+    chat_server.stream_mode = "truncate"
+    with pytest.raises(EndpointError, match="closed the stream before the answer ended"):
+        ChatClient(chat_server.url, MODEL).stream([], StreamState())
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("n", [3]), ("ignored", [3, None, None])])
+def test_n_answers_in_one_request_or_one_request_each(
+    chat_server: ChatServer, mode: str, expected: list[int | None]
+) -> None:
+    chat_server.answers = ["first", "second", "third"]
+    chat_server.n_supported = mode == "n"
+    answers = ChatClient(chat_server.url, MODEL).complete_n([], 3)
+    assert answers == ["first", "second", "third"]
+    assert [r.get("n") for r in chat_server.requests] == expected
+
+
+def test_a_server_that_rejects_n_is_asked_once_per_answer(chat_server: ChatServer) -> None:
+    chat_server.answers = ["first", "second", "third"]
+    chat_server.reject_n = True
+    assert ChatClient(chat_server.url, MODEL).complete_n([], 2) == ["first", "second"]
+    assert [r.get("n") for r in chat_server.requests] == [2, None, None]

@@ -90,6 +90,18 @@ deps = bpy.context.evaluated_depsgraph_get()
 metrics = ext.scoring.score_objects(coll.all_objects, coll.all_objects, deps, points=2000)
 out["self_score"] = [metrics["f_score_0.05"], metrics["chamfer_l2"]]
 
+# the installed add-on matches candidates with its bundled render match, in a background
+# Blender started from vendor/: a cube against views of itself, a thin pole against them
+import threading
+from llm3d.config import RenderConfig
+from worker.render import render_views
+cube = sandbox.run("from bpy_lib import *\nbox(size=[1, 0.5, 0.3])\n", 60)
+pole = sandbox.run("from bpy_lib import *\ncylinder(radius=0.05, depth=2)\n", 60)
+views = render_views(cube.vertices, cube.faces, tempfile.mkdtemp(), config=RenderConfig())
+picks = [ext.candidates.Candidate(1, result=cube), ext.candidates.Candidate(2, result=pole)]
+note = ext.candidates.render_and_match(picks, [str(v) for v in views], sandbox, threading.Event())
+out["match"] = [note, picks[0].score, picks[1].score]
+
 # disable, enable and disable again
 import addon_utils
 cycle = []
@@ -130,6 +142,22 @@ def test_a_broken_manifest_is_rejected(tmp_path: Path) -> None:
     assert "version" in result.stdout + result.stderr
 
 
+def test_the_staged_addon_carries_the_projects_render_match(tmp_path: Path) -> None:
+    """Candidates are matched by best-of-N's own code: the zip carries worker.render_match
+    and worker.render as they are in the project (one definition, staged, not copied by hand)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import stage_addon
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    stage = tmp_path / "stage"
+    stage_addon.stage_sources(stage)
+    assert (stage / "_render_match.py").is_file()
+    for rel in ("worker/render_match.py", "worker/render.py", "llm3d/exceptions.py"):
+        assert (stage / "vendor" / rel).read_bytes() == (ROOT / rel).read_bytes(), rel
+    assert not (stage / "vendor" / "training").exists()  # best_of stays out
+
+
 @pytest.mark.slow
 def test_built_zip_installs_and_works(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
@@ -154,6 +182,9 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         "vendor/bpy_lib/primitives.py",
         "_server_boot.py",
         "_oneshot.py",
+        "_render_match.py",
+        "vendor/worker/render.py",
+        "vendor/worker/render_match.py",
         *(f"vendor/{rel}" for rel in FORK_SERVER_MODULES),
     ):
         assert required in names, required
@@ -195,5 +226,7 @@ def test_built_zip_installs_and_works(tmp_path: Path) -> None:
         assert sandbox["layers"].startswith("Sandbox: bubblewrap jail"), sandbox["layers"]
     # independent samples of the two (DESIGN §3): the sampling floor at 2 000 points
     assert out["self_score"][0] >= 0.9 and 0.0 < out["self_score"][1] < 1e-3
+    note, right, wrong = out["match"]
+    assert note == "" and right > 0.9 and wrong < right - 0.3, out["match"]
     assert out["cycle"] == [True, True, True, True]
     assert out["sandbox_closed"]  # disabling the add-on stopped the background Blender
