@@ -63,10 +63,10 @@ __all__ = [
     "describe_layers",
     "get_sandbox",
     "kill_tree",
-    "new_group",
     "script_runner",
     "server_runner",
     "shutdown",
+    "start_background",
 ]
 
 logger = logging.getLogger(__name__)
@@ -351,15 +351,7 @@ class Sandbox:
             env = server_environment(self.code_paths or [str(_repo_root())], tmpdir=tmp)
             with (run_dir / "output.log").open("wb") as log:
                 try:
-                    proc = subprocess.Popen(
-                        command,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=log,
-                        cwd=tmp,
-                        env=env,
-                        **new_group(),
-                    )
+                    proc = start_background(command, cwd=tmp, env=env, log=log)
                 except OSError as exc:
                     return _infra(f"the background Blender could not start: {exc}")
                 with self._lock:
@@ -422,11 +414,26 @@ def _repo_root() -> Path:
     return ADDON_DIR.parent
 
 
-def new_group() -> dict[str, Any]:
+def _new_group() -> dict[str, Any]:
     """``Popen`` arguments that start a process in a group of its own (killed as one)."""
     if os.name == "posix":
         return {"start_new_session": True}
     return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
+def start_background(
+    command: list[str], *, cwd: str, env: dict[str, str], log: Any
+) -> subprocess.Popen[bytes]:
+    """A background Blender (or helper) in a group of its own, no stdin, output to ``log``.
+
+    Raises
+    ------
+    OSError
+        When it cannot be started (no Blender binary).
+    """
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd, env=env, **_new_group()
+    )
 
 
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -38,8 +38,8 @@ from .background import (
     Sandbox,
     code_paths,
     kill_tree,
-    new_group,
     script_runner,
+    start_background,
 )
 from .client import ChatClient, EndpointError, extract_code, repair_messages
 from .runner import describe_result
@@ -216,15 +216,7 @@ def render_and_match(
         limit = STARTUP_TIMEOUT_S + RENDER_S_PER_CANDIDATE * len(built)
         with (folder / "output.log").open("wb") as log:
             try:
-                proc = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    cwd=tmp,
-                    env=env,
-                    **new_group(),
-                )
+                proc = start_background(command, cwd=tmp, env=env, log=log)
             except OSError as e:
                 return f"the candidates could not be compared (no background Blender: {e})"
             try:
