@@ -35,10 +35,12 @@ from llm3d.exceptions import LLM3DError
 __all__ = [
     "BACKGROUND_TOL",
     "IOU_WEIGHT",
+    "MAX_VIEW_PIXELS",
     "UNIFORM_BORDER",
     "MatchScore",
     "MatchUnavailableError",
     "ViewMatch",
+    "decode_png",
     "match_views",
     "silhouette",
 ]
@@ -48,6 +50,8 @@ BACKGROUND_TOL = 12
 #: The share of border pixels that must be the background colour for the image to count as
 #: having a plain background.
 UNIFORM_BORDER = 0.9
+#: The most pixels an input view may have (a decompression bomb is refused, not decoded).
+MAX_VIEW_PIXELS = 2048 * 2048
 #: Weight of the silhouette IoU against the edge similarity (see the module docstring).
 IOU_WEIGHT = 0.7
 
@@ -110,6 +114,31 @@ def _load(image: str | Path | Image, size: tuple[int, int] | None = None) -> Ima
             return np.asarray(rgba, dtype=np.float32)
     except OSError as exc:
         raise MatchUnavailableError(f"cannot read image {image}: {exc}") from exc
+
+
+def decode_png(data: bytes, name: str = "the image") -> Image:
+    """RGBA float32 pixels of an encoded image (PNG, or anything Pillow reads).
+
+    Raises:
+        MatchUnavailableError: ``data`` is not an image Pillow can read.
+    """
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as pil:
+            if pil.width * pil.height > MAX_VIEW_PIXELS:
+                raise MatchUnavailableError(
+                    f"{name} is {pil.width}×{pil.height} pixels; at most {MAX_VIEW_PIXELS} "
+                    "pixels are matched: send the views at the size the model saw them"
+                )
+            return np.asarray(pil.convert("RGBA"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise MatchUnavailableError(
+            f"{name} is not a readable image ({exc}): send a PNG, base64-encoded"
+        ) from exc
 
 
 def silhouette(image: Image, *, name: str = "the image") -> tuple[Mask, npt.NDArray[np.float32]]:
