@@ -45,8 +45,8 @@ from llm3d.config import REPO_ROOT, ExecutorConfig, RenderConfig
 from llm3d.exceptions import InfraError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.execution.protocol import encode_arrays, recv_frame, send_frame
-from worker.reward import geometry_status
 from worker.render_match import MatchUnavailableError, ViewMatch, decode_png, match_views
+from worker.reward import geometry_status
 from worker.scoring import Runner, infra_result
 from worker.types import ExecResult
 
@@ -124,8 +124,11 @@ class CandidateOutcome:
             id=item_id,
             status=self.status,
             reward=None,
-            components={"execute_s": self.execute_s, "render_s": self.render_s,
-                        "match_s": self.match_s},  # fmt: skip
+            components={
+                "execute_s": self.execute_s,
+                "render_s": self.render_s,
+                "match_s": self.match_s,
+            },
             metrics=metrics,
             error=self.error,
             seconds=round(self.seconds, 6),
@@ -190,13 +193,21 @@ def match_candidate(
         match = match_views(paths, list(views))
     except MatchUnavailableError as exc:
         return CandidateOutcome(
-            status, error=str(exc), execute_s=spent, render_s=rendered - start,
+            status,
+            error=str(exc),
+            execute_s=spent,
+            render_s=rendered - start,
             match_s=time.perf_counter() - rendered,
-        )  # fmt: skip
+        )
     return CandidateOutcome(
-        status, match.score, match.views, None, spent, rendered - start,
+        status,
+        match.score,
+        match.views,
+        None,
+        spent,
+        rendered - start,
         time.perf_counter() - rendered,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -274,18 +285,23 @@ def select_job(
         execute_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory(prefix="llm3d-select-") as tmp:
             outcome = match_candidate(
-                result, views, renderer.render, Path(tmp),
-                executor_config=executor_config, execute_s=execute_s,
-            )  # fmt: skip
+                result,
+                views,
+                renderer.render,
+                Path(tmp),
+                executor_config=executor_config,
+                execute_s=execute_s,
+            )
     except (InfraError, MatchUnavailableError) as exc:
         logger.warning("candidate %s: %s", job.item_id, exc)
         return infra_result(job.item_id, str(exc), time.perf_counter() - start)
     except Exception as exc:  # the runner or the renderer broke: infrastructure
         logger.exception("candidate %s: selection failed", job.item_id)
         return infra_result(
-            job.item_id, f"the worker failed: {type(exc).__name__}: {exc}",
+            job.item_id,
+            f"the worker failed: {type(exc).__name__}: {exc}",
             time.perf_counter() - start,
-        )  # fmt: skip
+        )
     return outcome.to_result(job.item_id)
 
 
@@ -312,12 +328,23 @@ class Renderer:
         self._log = tempfile.TemporaryFile(prefix="llm3d-renderer-")  # noqa: SIM115
         tmp = tempfile.gettempdir()
         self._proc = SPAWNER.popen(
-            [sys.executable, "-m", SERVER_MODULE, "--fd", str(child.fileno()),
-             "--config-json", self.config.model_dump_json()],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            pass_fds=(child.fileno(),), cwd=tmp,
-            env=server_environment([REPO_ROOT], tmpdir=tmp), start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                SERVER_MODULE,
+                "--fd",
+                str(child.fileno()),
+                "--config-json",
+                self.config.model_dump_json(),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            pass_fds=(child.fileno(),),
+            cwd=tmp,
+            env=server_environment([REPO_ROOT], tmpdir=tmp),
+            start_new_session=True,
+        )
         child.close()
         parent.settimeout(STARTUP_TIMEOUT_S)
         self._sock = parent
@@ -332,18 +359,18 @@ class Renderer:
         parent.settimeout(RENDER_TIMEOUT_S)
         return parent
 
-    def render(
-        self, vertices: npt.ArrayLike, faces: npt.ArrayLike, out_dir: Path
-    ) -> list[Path]:
+    def render(self, vertices: npt.ArrayLike, faces: npt.ArrayLike, out_dir: Path) -> list[Path]:
         """Render the views of a mesh into ``out_dir``; one PNG a view, in camera order.
 
         Raises:
             RenderError: the server could not render it, or died.
         """
-        specs, blobs = encode_arrays({
-            "vertices": np.asarray(vertices, dtype=np.float32).reshape(-1, 3),
-            "faces": np.asarray(faces, dtype=np.int32).reshape(-1, 3),
-        })  # fmt: skip
+        specs, blobs = encode_arrays(
+            {
+                "vertices": np.asarray(vertices, dtype=np.float32).reshape(-1, 3),
+                "faces": np.asarray(faces, dtype=np.int32).reshape(-1, 3),
+            }
+        )
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         with self._lock:
             sock = self._sock or self._start()
