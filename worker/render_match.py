@@ -35,6 +35,7 @@ from llm3d.exceptions import LLM3DError
 __all__ = [
     "BACKGROUND_TOL",
     "IOU_WEIGHT",
+    "MATCH_VERSION",
     "MAX_VIEW_PIXELS",
     "UNIFORM_BORDER",
     "MatchScore",
@@ -52,6 +53,9 @@ BACKGROUND_TOL = 12
 UNIFORM_BORDER = 0.9
 #: The most pixels an input view may have (a decompression bomb is refused, not decoded).
 MAX_VIEW_PIXELS = 2048 * 2048
+#: The name of this definition, in every answer of ``POST /select/batch``: change it when
+#: the score changes (weights, silhouette rule), so that cached matches are not mixed.
+MATCH_VERSION = "render-match-1"
 #: Weight of the silhouette IoU against the edge similarity (see the module docstring).
 IOU_WEIGHT = 0.7
 

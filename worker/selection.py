@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import queue
 import socket
 import subprocess
 import sys
@@ -47,19 +48,23 @@ from llm3d.schemas import ExecStatus, RewardResult
 from worker.execution.protocol import encode_arrays, recv_frame, send_frame
 from worker.render_match import MatchUnavailableError, ViewMatch, decode_png, match_views
 from worker.reward import geometry_status
-from worker.scoring import Runner, infra_result
+from worker.scoring import Runner, ScoreJob, infra_result
 from worker.types import ExecResult
 
 __all__ = [
+    "RENDER_BUDGET_S",
     "RENDER_TIMEOUT_S",
     "CandidateOutcome",
+    "FarmJob",
     "RenderFn",
     "Renderer",
+    "RendererPool",
     "SelectJob",
     "SelectSettings",
     "match_candidate",
     "select_cache_key",
     "select_job",
+    "views_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,9 @@ RENDER_TIMEOUT_S = 120.0
 #: How long the render server may take to import Blender and say hello.
 STARTUP_TIMEOUT_S = 120.0
 SERVER_MODULE = "worker.blender_renderer"
+#: What a candidate's task may take beyond its program's limit: starting a render server
+#: (importing Blender) and rendering its views.
+RENDER_BUDGET_S = 60.0
 
 RenderFn = Callable[[npt.NDArray[np.float32], npt.NDArray[np.int32], Path], list[Path]]
 """Renders a mesh's views into a folder: ``render(vertices, faces, out_dir) -> paths``."""
@@ -138,7 +146,7 @@ class CandidateOutcome:
     def from_result(cls, result: RewardResult) -> CandidateOutcome:
         """Read back :meth:`to_result` (an ``infra_error`` of any backend reads as one too)."""
         m, c = result.metrics, result.components
-        views = []
+        views: list[ViewMatch] = []
         while f"view{len(views)}_iou" in m:
             i = len(views)
             views.append(ViewMatch(m[f"view{i}_iou"], m[f"view{i}_edges"]))
@@ -271,7 +279,7 @@ def select_job(
     job: SelectJob,
     *,
     runner: Runner,
-    renderer: Renderer,
+    renderer: Renderer | RendererPool,
     executor_config: ExecutorConfig | None = None,
 ) -> RewardResult:
     """Run, render and match one candidate; its outcome as the farm's carrier.
@@ -382,6 +390,9 @@ class Renderer:
             except (OSError, EOFError, ValueError) as exc:
                 tail = self._stop()
                 raise RenderError(f"the render server failed ({exc}); its log: {tail}") from exc
+            except BaseException:  # interrupted (a task's time limit): its answer would be stale
+                self._stop()
+                raise
         if answer.get("op") != "rendered":
             raise RenderError(f"rendering failed: {answer.get('error') or answer!r}")
         return [Path(p) for p in answer["paths"]]
@@ -406,3 +417,31 @@ class Renderer:
         """Stop the server (it also exits by itself when this process goes away)."""
         with self._lock:
             self._stop()
+
+
+class RendererPool:
+    """``size`` :class:`Renderer` s side by side (each started on first use); a render takes
+    whichever is free."""
+
+    def __init__(self, config: RenderConfig, size: int = 1) -> None:
+        self.config = config
+        self._all = [Renderer(config) for _ in range(max(1, size))]
+        self._free: queue.SimpleQueue[Renderer] = queue.SimpleQueue()
+        for renderer in self._all:
+            self._free.put(renderer)
+
+    def render(self, vertices: npt.ArrayLike, faces: npt.ArrayLike, out_dir: Path) -> list[Path]:
+        """:meth:`Renderer.render` on a free server (waits for one)."""
+        renderer = self._free.get()
+        try:
+            return renderer.render(vertices, faces, out_dir)
+        finally:
+            self._free.put(renderer)
+
+    def close(self) -> None:
+        for renderer in self._all:
+            renderer.close()
+
+
+FarmJob = ScoreJob | SelectJob
+"""What a backend runs: a score (:class:`~worker.scoring.ScoreJob`) or a candidate to match."""
