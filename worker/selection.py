@@ -56,6 +56,7 @@ __all__ = [
     "RENDER_TIMEOUT_S",
     "CandidateOutcome",
     "FarmJob",
+    "RenderError",
     "RenderFn",
     "Renderer",
     "RendererPool",
@@ -328,6 +329,11 @@ class Renderer:
         self._sock: socket.socket | None = None
         self._log: IO[bytes] | None = None
         self._next = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The render server's process id (None until the first render)."""
+        return self._proc.pid if self._proc is not None else None
 
     def _start(self) -> socket.socket:
         from worker.sandbox.jail import SPAWNER, server_environment
