@@ -16,6 +16,7 @@ Idempotent by ``request_id`` (:class:`api.idempotency.RequestLedger`), like scor
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -158,7 +159,8 @@ class SelectService:
             timeout_s=request.timeout_s or self.config.executor.timeout_s,
             render=self.config.render,
         )
-        groups = [self._resolve(g) for g in request.groups]
+        # decoding and checking images is CPU work: off the event loop
+        groups = await asyncio.to_thread(lambda: [self._resolve(g) for g in request.groups])
         jobs: list[SelectJob] = []
         keys: list[str] = []
         slots: list[tuple[int, int]] = []

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from llm3d.config import Config, load_config
+from tests.helpers.views import program_views
 from worker.demo_programs import BROKEN, OBJECTS, perturb
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
@@ -46,21 +45,8 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def views() -> list[str]:
-    """The views the model was given: the true program's mesh rendered from the service's
-    cameras (as the dataset builder renders a split), base64 PNG."""
-    from worker.execution.executor import Executor
-    from worker.selection import Renderer
-
-    config = make_config()
-    renderer = Renderer(config.render)
-    try:
-        with Executor(config.executor) as executor, tempfile.TemporaryDirectory() as tmp:
-            result = executor.run(OBJECTS[TRUE])
-            assert result.status == "ok", result.error
-            paths = renderer.render(result.vertices, result.faces, Path(tmp))
-            return [b64(p.read_bytes()) for p in paths]
-    finally:
-        renderer.close()
+    """The views the model was given (the true program's renders), base64 PNG."""
+    return [b64(png) for png in program_views(OBJECTS[TRUE], make_config())]
 
 
 @pytest.fixture(scope="module")

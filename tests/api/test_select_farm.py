@@ -4,15 +4,14 @@ matches), spoken to by the Python client (:meth:`llm3d.client.RewardClient.selec
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from llm3d.client import RewardClient, encode_image
 from llm3d.config import load_config
 from tests.api.farm import Farm, needs_redis, start_farm
+from tests.helpers.views import program_views
 from worker.demo_programs import BROKEN, OBJECTS
 
 TOKEN = "select-farm-token"
@@ -41,19 +40,7 @@ def farm(
 @pytest.fixture(scope="module")
 def views() -> list[bytes]:
     """The table's views, rendered from the service's cameras (PNG bytes)."""
-    from worker.execution.executor import Executor
-    from worker.selection import Renderer
-
-    config = load_config(environ={}, render__resolution=RESOLUTION)
-    renderer = Renderer(config.render)
-    try:
-        with Executor(config.executor) as executor, tempfile.TemporaryDirectory() as tmp:
-            result = executor.run(OBJECTS["table"])
-            return [
-                p.read_bytes() for p in renderer.render(result.vertices, result.faces, Path(tmp))
-            ]
-    finally:
-        renderer.close()
+    return program_views(OBJECTS["table"], load_config(environ={}, render__resolution=RESOLUTION))
 
 
 def test_the_client_gets_the_true_program_picked_and_a_broken_one_kept_apart(
