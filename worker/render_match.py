@@ -40,9 +40,11 @@ __all__ = [
     "UNIFORM_BORDER",
     "MatchScore",
     "MatchUnavailableError",
+    "PreparedView",
     "ViewMatch",
     "decode_png",
     "match_views",
+    "prepare_view",
     "silhouette",
 ]
 
@@ -185,9 +187,34 @@ def _edges(image: Image, background: npt.NDArray[np.float32], mask: Mask) -> Ima
     return magnitude
 
 
-def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
-    ref_mask, ref_bg = silhouette(reference, name=name)
-    cand_mask, cand_bg = silhouette(candidate, name=f"the candidate's render of {name}")
+@dataclass(frozen=True, eq=False)
+class PreparedView:
+    """An input view analysed once (:func:`prepare_view`): what every candidate is compared
+    with, so that N candidates do not each decode and analyse it again."""
+
+    name: str
+    size: tuple[int, int]  # (width, height)
+    mask: Mask
+    edges: Image
+
+
+def prepare_view(image: str | Path | Image, name: str | None = None) -> PreparedView:
+    """The silhouette and edge image of an input view (a file or RGBA pixels).
+
+    Raises:
+        MatchUnavailableError: the view cannot be read or has no usable background.
+    """
+    if name is None:
+        name = str(image) if not isinstance(image, np.ndarray) else "the view"
+    pixels = _load(image)
+    mask, background = silhouette(pixels, name=name)
+    size = (pixels.shape[1], pixels.shape[0])
+    return PreparedView(name, size, mask, _edges(pixels, background, mask))
+
+
+def _match_view(candidate: Image, reference: PreparedView) -> ViewMatch:
+    ref_mask = reference.mask
+    cand_mask, cand_bg = silhouette(candidate, name=f"the candidate's render of {reference.name}")
     union = ref_mask | cand_mask
     if not union.any():
         return ViewMatch(1.0, 1.0)
@@ -197,7 +224,7 @@ def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
     grown[:-1] |= union[1:]
     grown[:, 1:] |= union[:, :-1]
     grown[:, :-1] |= union[:, 1:]
-    a = _edges(reference, ref_bg, ref_mask)[grown]
+    a = reference.edges[grown]
     b = _edges(candidate, cand_bg, cand_mask)[grown]
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     edges = max(0.0, float(a @ b) / norm) if norm > 0 else float(np.array_equal(a, b))
@@ -205,13 +232,15 @@ def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
 
 
 def match_views(
-    candidate: Sequence[str | Path | Image], reference: Sequence[str | Path | Image]
+    candidate: Sequence[str | Path | Image],
+    reference: Sequence[str | Path | Image | PreparedView],
 ) -> MatchScore:
     """Score a candidate's renders against the input views, view by view, in order.
 
     Args:
         candidate: the candidate's renders (files or RGBA arrays), one a view.
-        reference: the views the model was given, the same cameras in the same order.
+        reference: the views the model was given, the same cameras in the same order (files,
+            RGBA arrays, or :func:`prepare_view` s of them, to analyse each view once).
 
     Raises:
         ValueError: the two lists have different lengths or are empty.
@@ -224,8 +253,7 @@ def match_views(
         )
     views = []
     for index, (cand, ref) in enumerate(zip(candidate, reference, strict=True)):
-        name = str(ref) if not isinstance(ref, np.ndarray) else f"view {index}"
-        ref_image = _load(ref)
-        cand_image = _load(cand, size=(ref_image.shape[1], ref_image.shape[0]))
-        views.append(_match_view(cand_image, ref_image, name))
+        if not isinstance(ref, PreparedView):
+            ref = prepare_view(ref, f"view {index}" if isinstance(ref, np.ndarray) else None)
+        views.append(_match_view(_load(cand, size=ref.size), ref))
     return MatchScore(float(np.mean([v.score for v in views])), tuple(views))

@@ -25,6 +25,7 @@ backends gather, retry and cancel it exactly like a score: ``reward`` is always 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import queue
@@ -46,7 +47,14 @@ from llm3d.config import REPO_ROOT, ExecutorConfig, RenderConfig
 from llm3d.exceptions import InfraError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.execution.protocol import encode_arrays, recv_frame, send_frame
-from worker.render_match import MatchUnavailableError, ViewMatch, decode_png, match_views
+from worker.render_match import (
+    MatchUnavailableError,
+    PreparedView,
+    ViewMatch,
+    decode_png,
+    match_views,
+    prepare_view,
+)
 from worker.reward import geometry_status
 from worker.scoring import Runner, ScoreJob, infra_result
 from worker.types import ExecResult
@@ -63,6 +71,7 @@ __all__ = [
     "SelectJob",
     "SelectSettings",
     "match_candidate",
+    "prepared_views",
     "select_cache_key",
     "select_job",
     "views_digest",
@@ -78,11 +87,13 @@ SERVER_MODULE = "worker.blender_renderer"
 #: What a candidate's task may take beyond its program's limit: starting a render server
 #: (importing Blender) and rendering its views.
 RENDER_BUDGET_S = 60.0
+#: Groups whose analysed views a process keeps (about 1.3 MB a group of four 256² views).
+PREPARED_GROUPS = 16
 
 RenderFn = Callable[[npt.NDArray[np.float32], npt.NDArray[np.int32], Path], list[Path]]
 """Renders a mesh's views into a folder: ``render(vertices, faces, out_dir) -> paths``."""
 
-View = str | Path | npt.NDArray[np.float32]
+View = str | Path | npt.NDArray[np.float32] | PreparedView
 
 
 class RenderError(InfraError):
@@ -276,6 +287,17 @@ def select_cache_key(code: str, views_key: str, settings: SelectSettings) -> str
     return "select:" + digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=PREPARED_GROUPS)
+def prepared_views(views: tuple[bytes, ...]) -> tuple[PreparedView, ...]:
+    """The input views (PNG) decoded and analysed, once for all the candidates of a group that
+    reach this process (the last :data:`PREPARED_GROUPS` groups' views are kept).
+
+    Raises:
+        MatchUnavailableError: a view cannot be read or has no usable background.
+    """
+    return tuple(prepare_view(decode_png(v, f"view {i}"), f"view {i}") for i, v in enumerate(views))
+
+
 def select_job(
     job: SelectJob,
     *,
@@ -289,7 +311,7 @@ def select_job(
     """
     start = time.perf_counter()
     try:
-        views = [decode_png(v, f"view {i}") for i, v in enumerate(job.views)]
+        views = prepared_views(job.views)
         result = runner(job.code, job.settings.timeout_s)
         execute_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory(prefix="llm3d-select-") as tmp:
