@@ -26,11 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.cache import MemoryCache, RedisCache, ResultCache
 from api.errors import error_response
+from api.idempotency import RequestConflictError
 from api.jobs import JobManager, JobStore, MemoryJobStore, RedisJobStore
 from api.limits import BodyLimitMiddleware, validation_message
 from api.registry import TaskConflictError, TaskRegistry
-from api.routes import health, reward, tasks
-from api.service import RequestConflictError, RewardService
+from api.routes import health, reward, select, tasks
+from api.selection import SelectService
+from api.service import RewardService
 from api.telemetry import Telemetry
 from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
@@ -90,6 +92,7 @@ def create_app(
         service = RewardService(config, backend, cache, registry, telemetry, reward_version)
         jobs = JobManager(service, store)
         app.state.service = service
+        app.state.selector = SelectService(config, backend, cache, registry)
         app.state.jobs = jobs
         logger.info(
             "reward service up: backend=%s, reward_version=%s", backend.name, reward_version
@@ -114,6 +117,7 @@ def create_app(
     app.state.tasks = registry
     app.state.telemetry = telemetry
     app.include_router(reward.router)
+    app.include_router(select.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(config.api.max_request_mb * 1024 * 1024))

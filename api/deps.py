@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.jobs import JobManager
 from api.registry import TaskRegistry
+from api.selection import SelectService
 from api.service import RewardService
 from api.telemetry import Telemetry
 from llm3d.config import Config
@@ -17,6 +18,7 @@ from llm3d.config import Config
 __all__ = [
     "ConfigDep",
     "JobsDep",
+    "SelectorDep",
     "ServiceDep",
     "TasksDep",
     "TelemetryDep",
@@ -34,6 +36,11 @@ def get_config(request: Request) -> Config:
 def get_service(request: Request) -> RewardService:
     service: RewardService = request.app.state.service
     return service
+
+
+def get_selector(request: Request) -> SelectService:
+    selector: SelectService = request.app.state.selector
+    return selector
 
 
 def get_jobs(request: Request) -> JobManager:
@@ -54,6 +61,7 @@ def get_telemetry(request: Request) -> Telemetry:
 ConfigDep = Annotated[Config, Depends(get_config)]
 ServiceDep = Annotated[RewardService, Depends(get_service)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
+SelectorDep = Annotated[SelectService, Depends(get_selector)]
 TasksDep = Annotated[TaskRegistry, Depends(get_tasks)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 

@@ -25,9 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm3d.config import Config
-from llm3d.schemas import RewardRequest, TaskCreate, safe_json
+from llm3d.program import extract_code
+from llm3d.schemas import RewardRequest, SelectRequest, TaskCreate, safe_json
 
-__all__ = ["BodyLimitMiddleware", "check_limits", "error_body", "validation_message"]
+__all__ = ["BodyLimitMiddleware", "check_limits", "error_body", "raise_if", "validation_message"]
 
 CHECKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -47,12 +48,13 @@ def _code_problem(code: str, what: str, limit: int) -> str | None:
     )
 
 
-def check_limits(body: RewardRequest | TaskCreate, config: Config) -> None:
+def check_limits(body: RewardRequest | SelectRequest | TaskCreate, config: Config) -> None:
     """Refuse, as a 422 naming each item, what the configuration does not allow.
 
     Raises:
-        RequestValidationError: a program over ``executor.max_code_bytes``, or ``timeout_s``
-            over ``executor.timeout_s``.
+        RequestValidationError: a program over ``executor.max_code_bytes`` (a candidate's
+            program as :func:`llm3d.program.extract_code` takes it out of its answer), or
+            ``timeout_s`` over ``executor.timeout_s``.
     """
     limit = config.executor.max_code_bytes
     errors: list[dict[str, Any]] = []
@@ -78,6 +80,15 @@ def check_limits(body: RewardRequest | TaskCreate, config: Config) -> None:
                     "type": "less_than_equal",
                 }
             )
+        if isinstance(body, SelectRequest):
+            for index, group in enumerate(body.groups):
+                for n, text in enumerate(group.candidates):
+                    problem = _code_problem(
+                        extract_code(text).code, f"group {group.id!r}, candidate {n}", limit
+                    )
+                    too_long(("groups", index, "candidates", n), problem)
+            raise_if(errors)
+            return
         for index, item in enumerate(body.items):
             too_long(("items", index, "code"), _code_problem(item.code, f"item {item.id!r}", limit))
             if item.reference is not None and item.reference.code is not None:
@@ -87,6 +98,11 @@ def check_limits(body: RewardRequest | TaskCreate, config: Config) -> None:
                         item.reference.code, f"item {item.id!r}: the reference program", limit
                     ),
                 )
+    raise_if(errors)
+
+
+def raise_if(errors: list[dict[str, Any]]) -> None:
+    """A 422 listing ``errors`` (``loc``, ``msg``, ``type`` each), when there are any."""
     if errors:
         raise RequestValidationError(errors)
 

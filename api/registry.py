@@ -4,7 +4,10 @@ A dataset is a JSONL file (or a JSON list) of rows as written by the data pipeli
 (DESIGN §6): ``{"id": ..., "mesh": "meshes/x.glb", "code": ..., ...}``. A row's ground
 truth is its ``mesh`` (a path relative to the dataset file) when it has one, else its
 ``code`` (a ``bpy_lib`` program, run once in the sandbox when first needed), else inline
-``vertices`` + ``faces``. Other keys are kept as ``meta``.
+``vertices`` + ``faces``. Its views (the images shown to the model:
+:attr:`llm3d.chat.RowRecord.images`) are kept too, for best-of-N by render match
+(``POST /select/batch`` with a ``task_id``); they never reach the sandbox, and neither does
+the ground truth. Other keys are kept as ``meta``.
 
 ``POST /tasks`` never silently changes a ground truth: :meth:`TaskRegistry.register` with
 an id that is known with *other* content is a :class:`TaskConflictError` (409) unless
@@ -36,18 +39,31 @@ class TaskConflictError(LLM3DError, ValueError):
     """A task id is already registered with another ground truth (and ``replace`` was not set)."""
 
 
+#: A task's views: image files (a dataset's) or encoded images (given to ``POST /tasks``).
+Views = tuple[Path | bytes, ...]
+
+
 class RegisteredTask:
-    """One known ground truth: its public description and its payload."""
+    """One known ground truth: its public description, its payload and its views."""
 
-    __slots__ = ("payload", "public")
+    __slots__ = ("payload", "public", "views")
 
-    def __init__(self, public: TaskPublic, payload: ReferencePayload) -> None:
+    def __init__(self, public: TaskPublic, payload: ReferencePayload, views: Views = ()) -> None:
         self.public = public
         self.payload = payload
+        self.views = views
+
+    def view_bytes(self) -> list[bytes]:
+        """The encoded images of the views, in camera order.
+
+        Raises:
+            OSError: a view's file cannot be read.
+        """
+        return [v if isinstance(v, bytes) else Path(v).read_bytes() for v in self.views]
 
 
-def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, Any]]]:
-    """``(task_id, payload, meta)`` of every row of a dataset file (read by
+def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, Any], Views]]:
+    """``(task_id, payload, meta, views)`` of every row of a dataset file (read by
     :func:`llm3d.chat.read_rows`, the one reader of dataset rows)."""
     if not path.is_file():
         raise ConfigError(f"api.datasets: {path} does not exist (a JSONL file of tasks)")
@@ -67,7 +83,7 @@ def read_dataset(path: Path) -> Iterator[tuple[str, ReferencePayload, dict[str, 
             payload = ReferencePayload(vertices=row["vertices"], faces=row["faces"])
         else:
             raise record.error(f"task {task_id!r} has neither mesh, code nor vertices+faces")
-        yield task_id, payload, meta
+        yield task_id, payload, meta, tuple(record.images)
 
 
 class TaskRegistry:
@@ -92,6 +108,7 @@ class TaskRegistry:
         *,
         source: str,
         meta: dict[str, Any] | None = None,
+        views: Views = (),
     ) -> TaskPublic:
         """Register (or replace) a ground truth; returns its public description."""
         public = TaskPublic(
@@ -100,9 +117,10 @@ class TaskRegistry:
             source=source,
             key=reference_key(payload),
             meta=meta or {},
+            views=len(views),
         )
         with self._lock:
-            self._tasks[task_id] = RegisteredTask(public, payload)
+            self._tasks[task_id] = RegisteredTask(public, payload, views)
         return public
 
     def register(
@@ -113,12 +131,13 @@ class TaskRegistry:
         source: str,
         meta: dict[str, Any] | None = None,
         replace: bool = False,
+        views: Views = (),
     ) -> tuple[TaskPublic, Literal["created", "unchanged", "replaced"]]:
-        """Register a ground truth unless ``task_id`` already holds it.
+        """Register a ground truth (and its views) unless ``task_id`` already holds it.
 
         Returns:
             The task and what happened: ``unchanged`` when the id already held the same
-            content (the task is returned as it was, its ``meta`` and source kept).
+            content and views (the task is returned as it was, its ``meta`` and source kept).
 
         Raises:
             TaskConflictError: the id holds other content and ``replace`` is False.
@@ -126,18 +145,25 @@ class TaskRegistry:
         key = reference_key(payload)
         with self._lock:
             known = self._tasks.get(task_id)
-            if known is not None and known.public.key == key and not replace:
+            same = known is not None and known.public.key == key and known.views == views
+            if known is not None and same and not replace:
                 return known.public, "unchanged"
             if known is not None and not replace:
+                what = "ground truth" if known.public.key != key else "views"
                 raise TaskConflictError(
-                    f"task {task_id!r} is already registered with another ground truth "
+                    f"task {task_id!r} is already registered with other {what} "
                     f"(key {known.public.key}, from {known.public.source}; this one is {key}): "
                     "send replace: true to replace it, or register it under a new task_id"
                 )
             public = TaskPublic(
-                task_id=task_id, kind=payload.kind, source=source, key=key, meta=meta or {}
+                task_id=task_id,
+                kind=payload.kind,
+                source=source,
+                key=key,
+                meta=meta or {},
+                views=len(views),
             )
-            self._tasks[task_id] = RegisteredTask(public, payload)
+            self._tasks[task_id] = RegisteredTask(public, payload, views)
         if known is None:
             return public, "created"
         logger.warning("task %s replaced: key %s -> %s", task_id, known.public.key, key)
@@ -147,8 +173,8 @@ class TaskRegistry:
         """Load dataset files; returns how many tasks they held."""
         count = 0
         for path in paths:
-            for task_id, payload, meta in read_dataset(Path(path)):
-                self.add(task_id, payload, source=str(path), meta=meta)
+            for task_id, payload, meta, views in read_dataset(Path(path)):
+                self.add(task_id, payload, source=str(path), meta=meta, views=views)
                 count += 1
             logger.info("loaded tasks from %s", path)
         return count

@@ -17,21 +17,17 @@ was scored by then, and ``infra_error`` for the rest.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import hashlib
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from api.cache import ResultCache, cacheable
+from api.idempotency import RequestConflictError, RequestLedger, fingerprint
 from api.registry import TaskRegistry
 from api.telemetry import Telemetry
 from llm3d.config import Config
-from llm3d.exceptions import BackendUnavailableError, LLM3DError, UnknownTaskError
+from llm3d.exceptions import BackendUnavailableError, UnknownTaskError
 from llm3d.schemas import (
     ReferencePayload,
     RewardRequest,
@@ -45,30 +41,6 @@ from worker.scoring import ScoreJob, ScoreSettings, cache_key, reference_payload
 __all__ = ["RequestConflictError", "RewardService"]
 
 logger = logging.getLogger(__name__)
-
-# answers kept for retries by request_id (a retry comes seconds later; bounded memory)
-IDEMPOTENCY_ENTRIES = 256
-
-
-class RequestConflictError(LLM3DError, ValueError):
-    """A ``request_id`` was reused for a different batch."""
-
-
-@dataclass
-class _Remembered:
-    fingerprint: str
-    task: asyncio.Task[RewardResponse]
-    waiters: int = 0
-
-    @property
-    def abandoned(self) -> bool:
-        """Cancelled (every caller went away) or being cancelled: not an answer to wait for."""
-        return self.task.cancelled() or (not self.task.done() and self.task.cancelling() > 0)
-
-
-def _fingerprint(request: RewardRequest) -> str:
-    body = request.model_dump_json(exclude={"request_id"})
-    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class RewardService:
@@ -89,7 +61,7 @@ class RewardService:
         self.tasks = tasks
         self.telemetry = telemetry
         self.reward_version = reward_version
-        self._requests: OrderedDict[str, _Remembered] = OrderedDict()
+        self._requests: RequestLedger[RewardResponse] = RequestLedger()
         self.shutting_down = False
 
     def begin_shutdown(self) -> None:
@@ -158,38 +130,9 @@ class RewardService:
         rid = request_id or request.request_id
         if rid is None:  # nobody else can ask for this answer: cancelled with the caller
             return await self._score(request, uuid.uuid4().hex, progress, waiting)
-        fingerprint = _fingerprint(request)
-        remembered = self._requests.get(rid)
-        if remembered is not None and remembered.abandoned:
-            remembered = None
-        if remembered is not None:
-            if remembered.fingerprint != fingerprint:
-                raise RequestConflictError(
-                    f"request_id {rid!r} was already used for a different batch; "
-                    "use a new request_id for new work"
-                )
-            self._requests.move_to_end(rid)
-        else:
-            task = asyncio.ensure_future(self._score(request, rid, progress, waiting))
-            remembered = _Remembered(fingerprint, task)
-            task.add_done_callback(functools.partial(self._settled, rid, remembered))
-            self._requests[rid] = remembered
-            while len(self._requests) > IDEMPOTENCY_ENTRIES:
-                self._requests.popitem(last=False)
-        remembered.waiters += 1
-        try:
-            return await asyncio.shield(remembered.task)
-        finally:
-            remembered.waiters -= 1
-            if remembered.waiters == 0 and not remembered.task.done():
-                remembered.task.cancel()  # nobody waits for it any more: stop its programs
-
-    def _settled(self, rid: str, remembered: _Remembered, _: object = None) -> None:
-        """A failed or cancelled attempt is not remembered: the client's retry does the work."""
-        task = remembered.task
-        failed = task.cancelled() or task.exception() is not None
-        if failed and self._requests.get(rid) is remembered:
-            del self._requests[rid]
+        return await self._requests.run(
+            rid, fingerprint(request), lambda: self._score(request, rid, progress, waiting)
+        )
 
     async def _score(
         self,

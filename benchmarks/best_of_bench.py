@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.best_of import choose, selection_table  # noqa: E402
+from training.best_of import STEPS, choose, selection_table  # noqa: E402
 
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 0.85, 1.0)
 
@@ -104,8 +104,10 @@ def main() -> None:
                 f"{by:<10} {row['f_score_0.05']:>8.4f} {row['execution_rate']:>7.1%} "
                 f"{row['pass_rate']:>7.1%} {'-' if chamfer is None else f'{chamfer:9.3f}':>9}"
             )
+        split = " + ".join(f"{step[:-2]} {table.get(f'{step}_per_candidate')}" for step in STEPS)
         print(
             f"seconds a candidate (execute + render + match): {table.get('seconds_per_candidate')}"
+            f"  ({split})"
         )
         print("Spearman(match, F@0.05) by IoU weight (pooled / mean within a task):")
         for w, r in study.items():

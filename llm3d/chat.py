@@ -266,6 +266,20 @@ class RowRecord:
             messages.append({"role": message["role"], "content": content})
         return messages
 
+    @property
+    def images(self) -> list[Path]:
+        """The views the model is shown: the images of the chat's messages (not the
+        assistant's), else the row's ``images`` list; absolute paths, in order."""
+        if self.has_messages:
+            return [
+                Path(part["image"])
+                for message in self.messages()
+                if message["role"] != "assistant" and isinstance(message["content"], list)
+                for part in message["content"]
+                if part.get("type") == "image"
+            ]
+        return [self.path(p) for p in self.fields.get("images") or []]
+
     def assistant_text(self) -> str | None:
         """The assistant's answer (an SFT row's program), ``None`` when the row has none."""
         for message in self.fields.get("messages") or []:

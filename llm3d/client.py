@@ -7,6 +7,10 @@
         response = client.score_batch([{"id": "a", "code": program, "task_id": "chair-001"}])
         rewards = [r.reward for r in response.results]     # None for infra_error
 
+        # best-of-N by render match (no ground truth): which of N answers looks like the views
+        group = client.select(answers, images=[Path("front.png"), ...])   # or task_id=...
+        best = answers[group.best] if group.best is not None else answers[0]
+
 Every batch carries a ``request_id`` (a fresh UUID unless given), so a retry is idempotent:
 the service answers a repeated id with the same results instead of scoring twice. Retries
 (exponential backoff with jitter, ``Retry-After`` honoured) happen only on connection errors,
@@ -17,12 +21,14 @@ timeouts and 5xx answers; a 4xx is the caller's mistake and raises
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -38,17 +44,30 @@ from llm3d.schemas import (
     RewardRequest,
     RewardResponse,
     RewardResult,
+    SelectGroup,
+    SelectGroupResult,
+    SelectRequest,
+    SelectResponse,
     TaskCreate,
     TaskList,
     TaskPublic,
 )
 
-__all__ = ["AsyncRewardClient", "RewardClient", "build_request"]
+__all__ = [
+    "AsyncRewardClient",
+    "RewardClient",
+    "build_request",
+    "build_select_request",
+    "encode_image",
+]
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 ItemLike = RewardItem | Mapping[str, Any]
+GroupLike = SelectGroup | Mapping[str, Any]
+#: An input view: the PNG's bytes, its file, or already base64 text.
+ImageLike = bytes | Path | str
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -68,11 +87,45 @@ def build_request(
     )
 
 
+def build_select_request(
+    groups: Sequence[GroupLike], *, request_id: str | None = None, timeout_s: float | None = None
+) -> SelectRequest:
+    """A validated :class:`SelectRequest` with a ``request_id`` (a new UUID when not given)."""
+    return SelectRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        timeout_s=timeout_s,
+        groups=[g if isinstance(g, SelectGroup) else SelectGroup.model_validate(g) for g in groups],
+    )
+
+
+def encode_image(image: ImageLike) -> str:
+    """An input view as the wire wants it: base64 of the PNG (a ``str`` is taken as that)."""
+    if isinstance(image, str):
+        return image
+    data = image.read_bytes() if isinstance(image, Path) else image
+    return base64.b64encode(data).decode("ascii")
+
+
+def _group(
+    candidates: Sequence[str], images: Sequence[ImageLike] | None, task_id: str | None
+) -> dict[str, Any]:
+    encoded = [encode_image(i) for i in images] if images is not None else None
+    return {"id": "0", "candidates": list(candidates), "images": encoded, "task_id": task_id}
+
+
 def _task(
-    task_id: str, reference: Reference | Mapping[str, Any], replace: bool, meta: dict[str, Any]
+    task_id: str,
+    reference: Reference | Mapping[str, Any],
+    replace: bool,
+    meta: dict[str, Any],
+    views: Sequence[ImageLike] | None = None,
 ) -> TaskCreate:
     return TaskCreate(
-        task_id=task_id, reference=Reference.model_validate(reference), meta=meta, replace=replace
+        task_id=task_id,
+        reference=Reference.model_validate(reference),
+        meta=meta,
+        replace=replace,
+        views=[encode_image(v) for v in views] if views else None,
     )
 
 
@@ -259,15 +312,45 @@ class RewardClient:
         reference: Reference | Mapping[str, Any],
         *,
         replace: bool = False,
+        views: Sequence[ImageLike] | None = None,
         **meta: Any,
     ) -> TaskPublic:
-        """Register a ground truth under ``task_id``.
+        """Register a ground truth under ``task_id`` (with ``views``, the images the model is
+        shown, :meth:`select` can then name the task instead of sending them).
 
         The same content under a known id is accepted and changes nothing. Other content
         under a known id raises :class:`RewardServiceError` (409) unless ``replace``.
         """
-        body = _task(task_id, reference, replace, meta)
+        body = _task(task_id, reference, replace, meta, views)
         return TaskPublic.model_validate_json(self._call("POST", "/tasks", body).content)
+
+    def select_batch(
+        self,
+        groups: Sequence[GroupLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> SelectResponse:
+        """Best-of-N by render match for several groups (``POST /select/batch``); results in
+        the order of ``groups``. A group's ``images`` must already be base64 here."""
+        request = build_select_request(groups, request_id=request_id, timeout_s=timeout_s)
+        return SelectResponse.model_validate_json(
+            self._call("POST", "/select/batch", request).content
+        )
+
+    def select(
+        self,
+        candidates: Sequence[str],
+        *,
+        images: Sequence[ImageLike] | None = None,
+        task_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> SelectGroupResult:
+        """The candidate whose renders best match the views (``best``), and every candidate's
+        status and match. Give the views (PNG bytes, files or base64, one per camera of the
+        service) or the ``task_id`` of a task registered with its views."""
+        group = _group(candidates, images, task_id)
+        return self.select_batch([group], timeout_s=timeout_s).results[0]
 
     def health(self) -> dict[str, Any]:
         """``GET /healthz``; raises :class:`RewardServiceError` when the backend is down."""
@@ -382,11 +465,37 @@ class AsyncRewardClient:
         reference: Reference | Mapping[str, Any],
         *,
         replace: bool = False,
+        views: Sequence[ImageLike] | None = None,
         **meta: Any,
     ) -> TaskPublic:
         """Register a ground truth under ``task_id`` (see :meth:`RewardClient.add_task`)."""
-        response = await self._call("POST", "/tasks", _task(task_id, reference, replace, meta))
+        body = _task(task_id, reference, replace, meta, views)
+        response = await self._call("POST", "/tasks", body)
         return TaskPublic.model_validate_json(response.content)
+
+    async def select_batch(
+        self,
+        groups: Sequence[GroupLike],
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> SelectResponse:
+        """Best-of-N by render match (see :meth:`RewardClient.select_batch`)."""
+        request = build_select_request(groups, request_id=request_id, timeout_s=timeout_s)
+        response = await self._call("POST", "/select/batch", request)
+        return SelectResponse.model_validate_json(response.content)
+
+    async def select(
+        self,
+        candidates: Sequence[str],
+        *,
+        images: Sequence[ImageLike] | None = None,
+        task_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> SelectGroupResult:
+        """One group's choice (see :meth:`RewardClient.select`)."""
+        group = _group(candidates, images, task_id)
+        return (await self.select_batch([group], timeout_s=timeout_s)).results[0]
 
     async def health(self) -> dict[str, Any]:
         """``GET /healthz``; raises :class:`RewardServiceError` when the backend is down."""

@@ -52,6 +52,11 @@ __all__ = [
     "RewardRequest",
     "RewardResponse",
     "RewardResult",
+    "SelectCandidate",
+    "SelectGroup",
+    "SelectGroupResult",
+    "SelectRequest",
+    "SelectResponse",
     "TaskCreate",
     "TaskList",
     "TaskPublic",
@@ -251,6 +256,115 @@ class RewardResponse(_Wire):
     results: list[RewardResult]
 
 
+#: Candidates a group of ``POST /select/batch`` may hold (best-of-N: N is small).
+MAX_CANDIDATES = 64
+#: Views a group may give (the service's camera rig has four unless configured).
+MAX_VIEWS = 16
+
+
+class SelectGroup(_Wire):
+    """One task's candidates and the views the model was given (``images`` or ``task_id``)."""
+
+    id: ItemId = Field(description="the caller's id, echoed in the result")
+    candidates: list[str] = Field(
+        min_length=1,
+        max_length=MAX_CANDIDATES,
+        description="the programs, or the model's whole answers: the program is taken out of "
+        "each by the rule of llm3d.program.extract_code (the last fenced block that imports "
+        "bpy_lib, ...)",
+    )
+    images: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_VIEWS,
+        description="the input views, base64 PNG, one per camera of the service's render.views "
+        "in that order (GET /healthz lists them): renders with a plain background, or images "
+        "with transparency. A photo whose object cannot be cut out is that group's error",
+    )
+    task_id: TaskId | None = Field(
+        None, description="or a task the service knows with its views (a dataset's images)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.images is None) == (self.task_id is None):
+            raise ValueError(
+                f"group {self.id!r}: give exactly one of images or task_id "
+                f"(got {'both' if self.task_id is not None else 'neither'})"
+            )
+        return self
+
+
+class SelectRequest(_Wire):
+    """``POST /select/batch``: best-of-N by render match, no ground truth needed."""
+
+    request_id: RequestId | None = Field(
+        None,
+        description="idempotency key: a repeated id gets the same answer. 1-256 visible "
+        "ASCII characters, no spaces (omit it for a fresh one)",
+    )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="per-program limit in seconds (default and maximum: executor.timeout_s)",
+    )
+    groups: list[SelectGroup] = Field(min_length=1, description="answered in this order")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for group in self.groups:
+            if group.id in seen:
+                raise ValueError(f"group ids must be unique; {group.id!r} appears twice")
+            seen.add(group.id)
+        return self
+
+
+class ViewScore(_Wire):
+    """One view's comparison: silhouette IoU, edge similarity and their weighted score."""
+
+    iou: float
+    edges: float
+    score: float
+
+
+class SelectCandidate(_Wire):
+    """One candidate of a group: how it ran, and how well its renders match the views."""
+
+    index: int = Field(description="its place in the group's candidates")
+    status: ExecStatus
+    match: float | None = Field(
+        description="the render match in [0, 1]; null when it made no usable mesh"
+    )
+    views: list[ViewScore] = Field(default_factory=list, description="per view, camera order")
+    error: str | None = None
+    cached: bool = False
+    seconds: dict[str, float] = Field(
+        default_factory=dict, description="execute, render, match and total"
+    )
+
+
+class SelectGroupResult(_Wire):
+    """A group's answer: ``best`` is the index of the best match (ties: the first), null when
+    no candidate could be matched, or when the group itself is in ``error``."""
+
+    id: str
+    best: int | None
+    error: str | None = Field(
+        None, description="why the group could not be matched at all (a bad image, ...)"
+    )
+    candidates: list[SelectCandidate] = Field(default_factory=list)
+
+
+class SelectResponse(_Wire):
+    """The answer to ``POST /select/batch``: one result per group, in the order of ``groups``."""
+
+    request_id: str
+    match_version: str = Field(description="changes when the match score's definition does")
+    results: list[SelectGroupResult]
+
+
 class JobState(StrEnum):
     """Where an asynchronous job stands."""
 
@@ -293,6 +407,13 @@ class TaskCreate(_Wire):
     task_id: TaskId
     reference: Reference
     meta: dict[str, Any] = Field(default_factory=dict, description="free-form, echoed back")
+    views: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_VIEWS,
+        description="the views shown to the model (base64 PNG, camera order), for "
+        "POST /select/batch with this task_id; never shown to the sandbox",
+    )
     replace: bool = Field(
         False,
         description="replace a task already registered under task_id with other content "
@@ -308,6 +429,7 @@ class TaskPublic(_Wire):
     source: str = Field(description="where it came from: a dataset file or 'api'")
     key: str = Field(description="content hash of the reference (part of the cache key)")
     meta: dict[str, Any] = Field(default_factory=dict)
+    views: int = Field(0, description="how many views it has for POST /select/batch")
 
 
 class TaskList(_Wire):

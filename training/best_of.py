@@ -33,11 +33,13 @@ from environments.blender_3d.dataset import Sample
 from llm3d.config import ExecutorConfig, RenderConfig
 from training.eval_report import record_f_score
 
-__all__ = ["SELECTIONS", "choose", "render_match_scores", "selection_table"]
+__all__ = ["SELECTIONS", "STEPS", "choose", "render_match_scores", "selection_table"]
 
 logger = logging.getLogger(__name__)
 
 SELECTIONS = ("first", "render", "oracle")
+#: The timed steps of a candidate (:class:`worker.selection.CandidateOutcome`).
+STEPS = ("execute_s", "render_s", "match_s")
 
 Ident = tuple[str, int]
 Progress = Callable[[str, int, int], None]
@@ -71,13 +73,14 @@ def render_match_scores(
 
     ``score`` is the render match in [0, 1], ``None`` when the candidate did not execute or
     could not be matched (``error`` says why); ``views`` each view's ``iou``, ``edges`` and
-    ``score``; ``seconds`` is what the candidate cost
-    (execute + render + match). ``cache`` (a :class:`training.eval_runner.JsonlCache`) makes
-    a rerun reuse earlier matches.
+    ``score``; ``seconds`` is what the candidate cost (``execute_s`` + ``render_s`` +
+    ``match_s``, also given). The steps are :func:`worker.selection.match_candidate`'s, the
+    reward service's ``POST /select/batch`` runs the same. ``cache`` (a
+    :class:`training.eval_runner.JsonlCache`) makes a rerun reuse earlier matches.
     """
     from worker.execution.executor import Executor
     from worker.render import render_views
-    from worker.render_match import MatchUnavailableError, match_views
+    from worker.selection import match_candidate
 
     by_id = {s.id: s for s in samples}
     wanted = {task for task, _ in codes}
@@ -92,31 +95,36 @@ def render_match_scores(
         else:
             todo.append(ident)
     views = list(render.views)
+
+    def draw(vertices: Any, faces: Any, folder: Path) -> list[Path]:
+        return render_views(vertices, faces, folder, config=render)
+
     with (
         Executor(executor_config or ExecutorConfig()) as executor,
         tempfile.TemporaryDirectory(prefix="llm3d-best-of-") as tmp,
     ):
         for done, ident in enumerate(todo, 1):
             sample = by_id[ident[0]]
-            start = time.perf_counter()
-            entry: dict[str, Any] = {"score": None, "error": None}
+            entry: dict[str, Any]
             if len(sample.images) != len(views):
-                entry["error"] = (
-                    f"task {sample.id} has {len(sample.images)} views, render.views has "
-                    f"{len(views)}: render with the configuration that made the split"
-                )
+                entry = {
+                    "score": None,
+                    "error": f"task {sample.id} has {len(sample.images)} views, render.views "
+                    f"has {len(views)}: render with the configuration that made the split",
+                    "seconds": 0.0,
+                }
             else:
+                start = time.perf_counter()
                 result = executor.run(codes[ident])
-                if result.status != "ok":
-                    entry["error"] = f"{result.status}: {result.error or ''}".strip()
-                else:
-                    folder = Path(tmp) / f"{done}"
-                    paths = render_views(result.vertices, result.faces, folder, config=render)
-                    try:
-                        entry.update(match_views(paths, list(sample.images)).as_dict())
-                    except MatchUnavailableError as exc:
-                        entry["error"] = str(exc)
-            entry["seconds"] = round(time.perf_counter() - start, 4)
+                outcome = match_candidate(
+                    result,
+                    list(sample.images),
+                    draw,
+                    Path(tmp) / f"{done}",
+                    executor_config=executor_config,
+                    execute_s=time.perf_counter() - start,
+                )
+                entry = outcome.as_dict()
             out[ident] = entry
             if cache is not None:
                 row = {"key": keys[ident], "task_id": ident[0], "index": ident[1], "match": entry}
@@ -203,6 +211,10 @@ def selection_table(
     if matches:
         seconds = [float(m["seconds"]) for m in matches.values() if "seconds" in m]
         table["seconds_per_candidate"] = round(statistics.fmean(seconds), 4) if seconds else None
+        # the split (matches from before it was recorded have none): where the time goes
+        for step in STEPS:
+            spent = [float(m[step]) for m in matches.values() if step in m]
+            table[f"{step}_per_candidate"] = round(statistics.fmean(spent), 4) if spent else None
         table["matched_candidates"] = sum(m.get("score") is not None for m in matches.values())
     return table
 
@@ -225,6 +237,13 @@ def markdown_table(table: Mapping[str, Any]) -> str:
         rows.append("")
         rows.append(
             f"Render match: {table['matched_candidates']} candidates matched, "
-            f"{table['seconds_per_candidate']:.3f} s a candidate (execute + render + match)."
+            f"{table['seconds_per_candidate']:.3f} s a candidate (execute + render + match"
+            + (
+                f": {table['execute_s_per_candidate']:.3f} + {table['render_s_per_candidate']:.3f}"
+                f" + {table['match_s_per_candidate']:.3f}"
+                if all(table.get(f"{step}_per_candidate") is not None for step in STEPS)
+                else ""
+            )
+            + ")."
         )
     return "\n".join(rows) + "\n"

@@ -35,11 +35,16 @@ from llm3d.exceptions import LLM3DError
 __all__ = [
     "BACKGROUND_TOL",
     "IOU_WEIGHT",
+    "MATCH_VERSION",
+    "MAX_VIEW_PIXELS",
     "UNIFORM_BORDER",
     "MatchScore",
     "MatchUnavailableError",
+    "PreparedView",
     "ViewMatch",
+    "decode_png",
     "match_views",
+    "prepare_view",
     "silhouette",
 ]
 
@@ -48,6 +53,11 @@ BACKGROUND_TOL = 12
 #: The share of border pixels that must be the background colour for the image to count as
 #: having a plain background.
 UNIFORM_BORDER = 0.9
+#: The most pixels an input view may have (a decompression bomb is refused, not decoded).
+MAX_VIEW_PIXELS = 2048 * 2048
+#: The name of this definition, in every answer of ``POST /select/batch``: change it when
+#: the score changes (weights, silhouette rule), so that cached matches are not mixed.
+MATCH_VERSION = "render-match-1"
 #: Weight of the silhouette IoU against the edge similarity (see the module docstring).
 IOU_WEIGHT = 0.7
 
@@ -112,6 +122,31 @@ def _load(image: str | Path | Image, size: tuple[int, int] | None = None) -> Ima
         raise MatchUnavailableError(f"cannot read image {image}: {exc}") from exc
 
 
+def decode_png(data: bytes, name: str = "the image") -> Image:
+    """RGBA float32 pixels of an encoded image (PNG, or anything Pillow reads).
+
+    Raises:
+        MatchUnavailableError: ``data`` is not an image Pillow can read.
+    """
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as pil:
+            if pil.width * pil.height > MAX_VIEW_PIXELS:
+                raise MatchUnavailableError(
+                    f"{name} is {pil.width}×{pil.height} pixels; at most {MAX_VIEW_PIXELS} "
+                    "pixels are matched: send the views at the size the model saw them"
+                )
+            return np.asarray(pil.convert("RGBA"), dtype=np.float32)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise MatchUnavailableError(
+            f"{name} is not a readable image ({exc}): send a PNG, base64-encoded"
+        ) from exc
+
+
 def silhouette(image: Image, *, name: str = "the image") -> tuple[Mask, npt.NDArray[np.float32]]:
     """The object's pixels and the background colour (RGB) of an RGBA image.
 
@@ -152,9 +187,34 @@ def _edges(image: Image, background: npt.NDArray[np.float32], mask: Mask) -> Ima
     return magnitude
 
 
-def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
-    ref_mask, ref_bg = silhouette(reference, name=name)
-    cand_mask, cand_bg = silhouette(candidate, name=f"the candidate's render of {name}")
+@dataclass(frozen=True, eq=False)
+class PreparedView:
+    """An input view analysed once (:func:`prepare_view`): what every candidate is compared
+    with, so that N candidates do not each decode and analyse it again."""
+
+    name: str
+    size: tuple[int, int]  # (width, height)
+    mask: Mask
+    edges: Image
+
+
+def prepare_view(image: str | Path | Image, name: str | None = None) -> PreparedView:
+    """The silhouette and edge image of an input view (a file or RGBA pixels).
+
+    Raises:
+        MatchUnavailableError: the view cannot be read or has no usable background.
+    """
+    if name is None:
+        name = str(image) if not isinstance(image, np.ndarray) else "the view"
+    pixels = _load(image)
+    mask, background = silhouette(pixels, name=name)
+    size = (pixels.shape[1], pixels.shape[0])
+    return PreparedView(name, size, mask, _edges(pixels, background, mask))
+
+
+def _match_view(candidate: Image, reference: PreparedView) -> ViewMatch:
+    ref_mask = reference.mask
+    cand_mask, cand_bg = silhouette(candidate, name=f"the candidate's render of {reference.name}")
     union = ref_mask | cand_mask
     if not union.any():
         return ViewMatch(1.0, 1.0)
@@ -164,7 +224,7 @@ def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
     grown[:-1] |= union[1:]
     grown[:, 1:] |= union[:, :-1]
     grown[:, :-1] |= union[:, 1:]
-    a = _edges(reference, ref_bg, ref_mask)[grown]
+    a = reference.edges[grown]
     b = _edges(candidate, cand_bg, cand_mask)[grown]
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))
     edges = max(0.0, float(a @ b) / norm) if norm > 0 else float(np.array_equal(a, b))
@@ -172,13 +232,15 @@ def _match_view(candidate: Image, reference: Image, name: str) -> ViewMatch:
 
 
 def match_views(
-    candidate: Sequence[str | Path | Image], reference: Sequence[str | Path | Image]
+    candidate: Sequence[str | Path | Image],
+    reference: Sequence[str | Path | Image | PreparedView],
 ) -> MatchScore:
     """Score a candidate's renders against the input views, view by view, in order.
 
     Args:
         candidate: the candidate's renders (files or RGBA arrays), one a view.
-        reference: the views the model was given, the same cameras in the same order.
+        reference: the views the model was given, the same cameras in the same order (files,
+            RGBA arrays, or :func:`prepare_view` s of them, to analyse each view once).
 
     Raises:
         ValueError: the two lists have different lengths or are empty.
@@ -191,8 +253,7 @@ def match_views(
         )
     views = []
     for index, (cand, ref) in enumerate(zip(candidate, reference, strict=True)):
-        name = str(ref) if not isinstance(ref, np.ndarray) else f"view {index}"
-        ref_image = _load(ref)
-        cand_image = _load(cand, size=(ref_image.shape[1], ref_image.shape[0]))
-        views.append(_match_view(cand_image, ref_image, name))
+        if not isinstance(ref, PreparedView):
+            ref = prepare_view(ref, f"view {index}" if isinstance(ref, np.ndarray) else None)
+        views.append(_match_view(_load(cand, size=ref.size), ref))
     return MatchScore(float(np.mean([v.score for v in views])), tuple(views))

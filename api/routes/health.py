@@ -61,6 +61,8 @@ async def healthz(request: Request, service: ServiceDep) -> JSONResponse:
             "status": "ok",
             "reward_version": service.reward_version,
             "tasks": len(service.tasks),
+            # the cameras of POST /select/batch: one input view each, in this order
+            "render_views": [v.name for v in service.config.render.views],
             **details,
         }
         code = 200

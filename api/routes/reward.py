@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 #: nginx uses for "client closed request", so that /metrics counts abandoned batches.
 CLIENT_CLOSED_REQUEST = 499
 
+T = TypeVar("T")
+
 
 def _check(request: RewardRequest, config: Config) -> None:
     if len(request.items) > config.api.max_items:
@@ -50,9 +52,7 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-async def _unless_disconnected(
-    request: Request, work: Coroutine[Any, Any, RewardResponse]
-) -> RewardResponse | None:
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
     """Await ``work``; cancel it (and so its running programs) when the client goes away."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
@@ -86,7 +86,7 @@ async def score_batch(
     before the answer, its programs still queued or running are stopped.
     """
     _check(body, config)
-    response = await _unless_disconnected(request, service.score(body))
+    response = await unless_disconnected(request, service.score(body))
     if response is None:
         logger.info("client went away: batch of %d items cancelled", len(body.items))
         return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -87,22 +87,17 @@ def _system_text() -> str:
 def _sample(record: RowRecord) -> Sample:
     sample_id = record.key  # the reward service's id of the ground truth (task_id, else id)
     code = record.code
-    images: list[Path] = []
     messages: list[dict[str, Any]] = []
+    images: list[Path] = record.images  # the one rule of which images are the views
     if record.has_messages:
         for message in record.messages():
             if message["role"] == "assistant":
                 code = code or content_text(message["content"])
                 continue
-            if isinstance(message["content"], list):
-                images.extend(
-                    Path(p["image"]) for p in message["content"] if p.get("type") == "image"
-                )
             messages.append(message)
         if not images:
             raise record.error(f"task {sample_id!r} has no image in its messages")
     else:
-        images = [record.path(p) for p in record.fields.get("images") or []]
         if not images:
             raise record.error(f"task {sample_id!r} needs 'messages' (a chat row) or 'images'")
         messages = [

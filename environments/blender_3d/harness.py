@@ -171,7 +171,7 @@ class Blender3DHarness:
                         sample.id,
                         sample.mesh or "the reference program",
                     )
-                meta = {
+                meta: dict[str, Any] = {
                     "category": sample.category,
                     "difficulty": sample.difficulty,
                     "n_parts": sample.n_parts,

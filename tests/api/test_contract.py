@@ -22,6 +22,7 @@ from llm3d.config import Config, load_config
 from llm3d.exceptions import BackendUnavailableError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob
+from worker.selection import CandidateOutcome, SelectJob
 
 TOKEN = "contract-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -58,6 +59,24 @@ class FakeBackend:
                 )
             )
         return out
+
+    async def select_batch(
+        self,
+        jobs: Sequence[SelectJob],
+        progress: Callable[[int], None] | None = None,
+        **_: Any,
+    ) -> list[RewardResult]:
+        """Matches by program length; ``odd`` programs fail with a lone surrogate."""
+        self.calls += 1
+        self.selected = [*getattr(self, "selected", []), *(j.code for j in jobs)]
+        return [
+            CandidateOutcome(ExecStatus.EXEC_FAILED, error=f"odd {SURROGATE}").to_result(j.item_id)
+            if "odd" in j.code
+            else CandidateOutcome(ExecStatus.OK, score=min(1.0, len(j.code) / 100)).to_result(
+                j.item_id
+            )
+            for j in jobs
+        ]
 
     async def health(self) -> dict[str, Any]:
         return {"backend": self.name, "note": f"odd {SURROGATE}"}

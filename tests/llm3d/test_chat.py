@@ -55,9 +55,10 @@ def test_the_three_readers_agree_on_a_row(tmp_path: Path) -> None:
 
     (example,) = load_examples(path)
     (sample,) = read_split(path)
-    ((task_id, payload, _),) = list(read_dataset(path))
+    ((task_id, payload, _, views),) = list(read_dataset(path))
     assert example.id == sample.id == task_id == "t1"
     assert [str(p) for p in example.images] == [str(p) for p in sample.images] == [image]
+    assert [str(p) for p in views] == [image]  # what POST /select/batch matches against
     assert example.target == sample.code == payload.code == PROGRAM
     assert example.prompt == list(sample.messages)
 

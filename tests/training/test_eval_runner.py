@@ -225,6 +225,9 @@ def test_best_of_n_by_render_match_finds_the_right_program_without_ground_truth(
     assert table["first"]["f_score_0.05"] < 0.9  # retrieval@1: a neighbour, not the object
     assert table["first"]["picked_index_mean"] == 0.0
     assert table["matched_candidates"] == 16 and table["seconds_per_candidate"] > 0
+    steps = [table[f"{step}_per_candidate"] for step in ("execute_s", "render_s", "match_s")]
+    assert all(t > 0 for t in steps)
+    assert sum(steps) == pytest.approx(table["seconds_per_candidate"], rel=0.2)
     assert "## Best of 4" in (tmp_path / "report.md").read_text()
     matches = [json.loads(line) for line in (tmp_path / "matches.jsonl").read_text().splitlines()]
     assert len(matches) == 16  # a rerun reuses them

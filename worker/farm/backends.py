@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -25,6 +25,7 @@ from llm3d.config import Config
 from llm3d.exceptions import BackendUnavailableError, ConfigError, InfraError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob, build_ground_truth, gt_cache_key, infra_result, score_job
+from worker.selection import RendererPool, SelectJob, select_job
 from worker.types import ExecResult
 
 if TYPE_CHECKING:
@@ -67,6 +68,19 @@ class Backend(Protocol):
         or when nobody can score (no worker): unless ``waiting`` is given (a job), which is
         then told why the batch waits (a message), and that it no longer does (``None``).
         """
+        ...
+
+    async def select_batch(
+        self,
+        jobs: Sequence[SelectJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
+    ) -> list[RewardResult]:
+        """Run, render and match candidates (:func:`worker.selection.select_job`): one
+        outcome a job, in order, carried as a :class:`RewardResult`
+        (:meth:`worker.selection.CandidateOutcome.from_result` reads it). As
+        :meth:`score_batch` otherwise."""
         ...
 
     def begin_shutdown(self, grace_s: float) -> None:
@@ -165,6 +179,9 @@ class InlineBackend:
         self._closed = False
         self._scopes: set[CancelScope] = set()
         self._shutting_down = False
+        # render servers by camera rig, started by the first candidate to match
+        self._renderers: dict[str, RendererPool] = {}
+        self._renderers_guard = threading.Lock()
 
     def begin_shutdown(self, grace_s: float) -> None:
         """After ``grace_s``, stop the programs of every batch in flight (``infra_error``)."""
@@ -198,6 +215,23 @@ class InlineBackend:
             runner=lambda code, timeout_s: self.run_program(code, timeout_s, scope),
             gt_cache=self._gt_cache,
             metrics_config=self.config.metrics,
+            executor_config=self.config.executor,
+        )
+
+    def _renderer(self, job: SelectJob) -> RendererPool:
+        key = job.settings.render.model_dump_json()
+        with self._renderers_guard:
+            pool = self._renderers.get(key)
+            if pool is None:
+                pool = self._renderers[key] = RendererPool(job.settings.render, self._size)
+            return pool
+
+    def select_one(self, job: SelectJob, scope: CancelScope | None = None) -> RewardResult:
+        """Run, render and match one candidate on the calling thread (blocking)."""
+        return select_job(
+            job,
+            runner=lambda code, timeout_s: self.run_program(code, timeout_s, scope),
+            renderer=self._renderer(job),
             executor_config=self.config.executor,
         )
 
@@ -236,12 +270,35 @@ class InlineBackend:
 
         The pool is this process's own: there is always someone to score (``waiting`` unused).
         """
+        return await self._in_scope(lambda scope: self._score_batch(jobs, progress, scope))
+
+    async def select_batch(
+        self,
+        jobs: Sequence[SelectJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
+    ) -> list[RewardResult]:
+        """Run, render and match ``jobs`` (see :class:`Backend`); cancellable like a score."""
+        loop = asyncio.get_running_loop()
+
+        async def work(scope: CancelScope) -> list[RewardResult]:
+            futures = [loop.run_in_executor(self._threads, self.select_one, j, scope) for j in jobs]
+            return await _gather(futures, progress)
+
+        return await self._in_scope(work)
+
+    async def _in_scope(
+        self, work: Callable[[CancelScope], Awaitable[list[RewardResult]]]
+    ) -> list[RewardResult]:
+        """Run a batch's ``work`` with a :class:`CancelScope`: when the awaiting task is
+        cancelled, its programs are stopped."""
         if self._shutting_down:
             raise BackendUnavailableError("the reward service is shutting down: retry shortly")
         scope = CancelScope()
         self._scopes.add(scope)
         try:
-            return await self._score_batch(jobs, progress, scope)
+            return await work(scope)
         except asyncio.CancelledError:
             stopped = scope.cancel()
             logger.info("batch cancelled: %d programs stopped", stopped)
@@ -272,17 +329,7 @@ class InlineBackend:
                 futures.append(future)
             else:
                 futures.append(loop.run_in_executor(self._threads, self.score_one, job, scope))
-        if progress is not None:
-            done = 0
-
-            def _tick(_: object) -> None:
-                nonlocal done
-                done += 1
-                progress(done)
-
-            for future in futures:
-                future.add_done_callback(_tick)
-        return list(await asyncio.gather(*futures))
+        return await _gather(futures, progress)
 
     async def health(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -310,8 +357,27 @@ class InlineBackend:
             return
         self._closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)
+        for renderers in self._renderers.values():
+            await asyncio.to_thread(renderers.close)
         if self._owns_pool:
             await asyncio.to_thread(self._pool.close)
+
+
+async def _gather(
+    futures: Sequence[asyncio.Future[RewardResult]], progress: Callable[[int], None] | None
+) -> list[RewardResult]:
+    """The results of ``futures`` in order, ``progress(done)`` told as each arrives."""
+    if progress is not None:
+        done = 0
+
+        def _tick(_: object) -> None:
+            nonlocal done
+            done += 1
+            progress(done)
+
+        for future in futures:
+            future.add_done_callback(_tick)
+    return list(await asyncio.gather(*futures))
 
 
 class ModalBackend:
@@ -355,6 +421,23 @@ class ModalBackend:
         except Exception as exc:  # the map itself failed: Modal unreachable, app not deployed
             raise InfraError(f"Modal app {self.app_name!r} failed: {exc}") from exc
         return results
+
+    async def select_batch(
+        self,
+        jobs: Sequence[SelectJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Callable[[str | None], None] | None = None,
+    ) -> list[RewardResult]:
+        """Not deployed on Modal yet: every candidate says so (``infra_error``)."""
+        return [
+            infra_result(
+                job.item_id,
+                "best-of-N selection runs on the inline and celery backends; the Modal app has "
+                "no select function yet (serve with --backend inline or celery)",
+            )
+            for job in jobs
+        ]
 
     def _result(self, job: ScoreJob, raw: object) -> RewardResult:
         if isinstance(raw, BaseException):

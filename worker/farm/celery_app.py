@@ -33,11 +33,13 @@ from celery import Celery
 from llm3d.config import Config, load_config
 from worker.farm.leases import LeaseKeeper, lease_interval_s
 
-__all__ = ["SCORE_TASK", "app", "configure", "make_celery", "task_time_limits"]
+__all__ = ["SCORE_TASK", "SELECT_TASK", "app", "configure", "make_celery", "task_time_limits"]
 
 logger = logging.getLogger(__name__)
 
 SCORE_TASK = "llm3d.score"
+#: Best-of-N: run, render and match one candidate (:func:`worker.selection.select_job`).
+SELECT_TASK = "llm3d.select"
 HARD_LIMIT_EXTRA_S = 10.0
 
 
@@ -78,7 +80,7 @@ def configure(celery: Celery, config: Config) -> Celery:
         broker_url=farm.redis_url,
         result_backend=farm.redis_url,
         task_default_queue=farm.queue,
-        task_routes={SCORE_TASK: {"queue": farm.queue}},
+        task_routes={SCORE_TASK: {"queue": farm.queue}, SELECT_TASK: {"queue": farm.queue}},
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -45,9 +45,10 @@ from celery import group
 from llm3d.config import Config
 from llm3d.exceptions import BackendUnavailableError
 from llm3d.schemas import RewardResult
-from worker.farm.celery_app import SCORE_TASK, make_celery, task_time_limits
+from worker.farm.celery_app import SCORE_TASK, SELECT_TASK, make_celery, task_time_limits
 from worker.farm.tasks import reference_redis_key
 from worker.scoring import ScoreJob, infra_result
+from worker.selection import RENDER_BUDGET_S, FarmJob, SelectJob
 
 __all__ = ["CeleryBackend"]
 
@@ -153,14 +154,14 @@ class CeleryBackend:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _store_references(self, jobs: Sequence[ScoreJob]) -> list[ScoreJob]:
+    async def _store_references(self, jobs: Sequence[FarmJob]) -> list[FarmJob]:
         """Put mesh references in Redis once; messages then carry only their key."""
         ttl = max(self.config.farm.cache_ttl_s, int(self.config.farm.result_timeout_s) * 2)
-        out: list[ScoreJob] = []
+        out: list[FarmJob] = []
         to_store: dict[str, str] = {}
         for job in jobs:
-            ref = job.reference
-            if ref is not None and ref.kind == "mesh":
+            ref = job.reference if isinstance(job, ScoreJob) else None
+            if isinstance(job, ScoreJob) and ref is not None and ref.kind == "mesh":
                 to_store.setdefault(job.gt_key, json.dumps(ref.to_dict()))
                 job = ScoreJob(job.item_id, job.code, job.gt_key, job.settings, None)
             out.append(job)
@@ -171,13 +172,19 @@ class CeleryBackend:
             await pipe.execute()
         return out
 
-    def _send(self, jobs: Sequence[ScoreJob]) -> list[str]:
+    def _limits(self, job: FarmJob) -> tuple[float, float]:
+        """A job's task time limits: a candidate to match also renders."""
+        soft, hard = task_time_limits(self.config, job.settings.timeout_s)
+        extra = RENDER_BUDGET_S if isinstance(job, SelectJob) else 0.0
+        return soft + extra, hard + extra
+
+    def _send(self, jobs: Sequence[FarmJob]) -> list[str]:
         signatures = []
         for job in jobs:
-            soft, hard = task_time_limits(self.config, job.settings.timeout_s)
+            soft, hard = self._limits(job)
             signatures.append(
                 self.app.signature(
-                    SCORE_TASK,
+                    SELECT_TASK if isinstance(job, SelectJob) else SCORE_TASK,
                     args=(job.to_dict(),),
                     queue=self.config.farm.queue,
                     soft_time_limit=soft,
@@ -189,7 +196,7 @@ class CeleryBackend:
 
     # -- gathering -----------------------------------------------------------------------
 
-    def _decode(self, job: ScoreJob, raw: bytes | str) -> RewardResult | None:
+    def _decode(self, job: FarmJob, raw: bytes | str) -> RewardResult | None:
         meta = self.app.backend.decode_result(raw)
         status = meta.get("status")
         if status not in READY:
@@ -208,6 +215,24 @@ class CeleryBackend:
         progress: Callable[[int], None] | None = None,
         *,
         waiting: Waiting | None = None,
+    ) -> list[RewardResult]:
+        return await self._run(jobs, progress, waiting)
+
+    async def select_batch(
+        self,
+        jobs: Sequence[SelectJob],
+        progress: Callable[[int], None] | None = None,
+        *,
+        waiting: Waiting | None = None,
+    ) -> list[RewardResult]:
+        """Candidates to run, render and match: gathered, retried and cancelled like scores."""
+        return await self._run(jobs, progress, waiting)
+
+    async def _run(
+        self,
+        jobs: Sequence[FarmJob],
+        progress: Callable[[int], None] | None,
+        waiting: Waiting | None,
     ) -> list[RewardResult]:
         if not jobs:
             return []
@@ -228,8 +253,7 @@ class CeleryBackend:
         deadline = time.monotonic() + self.config.farm.result_timeout_s
         # No progress for longer than a lost task takes to come back (visibility timeout
         # plus a task's hard limit) means a message was lost: send the pending items again.
-        longest = max(j.settings.timeout_s for j in jobs)
-        stall_s = self.config.farm.visibility_timeout_s + task_time_limits(self.config, longest)[1]
+        stall_s = self.config.farm.visibility_timeout_s + max(self._limits(j)[1] for j in jobs)
         try:
             await self._gather(
                 jobs, keys, all_ids, results, pending, deadline, stall_s, progress, waiting
@@ -252,7 +276,7 @@ class CeleryBackend:
 
     async def _gather(
         self,
-        jobs: Sequence[ScoreJob],
+        jobs: Sequence[FarmJob],
         keys: list[list[bytes]],
         all_ids: list[str],
         results: list[RewardResult | None],
@@ -369,7 +393,7 @@ class CeleryBackend:
         logger.info("batch cancelled: %d tasks revoked", len(ids))
 
     def _first_ready(
-        self, job: ScoreJob, copies: Sequence[bytes | str | None]
+        self, job: FarmJob, copies: Sequence[bytes | str | None]
     ) -> RewardResult | None:
         """The first finished result among an item's task copies, or None."""
         for raw in copies:
@@ -381,7 +405,7 @@ class CeleryBackend:
 
     async def _redrive(
         self,
-        jobs: Sequence[ScoreJob],
+        jobs: Sequence[FarmJob],
         pending: Sequence[int],
         keys: list[list[bytes]],
         all_ids: list[str],

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: deserialize, call the pure :func:`worker.scoring.score_job`, return JSON.
+"""Thin Celery tasks: deserialize, call the pure :func:`worker.scoring.score_job` (or, to
+choose among candidates, :func:`worker.selection.select_job`), return JSON.
 
 Each worker process owns one warm :class:`worker.execution.executor.Executor` (a Blender fork server)
 and one ground-truth cache, created on its first task and closed when the process exits.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,8 +20,9 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from llm3d.config import Config
 from llm3d.exceptions import InfraError
 from llm3d.schemas import ExecStatus, ReferencePayload
-from worker.farm.celery_app import SCORE_TASK, app
+from worker.farm.celery_app import SCORE_TASK, SELECT_TASK, app
 from worker.scoring import LocalScorer, infra_result
+from worker.selection import RendererPool, SelectJob, select_job
 
 __all__ = [
     "INFRA_RETRIES",
@@ -27,6 +30,8 @@ __all__ = [
     "reference_redis_key",
     "score",
     "score_payload",
+    "select",
+    "select_payload",
     "state",
     "use_config",
 ]
@@ -45,6 +50,28 @@ class WorkerState(LocalScorer):
     def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self._redis: Any = None
+        self._renderers: dict[str, RendererPool] = {}
+
+    def select(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping."""
+        job = SelectJob.from_dict(payload)
+        key = job.settings.render.model_dump_json()
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = self._renderers[key] = RendererPool(job.settings.render)
+        result = select_job(
+            job,
+            runner=self.run_program,
+            renderer=renderer,
+            executor_config=self.config.executor,
+        )
+        return result.model_dump(mode="json")
+
+    def close(self) -> None:
+        super().close()
+        renderers, self._renderers = self._renderers, {}
+        for renderer in renderers.values():
+            renderer.close()
 
     def load_reference(self, gt_key: str) -> ReferencePayload:
         """A reference the API stored in Redis (meshes travel once, not in every message)."""
@@ -107,6 +134,13 @@ def score_payload(
 INFRA_RETRIES = 1
 
 
+def select_payload(
+    payload: dict[str, Any], worker_state: WorkerState | None = None
+) -> dict[str, Any]:
+    """The body of the select task: a :class:`SelectJob` dict → a result dict."""
+    return (worker_state or state()).select(payload)
+
+
 @app.task(name=SCORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
 def score(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Score one job (see :func:`score_payload`); a soft time limit gives ``infra_error``.
@@ -114,9 +148,22 @@ def score(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     An ``infra_error`` is never the program's fault: the task is sent once more (to this or
     another worker) before that result is kept.
     """
+    return _run_task(self, score_payload, payload)
+
+
+@app.task(name=SELECT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def select(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run, render and match one candidate (see :func:`select_payload`); idempotent, and
+    retried on ``infra_error`` like :func:`score`."""
+    return _run_task(self, select_payload, payload)
+
+
+def _run_task(
+    self: Any, body: Callable[[dict[str, Any]], dict[str, Any]], payload: dict[str, Any]
+) -> dict[str, Any]:
     item_id = str(payload.get("item_id", "?"))
     try:
-        result = score_payload(payload)
+        result = body(payload)
     except SoftTimeLimitExceeded:
         logger.error("item %s: task soft time limit exceeded; the executor did not return", item_id)
         return infra_result(
