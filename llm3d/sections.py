@@ -7,6 +7,7 @@ their defaults, and a test keeps the two equal.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -267,6 +268,18 @@ class ModalConfig(Section):
     )
 
 
+def _surveyed_factories() -> list[str]:
+    """The Infinigen factories ``configs/infinigen_survey.json`` found to spawn headless (in
+    its order); the desk, dining table and chair where the file is not there (an installed
+    package without the repository's configs)."""
+    survey = Path(__file__).resolve().parent.parent / "configs" / "infinigen_survey.json"
+    try:
+        records = json.loads(survey.read_text(encoding="utf-8"))["factories"]
+    except (OSError, ValueError, KeyError):
+        return ["SimpleDeskFactory", "TableDiningFactory", "ChairFactory"]
+    return [name for name, rec in records.items() if rec.get("status") == "ok"]
+
+
 class DataConfig(Section):
     """The data pipeline (DESIGN §6)."""
 
@@ -304,8 +317,9 @@ class DataConfig(Section):
         None, description="Python of the Infinigen sidecar; default .cache/venv-infinigen"
     )
     infinigen_factories: list[str] = Field(
-        default_factory=lambda: ["SimpleDeskFactory", "TableDiningFactory", "ChairFactory"],
-        description="Infinigen indoor factories spawned for objects (categories_file maps them)",
+        default_factory=lambda: _surveyed_factories(),
+        description="Infinigen indoor factories spawned for objects (categories_file maps "
+        "them); default: every factory the survey (infinigen_survey) found to run",
     )
     infinigen_seeds: int = Field(3, ge=1, description="assets per factory (seeds 0..N-1)")
     infinigen_timeout_s: float = Field(120.0, gt=0, description="limit per Infinigen asset")
@@ -315,7 +329,7 @@ class DataConfig(Section):
         "(llm3d data infinigen --survey); the dataset card lists the skipped ones",
     )
     sources: list[str] = Field(
-        default_factory=lambda: ["templates"],
+        default_factory=lambda: ["templates", "infinigen", "parts", "composed"],
         description="where data build takes objects from (templates, infinigen, parts, composed)",
     )
     source_max_parts: int = Field(

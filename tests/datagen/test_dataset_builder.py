@@ -48,6 +48,7 @@ def dataset(
         render=RENDER,
         categories_file=cats,
         show_progress=False,
+        sources=["templates"],
     )
     yield out, {"summary": summary, "data": data, "cats": cats}
 
@@ -158,6 +159,7 @@ def test_rerun_resumes_only_missing_objects(
         render=RENDER,  # type: ignore[arg-type]
         categories_file=info["cats"],
         show_progress=False,  # type: ignore[arg-type]
+        sources=["templates"],
     )
     assert summary.built_this_run == 1 and summary.objects == 15
     assert (out / "sft.jsonl").read_text() == before
