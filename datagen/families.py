@@ -120,6 +120,11 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 # -- number formatting and drawing --------------------------------------------------------
 
 
+#: The smallest size a program writes (two decimals): bpy_lib rejects sizes, radii and
+#: depths of 0, which a thin part's would round to.
+MIN_SIZE = 0.01
+
+
 def num(x: float) -> str:
     """A number as program text: two decimals, no trailing zeros, never ``-0`` (the house
     style of every generated program)."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datagen.families import num, vec
+from datagen.families import MIN_SIZE, num, vec
 from datagen.shapes import earclip, grid_outline
 
 __all__ = ["HullCandidate", "hull_candidates", "silhouette"]
@@ -99,7 +99,7 @@ class _Prism:
         target = "p" if first else f"cut_{self.name}"
         return (
             f"side_{self.name} = polyline(points=[{pts}], closed=True)\n"
-            f"{target} = extrude(side_{self.name}, depth={num(self.depth)}, "
+            f"{target} = extrude(side_{self.name}, depth={num(max(self.depth, MIN_SIZE))}, "
             f"direction={vec(list(DIRECTIONS[self.name]))})"
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from datagen.families import num, vec
+from datagen.families import MIN_SIZE, num, vec
 from datagen.fit_candidates import PHASE_OFFSET, Candidate, starts
 from datagen.fit_hull import hull_candidates
 from datagen.shapes import euler_xyz, rotation_xyz
@@ -155,7 +155,10 @@ def _rotation_text(frame: FloatArray) -> str | None:
 
 def program_of(cand: Candidate) -> tuple[str, dict[str, Any]]:
     """The program body (no header) of a candidate and its parameters (two decimals)."""
-    s = [round(float(x), 2) for x in cand.shape]
+    # every shape parameter is a size, a radius, a depth, a pitch or a count (the spring's
+    # phase is read from cand.shape): at two decimals a thin part's size would read 0, which
+    # bpy_lib rejects, so each is at least MIN_SIZE
+    s = [max(round(float(x), 2), MIN_SIZE) for x in cand.shape]
     loc = [round(float(x), 2) for x in cand.centre]
     rot = _rotation_text(cand.frame)
     placed = f", location={vec(loc)}" + (f", rotation={rot}" if rot else "")
@@ -183,7 +186,7 @@ def program_of(cand: Candidate) -> tuple[str, dict[str, Any]]:
         params["radius"] = s[0]
     elif fam == "ellipsoid":
         r = max(s[:3])
-        factor = [round(x / r, 2) for x in s[:3]]
+        factor = [max(round(x / r, 2), MIN_SIZE) for x in s[:3]]
         body = f"p = sphere(radius={num(r)}, location={vec(loc)})\nscale(p, {vec(factor)})"
         if rot:
             body += f"\nrotate(p, {rot})"
@@ -241,7 +244,7 @@ def _sweep_program(
     else:
         pts = cand.extra["outline"] * cand.shape[0]
         pts = _distinct([[round(float(u), 2), round(float(v), 2)] for u, v in pts])
-        depth = round(cand.extra["depth"] * cand.shape[1], 2)
+        depth = max(round(cand.extra["depth"] * cand.shape[1], 2), MIN_SIZE)
         lines = [
             f"outline = polyline(points=[{', '.join(vec(p) for p in pts)}], closed=True)",
             f"p = extrude(outline, depth={num(depth)})",

@@ -64,6 +64,28 @@ def test_a_tiny_mesh_is_scaled_up_so_two_decimals_can_describe_it() -> None:
     assert result.transform.scale == pytest.approx(FIT_SIZE / 0.012)
 
 
+@pytest.mark.blender
+def test_a_thin_part_in_an_assets_frame_still_makes_a_program_that_runs() -> None:
+    """In an asset's shared frame (frame="keep", as the Infinigen assembly fits) a 4 mm panel
+    and a 3 mm rod round to size 0 at two decimals, which bpy_lib rejects; found on real
+    Infinigen assets (a fridge, a bed frame, a cell shelf, a bar chair)."""
+    from tests.datagen.conftest import blender_available
+
+    if not blender_available():
+        pytest.skip("bpy is not installed")
+    from datagen.shapes import lathe_mesh
+    from worker.execution.executor import Executor
+
+    panel = box_mesh([0.004, 1.2, 1.5])
+    rod_profile = np.array([[0.0015, -0.6], [0.0015, 0.6]])
+    rod = lathe_mesh(rod_profile, segments=16)
+    with Executor(ExecutorConfig(timeout_s=60.0)) as ex:
+        for (v, f), families in ((panel, ["box"]), (rod, ["cylinder"])):
+            fit = fit_mesh(v, f, frame="keep", families=families, max_evals=40)
+            result = ex.run(fit.program)
+            assert result.status.value == "ok", (fit.program, result.error)
+
+
 @pytest.mark.parametrize(
     ("vertices", "faces", "words"),
     [
