@@ -64,6 +64,7 @@ __all__ = [
     "RENDER_TIMEOUT_S",
     "CandidateOutcome",
     "FarmJob",
+    "LocalSelector",
     "RenderError",
     "RenderFn",
     "Renderer",
@@ -469,6 +470,51 @@ class RendererPool:
     def close(self) -> None:
         for renderer in self._all:
             renderer.close()
+
+
+class LocalSelector:
+    """One process's render servers (a :class:`RendererPool` a camera rig, started on first
+    use) and the body of the farm's select task: what the inline backend, a Celery worker
+    process and a Modal container keep between candidates.
+
+    Args:
+        runner: runs a program in this process's sandbox (``runner(code, timeout_s)``).
+        executor_config: the geometry gates' limits.
+        size: render servers side by side for each camera rig.
+    """
+
+    def __init__(self, runner: Runner, executor_config: ExecutorConfig, size: int = 1) -> None:
+        self.runner = runner
+        self.executor_config = executor_config
+        self.size = size
+        self._pools: dict[str, RendererPool] = {}
+        self._lock = threading.Lock()
+
+    def renderer(self, config: RenderConfig) -> RendererPool:
+        """The render servers of a camera rig (the same pool for the same rig)."""
+        key = config.model_dump_json()
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = RendererPool(config, self.size)
+            return pool
+
+    def select(self, job: SelectJob) -> RewardResult:
+        """Run, render and match one candidate (:func:`select_job`) with this process's
+        runner and render servers."""
+        return select_job(
+            job,
+            runner=self.runner,
+            renderer=self.renderer(job.settings.render),
+            executor_config=self.executor_config,
+        )
+
+    def close(self) -> None:
+        """Stop every render server."""
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 FarmJob = ScoreJob | SelectJob

@@ -22,7 +22,7 @@ from llm3d.exceptions import InfraError
 from llm3d.schemas import ExecStatus, ReferencePayload
 from worker.farm.celery_app import SCORE_TASK, SELECT_TASK, app
 from worker.scoring import LocalScorer, infra_result
-from worker.selection import RendererPool, SelectJob, select_job
+from worker.selection import LocalSelector, SelectJob
 
 __all__ = [
     "INFRA_RETRIES",
@@ -50,28 +50,15 @@ class WorkerState(LocalScorer):
     def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self._redis: Any = None
-        self._renderers: dict[str, RendererPool] = {}
+        self._selector = LocalSelector(self.run_program, self.config.executor)
 
     def select(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping."""
-        job = SelectJob.from_dict(payload)
-        key = job.settings.render.model_dump_json()
-        renderer = self._renderers.get(key)
-        if renderer is None:
-            renderer = self._renderers[key] = RendererPool(job.settings.render)
-        result = select_job(
-            job,
-            runner=self.run_program,
-            renderer=renderer,
-            executor_config=self.config.executor,
-        )
-        return result.model_dump(mode="json")
+        return self._selector.select(SelectJob.from_dict(payload)).model_dump(mode="json")
 
     def close(self) -> None:
         super().close()
-        renderers, self._renderers = self._renderers, {}
-        for renderer in renderers.values():
-            renderer.close()
+        self._selector.close()
 
     def load_reference(self, gt_key: str) -> ReferencePayload:
         """A reference the API stored in Redis (meshes travel once, not in every message)."""
