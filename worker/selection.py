@@ -248,12 +248,18 @@ class SelectSettings:
 
 @dataclass(frozen=True)
 class SelectJob:
-    """One candidate for a backend: run ``code``, render it, match it with ``views`` (PNG)."""
+    """One candidate for a backend: run ``code``, render it, match it with ``views`` (PNG).
+
+    ``views_key`` names the group's views (:func:`views_digest`): the Celery backend stores
+    them once per group under it and sends the candidates without them (``views`` empty),
+    as it does with mesh references; the worker reads them back by that key.
+    """
 
     item_id: str
     code: str
     views: tuple[bytes, ...]
     settings: SelectSettings
+    views_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -261,15 +267,18 @@ class SelectJob:
             "code": self.code,
             "views": [base64.b64encode(v).decode("ascii") for v in self.views],
             "settings": self.settings.to_dict(),
+            "views_key": self.views_key,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SelectJob:
+        key = data.get("views_key")
         return cls(
             item_id=str(data["item_id"]),
             code=str(data["code"]),
-            views=tuple(base64.b64decode(v) for v in data["views"]),
+            views=tuple(base64.b64decode(v) for v in data.get("views") or ()),
             settings=SelectSettings.from_dict(data["settings"]),
+            views_key=None if key is None else str(key),
         )
 
 

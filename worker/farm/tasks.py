@@ -9,9 +9,11 @@ The task is idempotent (its result depends only on its arguments), which is what
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -34,6 +36,7 @@ __all__ = [
     "select_payload",
     "state",
     "use_config",
+    "views_redis_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,12 @@ logger = logging.getLogger(__name__)
 def reference_redis_key(namespace: str, gt_key: str) -> str:
     """Where the API stores a mesh reference for the workers: ``<namespace>:ref:<gt_key>``."""
     return f"{namespace}:ref:{gt_key}"
+
+
+def views_redis_key(namespace: str, views_key: str) -> str:
+    """Where the API stores a group's views (a JSON list of base64 PNG) for the workers:
+    ``<namespace>:views:<views_key>`` (:attr:`SelectJob.views_key`)."""
+    return f"{namespace}:views:{views_key}"
 
 
 class WorkerState(LocalScorer):
@@ -53,8 +62,20 @@ class WorkerState(LocalScorer):
         self._selector = LocalSelector(self.run_program, self.config.executor)
 
     def select(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping."""
-        return self._selector.select(SelectJob.from_dict(payload)).model_dump(mode="json")
+        """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping.
+
+        A job sent without its views reads them from Redis by its ``views_key``; when they
+        are gone (expired), the candidate is ``infra_error`` saying so.
+        """
+        job = SelectJob.from_dict(payload)
+        if not job.views and job.views_key is not None:
+            key = views_redis_key(self.config.farm.namespace, job.views_key)
+            try:
+                stored = self._stored(key, f"the views of candidate {job.item_id}")
+            except InfraError as exc:
+                return infra_result(job.item_id, str(exc)).model_dump(mode="json")
+            job = replace(job, views=tuple(base64.b64decode(v) for v in stored))
+        return self._selector.select(job).model_dump(mode="json")
 
     def close(self) -> None:
         super().close()
@@ -62,19 +83,23 @@ class WorkerState(LocalScorer):
 
     def load_reference(self, gt_key: str) -> ReferencePayload:
         """A reference the API stored in Redis (meshes travel once, not in every message)."""
+        key = reference_redis_key(self.config.farm.namespace, gt_key)
+        return ReferencePayload.from_dict(self._stored(key, f"ground truth {gt_key}"))
+
+    def _stored(self, key: str, what: str) -> Any:
+        """The JSON value the API stored in Redis under ``key``; :class:`InfraError` naming
+        ``what`` when Redis cannot be read or the value is gone."""
         import redis
 
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.config.farm.redis_url)
         try:
-            raw = self._redis.get(reference_redis_key(self.config.farm.namespace, gt_key))
+            raw = self._redis.get(key)
         except redis.RedisError as exc:
-            raise InfraError(f"cannot read ground truth {gt_key} from Redis: {exc}") from exc
+            raise InfraError(f"cannot read {what} from Redis: {exc}") from exc
         if raw is None:
-            raise InfraError(
-                f"ground truth {gt_key} is not in Redis (expired or never stored); resubmit"
-            )
-        return ReferencePayload.from_dict(json.loads(raw))
+            raise InfraError(f"{what}: not in Redis (expired or never stored); resubmit")
+        return json.loads(raw)
 
 
 _state: WorkerState | None = None
