@@ -170,7 +170,8 @@ class SelectService:
             views_key = views_digest(resolved.views, settings)
             for n, text in enumerate(group.candidates):
                 code = extract_code(text).code
-                jobs.append(SelectJob(f"{group.id}#{n}", code, resolved.views, settings))
+                job = SelectJob(f"{group.id}#{n}", code, resolved.views, settings, views_key)
+                jobs.append(job)
                 keys.append(select_cache_key(code, views_key, settings))
                 slots.append((g, n))
         hits = await self.cache.get_many(keys)

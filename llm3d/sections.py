@@ -255,6 +255,14 @@ class ModalConfig(Section):
     score_max_containers: int = Field(64, ge=1)
     score_min_containers: int = Field(0, ge=0, description="kept warm between GRPO steps")
     render_max_containers: int = Field(16, ge=1)
+    select_max_containers: int = Field(
+        32,
+        ge=1,
+        description="containers of the select function (POST /select/batch): each runs "
+        "score_inputs candidates at once on score_cpu cores, with a fork server and one "
+        "render server an input",
+    )
+    select_min_containers: int = Field(0, ge=0, description="select containers kept warm")
     render_timeout_s: int = Field(300, ge=10)
     web_max_containers: int = Field(4, ge=1)
     web_inputs: int = Field(100, ge=1, description="requests a web container serves at once")

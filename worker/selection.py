@@ -64,6 +64,7 @@ __all__ = [
     "RENDER_TIMEOUT_S",
     "CandidateOutcome",
     "FarmJob",
+    "LocalSelector",
     "RenderError",
     "RenderFn",
     "Renderer",
@@ -247,12 +248,18 @@ class SelectSettings:
 
 @dataclass(frozen=True)
 class SelectJob:
-    """One candidate for a backend: run ``code``, render it, match it with ``views`` (PNG)."""
+    """One candidate for a backend: run ``code``, render it, match it with ``views`` (PNG).
+
+    ``views_key`` names the group's views (:func:`views_digest`): the Celery backend stores
+    them once per group under it and sends the candidates without them (``views`` empty),
+    as it does with mesh references; the worker reads them back by that key.
+    """
 
     item_id: str
     code: str
     views: tuple[bytes, ...]
     settings: SelectSettings
+    views_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,15 +267,18 @@ class SelectJob:
             "code": self.code,
             "views": [base64.b64encode(v).decode("ascii") for v in self.views],
             "settings": self.settings.to_dict(),
+            "views_key": self.views_key,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SelectJob:
+        key = data.get("views_key")
         return cls(
             item_id=str(data["item_id"]),
             code=str(data["code"]),
-            views=tuple(base64.b64decode(v) for v in data["views"]),
+            views=tuple(base64.b64decode(v) for v in data.get("views") or ()),
             settings=SelectSettings.from_dict(data["settings"]),
+            views_key=None if key is None else str(key),
         )
 
 
@@ -469,6 +479,51 @@ class RendererPool:
     def close(self) -> None:
         for renderer in self._all:
             renderer.close()
+
+
+class LocalSelector:
+    """One process's render servers (a :class:`RendererPool` a camera rig, started on first
+    use) and the body of the farm's select task: what the inline backend, a Celery worker
+    process and a Modal container keep between candidates.
+
+    Args:
+        runner: runs a program in this process's sandbox (``runner(code, timeout_s)``).
+        executor_config: the geometry gates' limits.
+        size: render servers side by side for each camera rig.
+    """
+
+    def __init__(self, runner: Runner, executor_config: ExecutorConfig, size: int = 1) -> None:
+        self.runner = runner
+        self.executor_config = executor_config
+        self.size = size
+        self._pools: dict[str, RendererPool] = {}
+        self._lock = threading.Lock()
+
+    def renderer(self, config: RenderConfig) -> RendererPool:
+        """The render servers of a camera rig (the same pool for the same rig)."""
+        key = config.model_dump_json()
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = RendererPool(config, self.size)
+            return pool
+
+    def select(self, job: SelectJob) -> RewardResult:
+        """Run, render and match one candidate (:func:`select_job`) with this process's
+        runner and render servers."""
+        return select_job(
+            job,
+            runner=self.runner,
+            renderer=self.renderer(job.settings.render),
+            executor_config=self.executor_config,
+        )
+
+    def close(self) -> None:
+        """Stop every render server."""
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
 FarmJob = ScoreJob | SelectJob

@@ -13,7 +13,7 @@ Load it the verifiers way (the package must be importable as ``blender_3d``: ``p
                               reward_url="http://127.0.0.1:8000")
     results = env.evaluate_sync(client=openai_client, model="Qwen/Qwen2.5-VL-7B-Instruct")
 
-The reward service must be running (``llm3d serve``); the tasks' ground truths are
+The reward service must be running (``llm3d serve``); the tasks' ground truths and views are
 registered with it on load (``register_tasks=True``) unless it already knows them.
 """
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from llm3d.client import AsyncRewardClient, RewardClient
-from llm3d.exceptions import RewardServiceError
+from llm3d.exceptions import DatasetError, RewardServiceError
 from llm3d.schemas import ExecStatus, RewardResult
 
 from .dataset import Sample
@@ -137,15 +138,19 @@ class Blender3DHarness:
         return results
 
     def register(self, samples: Sequence[Sample], *, replace: bool = False) -> int:
-        """Register the samples' ground truths with the service (``POST /tasks``).
+        """Register the samples' ground truths and views with the service (``POST /tasks``).
 
         A sample's ground truth is its ``mesh`` file when it has one, else its reference
-        ``code``. A task the service already knows with the same content (its content hash,
-        :func:`llm3d.schemas.reference_key`) is skipped; one it knows with other content
-        (a stale registration under the same id) is replaced, with a warning.
+        ``code``. Its views are its images (the dataset row's,
+        :attr:`llm3d.chat.RowRecord.images`, in camera order), so that ``POST /select/batch``
+        can name the task instead of sending them. A task the service already knows with the
+        same content (its content hash, :func:`llm3d.schemas.reference_key`) and as many views
+        is skipped; one it knows with other content or without its views (a stale
+        registration under the same id) is replaced, with a warning.
 
         Args:
-            replace: register every task again, known or not.
+            replace: register every task again, known or not (also when only the pixels of
+                its views changed, which the skip above cannot see).
 
         Returns:
             How many tasks were (re)registered.
@@ -153,33 +158,54 @@ class Blender3DHarness:
         Raises:
             RewardServiceError: when the service is unreachable or refuses a task.
             ValueError: for a sample with neither a mesh nor a reference program.
+            DatasetError: for a sample with more views than the service takes.
         """
         from llm3d.schemas import ReferencePayload, reference_key
 
         with RewardClient(self.base_url, **self._kwargs()) as client:
-            known = {} if replace else {t.task_id: t.key for t in client.tasks().tasks}
+            known = {} if replace else {t.task_id: (t.key, t.views) for t in client.tasks().tasks}
             count = 0
             for sample in samples:
                 reference = _reference(sample)
+                views = _views(sample)
                 key = reference_key(ReferencePayload.from_dict(reference))
-                if known.get(sample.id) == key:
+                held = known.get(sample.id)
+                if held == (key, len(views)):
                     continue
-                if sample.id in known:
+                if held is not None:
                     logger.warning(
-                        "task %s: the service holds another ground truth under this id; "
-                        "replacing it with %s",
+                        "task %s: the service holds %s under this id; replacing it with %s",
                         sample.id,
-                        sample.mesh or "the reference program",
+                        "another ground truth" if held[0] != key else f"{held[1]} views",
+                        f"{sample.mesh or 'the reference program'} and {len(views)} views",
                     )
                 meta: dict[str, Any] = {
                     "category": sample.category,
                     "difficulty": sample.difficulty,
                     "n_parts": sample.n_parts,
                 }
-                client.add_task(sample.id, reference, replace=sample.id in known or replace, **meta)
+                client.add_task(
+                    sample.id,
+                    reference,
+                    replace=held is not None or replace,
+                    views=views,
+                    **meta,
+                )
                 count += 1
         logger.info("registered %d of %d tasks with %s", count, len(samples), self.base_url)
         return count
+
+
+def _views(sample: Sample) -> list[Path]:
+    """The views the service keeps for a sample: its images, as the model is shown them."""
+    from llm3d.schemas import MAX_VIEWS
+
+    if len(sample.images) > MAX_VIEWS:
+        raise DatasetError(
+            f"task {sample.id!r} has {len(sample.images)} images; the reward service keeps at "
+            f"most {MAX_VIEWS} views a task (one per camera of its render.views)"
+        )
+    return list(sample.images)
 
 
 def _reference(sample: Sample) -> dict[str, Any]:

@@ -220,6 +220,33 @@ def test_registration_skips_known_tasks_and_replaces_stale_ones(
     assert tasks[samples[0].id]["kind"] == "mesh"
 
 
+def test_tasks_the_harness_registered_are_selected_by_their_id(split: Path, farm: Farm) -> None:
+    """The harness registers each task with its views (the row's images), so a trainer can
+    choose among candidates by ``task_id`` alone; a task registered without its views (an
+    older harness) gets them on the next registration."""
+    from environments.blender_3d.harness import Blender3DHarness
+    from llm3d.client import RewardClient
+
+    samples = {s.id: s for s in read_split(split)}
+    mug, table = samples["eval-mug"], samples["eval-table"]
+    harness = Blender3DHarness(farm.url)
+    with RewardClient(farm.url) as client:
+        client.add_task(mug.id, {"code": mug.code}, replace=True)  # no views
+        assert harness.register(list(samples.values())) >= 1
+        tasks = {t.task_id: t for t in client.tasks().tasks}
+        cameras = client.health()["render_views"]
+        assert tasks[mug.id].views == len(mug.images) == len(cameras), tasks[mug.id]
+        assert tasks[mug.id].kind == "mesh"
+        assert harness.register(list(samples.values())) == 0  # views and all: nothing sent
+        candidates = [table.code or "", f"```python\n{mug.code}```", BROKEN]
+        group = client.select(candidates, task_id=mug.id)
+    assert group.error is None and group.best == 1, group
+    true = group.candidates[1]
+    assert true.status == "ok" and true.match is not None and true.match > 0.9
+    assert group.candidates[0].match is not None and group.candidates[0].match < true.match
+    assert group.candidates[2].status == "exec_failed" and group.candidates[2].match is None
+
+
 def test_a_wrong_task_id_raises_instead_of_scoring(vf_loader: Any, farm: Farm) -> None:
     from environments.blender_3d.harness import Blender3DHarness
     from llm3d.exceptions import RewardServiceError

@@ -137,3 +137,71 @@ def test_soft_time_limit_gives_infra_error(monkeypatch: pytest.MonkeyPatch) -> N
     result = tasks.score({"item_id": "slow"})
     assert result["status"] == "infra_error" and result["reward"] is None
     assert result["id"] == "slow" and "time limit" in result["error"]
+
+
+@needs_redis
+@pytest.mark.redis
+def test_a_groups_views_travel_once_through_redis_not_in_every_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each candidate's Celery message carried its group's views (base64); now the backend
+    stores them once per group, as it does mesh references, and the worker reads them back."""
+    import asyncio
+    import os
+    import uuid
+
+    import redis
+
+    from llm3d.schemas import RewardResult
+    from worker.farm.celery_backend import CeleryBackend
+    from worker.farm.tasks import select_payload, views_redis_key
+    from worker.selection import SelectJob, SelectSettings, views_digest
+
+    namespace = f"llm3d-test-{uuid.uuid4().hex[:8]}"
+    config = load_config(environ={}, farm__redis_url=TEST_REDIS_URL, farm__namespace=namespace)
+    settings = SelectSettings(10.0, config.render)
+    groups = {g: tuple(os.urandom(40_000) for _ in range(4)) for g in ("a", "b")}
+    jobs = [
+        SelectJob(f"{g}#{n}", f"# candidate {n}\n", views, settings, views_digest(views, settings))
+        for g, views in groups.items()
+        for n in range(3)
+    ]
+    jobs.append(SelectJob("c#0", "# no key given\n", groups["a"], settings))
+    before = [len(json.dumps(j.to_dict())) for j in jobs]
+
+    async def store() -> list[SelectJob]:
+        backend = CeleryBackend(config)
+        try:
+            return list(await backend._store_references(jobs))  # type: ignore[arg-type]
+        finally:
+            await backend.redis.aclose()
+
+    sent = asyncio.run(store())
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    stored = client.keys(f"{namespace}:views:*")
+    try:
+        assert len(stored) == len(groups), "once per group, not once per candidate"
+        assert all(j.views == () and j.views_key for j in sent)
+        assert [j.views_key for j in sent] == [views_digest(j.views, settings) for j in jobs]
+        after = [len(json.dumps(j.to_dict())) for j in sent]
+        assert min(before) > 200_000 and max(after) < 2_000, (before, after)
+
+        # the worker reads them back: the candidate is matched against its group's views
+        state = WorkerState(config)
+        seen: list[SelectJob] = []
+
+        def match(job: SelectJob) -> RewardResult:
+            seen.append(job)
+            return RewardResult(id=job.item_id, status="ok", reward=None, metrics={"match": 0.5})
+
+        monkeypatch.setattr(state._selector, "select", match)
+        assert select_payload(sent[4].to_dict(), state)["metrics"] == {"match": 0.5}
+        assert seen[0].views == groups["b"] and seen[0].code == "# candidate 1\n"
+
+        # views expired: that candidate says so (infra_error), nothing runs
+        client.delete(views_redis_key(namespace, sent[0].views_key or ""))
+        gone = select_payload(sent[0].to_dict(), state)
+        assert gone["status"] == "infra_error" and gone["id"] == "a#0"
+        assert "views of candidate a#0: not in Redis" in gone["error"] and len(seen) == 1
+    finally:
+        client.delete(*stored)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from llm3d.config import load_config
 from llm3d.schemas import ReferencePayload, RewardResult, reference_key
 from tests.api.farm import needs_redis, start_farm
 from tests.docker.image_check import FAR_BOX, UNIT_BOX
+from tests.helpers.modal_stand_in import StandInFunction
 from worker.scoring import ScoreJob, ScoreSettings
 
 BROKEN = "from bpy_lib import *\n# part_1: cube\nbox(size=[1.0, 1.0])\nexport_scene()\n"
@@ -114,36 +114,6 @@ def test_celery_worker_without_numba_fails_one_item_not_the_batch(tmp_path: Path
         farm.stop()
 
 
-class _StandInMap:
-    """``modal.Function.map`` of a deployed function: the only call ModalBackend makes."""
-
-    def __init__(self, body: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        self.body = body
-
-    async def aio(
-        self,
-        inputs: Iterable[dict[str, Any]],
-        *,
-        order_outputs: bool,
-        return_exceptions: bool = False,
-    ) -> AsyncIterator[object]:
-        assert order_outputs
-        for payload in inputs:
-            try:
-                yield self.body(payload)
-            except Exception as exc:
-                if not return_exceptions:
-                    raise
-                yield exc
-
-
-class _StandInFunction:
-    """The paid external service, stood in for: a Modal function whose container dies on one input."""
-
-    def __init__(self, body: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        self.map = _StandInMap(body)
-
-
 def test_modal_backend_keeps_the_batch_when_one_call_fails() -> None:
     pytest.importorskip("modal", reason="pip install 'llm3d[modal]'")
     from modal.exception import FunctionTimeoutError
@@ -156,7 +126,7 @@ def test_modal_backend_keeps_the_batch_when_one_call_fails() -> None:
         return RewardResult(id=payload["item_id"], status="ok", reward=0.5).model_dump(mode="json")
 
     backend = ModalBackend(load_config(api__backend="modal"))
-    backend._score = _StandInFunction(body)
+    backend._score = StandInFunction(body)
     done: list[int] = []
     results = asyncio.run(backend.score_batch(jobs(), progress=done.append))
     assert [r.id for r in results] == [i for i, _, _ in ITEMS]

@@ -1,6 +1,6 @@
 """The Modal deployment (worker/farm/modal_app.py + api/modal_web.py) against the real modal SDK,
-without a Modal account: one app holds the four functions with the configured resources, and
-the plain-function bodies give the inline backend's results."""
+without a Modal account: one app holds the five functions with the configured resources, and
+the plain-function bodies give the inline backend's results (select's: tests/api/test_select_modal.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from worker.demo_programs import HOSTILE, OBJECTS, perturb  # noqa: E402
 from worker.farm import modal_app  # noqa: E402
 from worker.farm.celery_app import task_time_limits  # noqa: E402
 from worker.scoring import ScoreJob, ScoreSettings  # noqa: E402
+from worker.selection import RENDER_BUDGET_S  # noqa: E402
 
 
 def registered() -> dict[str, object]:
@@ -26,11 +27,11 @@ def registered() -> dict[str, object]:
 
 
 def test_one_deploy_publishes_the_scoring_functions_and_the_api() -> None:
-    """``modal deploy -m api.modal_web`` deploys one app: the worker's three functions and the
+    """``modal deploy -m api.modal_web`` deploys one app: the worker's four functions and the
     API's ``web`` endpoint registered on it (the worker itself never imports the API)."""
     assert modal_app.app.name == modal_app.APP_NAME == "llm3d-reward"
     assert modal_web.app is modal_app.app
-    assert set(registered()) == {"score", "execute", "render", "web"}
+    assert set(registered()) == {"score", "select", "execute", "render", "web"}
     assert set(modal_app.FUNCTION_OPTIONS) == set(registered())
 
 
@@ -45,9 +46,11 @@ def test_image_installs_pyproject_extras_and_the_libraries_bpy_loads() -> None:
 def test_timeouts_nest_above_the_executor_and_concurrency_is_bounded() -> None:
     config = load_config()
     _, hard = task_time_limits(config)
-    for name in ("score", "execute"):
+    for name in ("score", "select", "execute"):
         assert modal_app.FUNCTION_OPTIONS[name]["timeout"] >= hard > config.executor.timeout_s
         assert modal_app.MAX_INPUTS[name] <= modal_app.FUNCTION_OPTIONS[name]["cpu"]
+    # a candidate to match also renders: as long as a Celery select task may take, and more
+    assert modal_app.FUNCTION_OPTIONS["select"]["timeout"] > hard + RENDER_BUDGET_S
     assert modal_app.MAX_INPUTS["web"] > 1, "the web endpoint serves concurrent requests"
 
 
@@ -58,6 +61,8 @@ def test_resources_and_timeouts_come_from_config() -> None:
         modal__score_min_containers=4,
         modal__score_inputs=1,
         modal__score_cpu=1.0,
+        modal__select_max_containers=8,
+        modal__select_min_containers=2,
         modal__web_max_containers=2,
         modal__web_timeout_s=900,
         modal__web_scaledown_s=600,
@@ -68,7 +73,10 @@ def test_resources_and_timeouts_come_from_config() -> None:
     assert options["score"]["max_containers"] == 128 and options["score"]["min_containers"] == 4
     assert options["score"]["cpu"] == 1.0 and inputs["score"] == inputs["execute"] == 1
     assert hard < options["score"]["timeout"] < modal_app.FUNCTION_OPTIONS["score"]["timeout"]
-    assert options["execute"]["min_containers"] == 0, "only score is kept warm"
+    assert options["execute"]["min_containers"] == 0, "only score and select are kept warm"
+    select = options["select"]
+    assert (select["max_containers"], select["min_containers"], select["cpu"]) == (8, 2, 1.0)
+    assert inputs["select"] == 1 and hard + RENDER_BUDGET_S < select["timeout"]
     web = options["web"]
     assert (web["max_containers"], web["timeout"], web["scaledown_window"]) == (2, 900, 600)
 
@@ -76,7 +84,7 @@ def test_resources_and_timeouts_come_from_config() -> None:
 def test_the_web_endpoint_reads_its_token_from_the_configured_secret() -> None:
     web = modal_app.FUNCTION_OPTIONS["web"]
     assert [type(s) for s in web["secrets"]] == [modal.Secret]
-    for name in ("score", "execute", "render"):
+    for name in ("score", "select", "execute", "render"):
         assert "secrets" not in modal_app.FUNCTION_OPTIONS[name], f"{name} holds no secret"
     # the secret's variable is the one the API reads (ENV_ALIASES: LLM3D_API_TOKEN)
     config = load_config(environ={"LLM3D_API_TOKEN": "from-the-secret"})

@@ -25,10 +25,12 @@ from llm3d.config import Config
 from llm3d.exceptions import BackendUnavailableError, ConfigError, InfraError
 from llm3d.schemas import ExecStatus, RewardResult
 from worker.scoring import ScoreJob, build_ground_truth, gt_cache_key, infra_result, score_job
-from worker.selection import RendererPool, SelectJob, select_job
+from worker.selection import FarmJob, LocalSelector, SelectJob, select_job
 from worker.types import ExecResult
 
 if TYPE_CHECKING:
+    import modal
+
     from worker.execution.executor import ExecutorPool
 
 __all__ = [
@@ -180,8 +182,7 @@ class InlineBackend:
         self._scopes: set[CancelScope] = set()
         self._shutting_down = False
         # render servers by camera rig, started by the first candidate to match
-        self._renderers: dict[str, RendererPool] = {}
-        self._renderers_guard = threading.Lock()
+        self._selector = LocalSelector(self.run_program, config.executor, self._size)
 
     def begin_shutdown(self, grace_s: float) -> None:
         """After ``grace_s``, stop the programs of every batch in flight (``infra_error``)."""
@@ -218,20 +219,12 @@ class InlineBackend:
             executor_config=self.config.executor,
         )
 
-    def _renderer(self, job: SelectJob) -> RendererPool:
-        key = job.settings.render.model_dump_json()
-        with self._renderers_guard:
-            pool = self._renderers.get(key)
-            if pool is None:
-                pool = self._renderers[key] = RendererPool(job.settings.render, self._size)
-            return pool
-
     def select_one(self, job: SelectJob, scope: CancelScope | None = None) -> RewardResult:
         """Run, render and match one candidate on the calling thread (blocking)."""
         return select_job(
             job,
             runner=lambda code, timeout_s: self.run_program(code, timeout_s, scope),
-            renderer=self._renderer(job),
+            renderer=self._selector.renderer(job.settings.render),
             executor_config=self.config.executor,
         )
 
@@ -357,8 +350,7 @@ class InlineBackend:
             return
         self._closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)
-        for renderers in self._renderers.values():
-            await asyncio.to_thread(renderers.close)
+        await asyncio.to_thread(self._selector.close)
         if self._owns_pool:
             await asyncio.to_thread(self._pool.close)
 
@@ -381,7 +373,8 @@ async def _gather(
 
 
 class ModalBackend:
-    """Scores on Modal: calls the ``score`` function of the deployed :mod:`worker.farm.modal_app`.
+    """Runs on Modal: calls the ``score`` and ``select`` functions of the deployed
+    :mod:`worker.farm.modal_app`, one call a job.
 
     Needs ``pip install 'llm3d[modal]'``, Modal credentials, and ``modal deploy -m
     api.modal_web`` done once.
@@ -399,6 +392,7 @@ class ModalBackend:
         self.config = config
         self.app_name = app_name or config.modal.app_name
         self._score = modal.Function.from_name(self.app_name, "score")
+        self._select = modal.Function.from_name(self.app_name, "select")
 
     async def score_batch(
         self,
@@ -409,18 +403,7 @@ class ModalBackend:
     ) -> list[RewardResult]:
         """One ``score`` call per job; a call that fails (its container crashed, timed out or
         raised) is that item's ``infra_error``, the others are kept."""
-        payloads = [job.to_dict() for job in jobs]
-        results: list[RewardResult] = []
-        try:
-            async for raw in self._score.map.aio(
-                payloads, order_outputs=True, return_exceptions=True
-            ):
-                results.append(self._result(jobs[len(results)], raw))
-                if progress is not None:
-                    progress(len(results))
-        except Exception as exc:  # the map itself failed: Modal unreachable, app not deployed
-            raise InfraError(f"Modal app {self.app_name!r} failed: {exc}") from exc
-        return results
+        return await self._map(self._score, "score", jobs, progress)
 
     async def select_batch(
         self,
@@ -429,37 +412,55 @@ class ModalBackend:
         *,
         waiting: Callable[[str | None], None] | None = None,
     ) -> list[RewardResult]:
-        """Not deployed on Modal yet: every candidate says so (``infra_error``)."""
-        return [
-            infra_result(
-                job.item_id,
-                "best-of-N selection runs on the inline and celery backends; the Modal app has "
-                "no select function yet (serve with --backend inline or celery)",
-            )
-            for job in jobs
-        ]
+        """One ``select`` call per candidate (run, rendered and matched in one container);
+        a call that fails is that candidate's ``infra_error``, the others are kept."""
+        return await self._map(self._select, "select", jobs, progress)
 
-    def _result(self, job: ScoreJob, raw: object) -> RewardResult:
+    async def _map(
+        self,
+        function: modal.Function[..., Any, Any],
+        what: str,
+        jobs: Sequence[FarmJob],
+        progress: Callable[[int], None] | None,
+    ) -> list[RewardResult]:
+        """``function.map`` over the jobs' payloads, results in order."""
+        payloads = [job.to_dict() for job in jobs]
+        results: list[RewardResult] = []
+        try:
+            async for raw in function.map.aio(payloads, order_outputs=True, return_exceptions=True):
+                results.append(self._result(jobs[len(results)], raw, what))
+                if progress is not None:
+                    progress(len(results))
+        except Exception as exc:  # the map itself failed: Modal unreachable, app not deployed
+            raise BackendUnavailableError(
+                f"Modal app {self.app_name!r} failed to run {what} ({type(exc).__name__}: "
+                f"{exc}): check the Modal credentials, and deploy this version with "
+                "`modal deploy -m api.modal_web`"
+            ) from exc
+        return results
+
+    def _result(self, job: FarmJob, raw: object, what: str) -> RewardResult:
         if isinstance(raw, BaseException):
-            logger.warning("item %s: Modal call failed: %r", job.item_id, raw)
+            logger.warning("item %s: Modal %s call failed: %r", job.item_id, what, raw)
             return infra_result(
                 job.item_id,
-                f"the Modal score call failed ({type(raw).__name__}: {raw}); "
+                f"the Modal {what} call failed ({type(raw).__name__}: {raw}); "
                 f"see `modal app logs {self.app_name}`",
             )
         try:
             return RewardResult.model_validate(raw)
         except ValueError as exc:
-            return infra_result(job.item_id, f"the Modal score call answered garbage: {exc}")
+            return infra_result(job.item_id, f"the Modal {what} call answered garbage: {exc}")
 
     async def health(self) -> dict[str, Any]:
-        try:
-            await self._score.hydrate.aio()
-        except Exception as exc:
-            raise InfraError(
-                f"Modal app {self.app_name!r} is not reachable ({exc}); "
-                "deploy it with `modal deploy -m api.modal_web`"
-            ) from exc
+        for what, function in (("score", self._score), ("select", self._select)):
+            try:
+                await function.hydrate.aio()
+            except Exception as exc:
+                raise InfraError(
+                    f"Modal app {self.app_name!r} or its {what} function is not reachable "
+                    f"({exc}); deploy it with `modal deploy -m api.modal_web`"
+                ) from exc
         return {"backend": self.name, "app": self.app_name}
 
     def begin_shutdown(self, grace_s: float) -> None:

@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -46,9 +47,9 @@ from llm3d.config import Config
 from llm3d.exceptions import BackendUnavailableError
 from llm3d.schemas import RewardResult
 from worker.farm.celery_app import SCORE_TASK, SELECT_TASK, make_celery, task_time_limits
-from worker.farm.tasks import reference_redis_key
+from worker.farm.tasks import reference_redis_key, views_redis_key
 from worker.scoring import ScoreJob, infra_result
-from worker.selection import RENDER_BUDGET_S, FarmJob, SelectJob
+from worker.selection import RENDER_BUDGET_S, FarmJob, SelectJob, views_digest
 
 __all__ = ["CeleryBackend"]
 
@@ -155,20 +156,30 @@ class CeleryBackend:
     # -- sending -------------------------------------------------------------------------
 
     async def _store_references(self, jobs: Sequence[FarmJob]) -> list[FarmJob]:
-        """Put mesh references in Redis once; messages then carry only their key."""
+        """Put mesh references, and the views of each group of candidates, in Redis once;
+        messages then carry only their key."""
         ttl = max(self.config.farm.cache_ttl_s, int(self.config.farm.result_timeout_s) * 2)
+        namespace = self.config.farm.namespace
         out: list[FarmJob] = []
         to_store: dict[str, str] = {}
         for job in jobs:
             ref = job.reference if isinstance(job, ScoreJob) else None
             if isinstance(job, ScoreJob) and ref is not None and ref.kind == "mesh":
-                to_store.setdefault(job.gt_key, json.dumps(ref.to_dict()))
+                key = reference_redis_key(namespace, job.gt_key)
+                if key not in to_store:
+                    to_store[key] = json.dumps(ref.to_dict())
                 job = ScoreJob(job.item_id, job.code, job.gt_key, job.settings, None)
+            elif isinstance(job, SelectJob) and job.views:
+                views_key = job.views_key or views_digest(job.views, job.settings)
+                key = views_redis_key(namespace, views_key)
+                if key not in to_store:
+                    to_store[key] = json.dumps(job.to_dict()["views"])
+                job = replace(job, views=(), views_key=views_key)
             out.append(job)
         if to_store:
             pipe = self.redis.pipeline(transaction=False)
             for key, value in to_store.items():
-                pipe.set(reference_redis_key(self.config.farm.namespace, key), value, ex=ttl)
+                pipe.set(key, value, ex=ttl)
             await pipe.execute()
         return out
 

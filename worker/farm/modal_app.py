@@ -2,26 +2,36 @@
 
 Defines the Blender 4.2 image (Debian slim, Python 3.11, the system libraries the ``bpy``
 wheel loads, and pyproject.toml's dependencies with the :data:`IMAGE_EXTRAS`, never a copied
-list), the app and three functions on it, sized by ``config.modal``:
+list), the app and four functions on it, sized by ``config.modal``:
 
 - ``score(payload)``: one :class:`~worker.scoring.ScoreJob` → its result (what the ``modal``
   backend maps over a batch);
+- ``select(payload)``: one :class:`~worker.selection.SelectJob` (a candidate of
+  ``POST /select/batch`` and its group's views) → its outcome (what the ``modal`` backend maps
+  over the candidates): run, rendered and matched in one container, so the mesh never leaves
+  it, the fork server and the render server stay warm, and a group's views are analysed once
+  per container (:func:`worker.selection.prepared_views`). Calling ``execute`` then ``render``
+  and matching in the caller would cost two calls a candidate, send the mesh out and back in
+  again as lists, and put the match on the web container's one core;
 - ``execute(code, timeout_s)``: one program through the sandbox → its execution result;
 - ``render(vertices, faces)``: the multi-view PNGs of a mesh.
 
-The fourth, ``web`` (the reward API itself), lives next to the API it serves, in
+The fifth, ``web`` (the reward API itself), lives next to the API it serves, in
 :mod:`api.modal_web`, which registers it on this same :data:`app`: the worker never imports
 the API.
 
-Their bodies are the plain functions :func:`score_body`, :func:`execute_body` and
-:func:`render_body`, which the tests call directly (no Modal account is needed for that).
-Each container keeps one warm fork server (:class:`~worker.scoring.LocalScorer`).
+Their bodies are the plain functions :func:`score_body`, :func:`select_body`,
+:func:`execute_body` and :func:`render_body`, which the tests call directly (no Modal account
+is needed for that). Each container keeps one warm fork server
+(:class:`~worker.scoring.LocalScorer`); a select container also one render server an input
+(:class:`~worker.selection.LocalSelector`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,7 @@ import numpy as np
 from llm3d.config import ENV_ALIASES, REPO_ROOT, Config, load_config
 from worker.farm.celery_app import task_time_limits
 from worker.scoring import LocalScorer
+from worker.selection import RENDER_BUDGET_S, LocalSelector, SelectJob
 
 __all__ = [
     "APP_NAME",
@@ -47,6 +58,7 @@ __all__ = [
     "max_inputs",
     "render_body",
     "score_body",
+    "select_body",
 ]
 
 # The shared libraries the bpy 4.2 wheel loads on Debian bookworm; the same list as
@@ -100,7 +112,9 @@ def function_options(config: Config) -> dict[str, dict[str, Any]]:
     """The resources of each function, from ``config.modal`` (and the executor's timeouts).
 
     A ``score`` call may run two programs (the reference once per container and ground
-    truth, then the candidate): its timeout is the Celery task's hard limit plus a margin.
+    truth, then the candidate): its timeout is the Celery task's hard limit plus a margin. A
+    ``select`` call runs one program and renders it (starting the container's render server
+    on its first call): the same limit plus the render budget of a Celery select task.
     """
     m = config.modal
     _, hard = task_time_limits(config)
@@ -114,6 +128,12 @@ def function_options(config: Config) -> dict[str, dict[str, Any]]:
     }
     return {
         "score": dict(scoring),
+        "select": {
+            **scoring,
+            "timeout": int(hard + RENDER_BUDGET_S + 10),
+            "max_containers": m.select_max_containers,
+            "min_containers": m.select_min_containers,
+        },
         "execute": {**scoring, "min_containers": 0},
         "render": {
             "image": image,
@@ -138,7 +158,13 @@ def function_options(config: Config) -> dict[str, dict[str, Any]]:
 def max_inputs(config: Config) -> dict[str, int]:
     """Inputs one container of each function takes at once."""
     m = config.modal
-    return {"score": m.score_inputs, "execute": m.score_inputs, "render": 1, "web": m.web_inputs}
+    return {
+        "score": m.score_inputs,
+        "select": m.score_inputs,
+        "execute": m.score_inputs,
+        "render": 1,
+        "web": m.web_inputs,
+    }
 
 
 # One place for the functions' resources, so that tests can check what is deployed.
@@ -149,18 +175,39 @@ APP_NAME = _config.modal.app_name
 app = modal.App(APP_NAME)
 
 _scorer: LocalScorer | None = None
+_selector: LocalSelector | None = None
+# concurrent inputs of one container share one fork server and one set of render servers
+_state_lock = threading.Lock()
 
 
 def _local_scorer() -> LocalScorer:
     global _scorer
-    if _scorer is None:
-        _scorer = LocalScorer(_config)
-    return _scorer
+    with _state_lock:
+        if _scorer is None:
+            _scorer = LocalScorer(_config)
+        return _scorer
+
+
+def _local_selector() -> LocalSelector:
+    global _selector
+    scorer = _local_scorer()
+    with _state_lock:
+        if _selector is None:
+            _selector = LocalSelector(
+                scorer.run_program, scorer.config.executor, size=MAX_INPUTS["select"]
+            )
+        return _selector
 
 
 def score_body(payload: dict[str, Any]) -> dict[str, Any]:
     """Score one job dict (:meth:`ScoreJob.to_dict`) → a :class:`RewardResult` dict."""
     return _local_scorer().score(payload)
+
+
+def select_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run, render and match one candidate (:meth:`SelectJob.to_dict`) → its outcome as a
+    :class:`RewardResult` dict (:meth:`~worker.selection.CandidateOutcome.to_result`)."""
+    return _local_selector().select(SelectJob.from_dict(payload)).model_dump(mode="json")
 
 
 def execute_body(code: str, timeout_s: float | None = None) -> dict[str, Any]:
@@ -197,6 +244,13 @@ def render_body(vertices: list[list[float]], faces: list[list[int]]) -> dict[str
 def score(payload: dict[str, Any]) -> dict[str, Any]:
     """Modal function: :func:`score_body`."""
     return score_body(payload)
+
+
+@app.function(**FUNCTION_OPTIONS["select"])
+@modal.concurrent(max_inputs=MAX_INPUTS["select"])
+def select(payload: dict[str, Any]) -> dict[str, Any]:
+    """Modal function: :func:`select_body`."""
+    return select_body(payload)
 
 
 @app.function(**FUNCTION_OPTIONS["execute"])

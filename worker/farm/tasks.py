@@ -9,9 +9,11 @@ The task is idempotent (its result depends only on its arguments), which is what
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,7 +24,7 @@ from llm3d.exceptions import InfraError
 from llm3d.schemas import ExecStatus, ReferencePayload
 from worker.farm.celery_app import SCORE_TASK, SELECT_TASK, app
 from worker.scoring import LocalScorer, infra_result
-from worker.selection import RendererPool, SelectJob, select_job
+from worker.selection import LocalSelector, SelectJob
 
 __all__ = [
     "INFRA_RETRIES",
@@ -34,6 +36,7 @@ __all__ = [
     "select_payload",
     "state",
     "use_config",
+    "views_redis_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,50 +47,59 @@ def reference_redis_key(namespace: str, gt_key: str) -> str:
     return f"{namespace}:ref:{gt_key}"
 
 
+def views_redis_key(namespace: str, views_key: str) -> str:
+    """Where the API stores a group's views (a JSON list of base64 PNG) for the workers:
+    ``<namespace>:views:<views_key>`` (:attr:`SelectJob.views_key`)."""
+    return f"{namespace}:views:{views_key}"
+
+
 class WorkerState(LocalScorer):
     """A Celery worker process's :class:`LocalScorer`, which also reads meshes from Redis."""
 
     def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self._redis: Any = None
-        self._renderers: dict[str, RendererPool] = {}
+        self._selector = LocalSelector(self.run_program, self.config.executor)
 
     def select(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping."""
+        """A :meth:`SelectJob.to_dict` mapping → the candidate's outcome as a result mapping.
+
+        A job sent without its views reads them from Redis by its ``views_key``; when they
+        are gone (expired), the candidate is ``infra_error`` saying so.
+        """
         job = SelectJob.from_dict(payload)
-        key = job.settings.render.model_dump_json()
-        renderer = self._renderers.get(key)
-        if renderer is None:
-            renderer = self._renderers[key] = RendererPool(job.settings.render)
-        result = select_job(
-            job,
-            runner=self.run_program,
-            renderer=renderer,
-            executor_config=self.config.executor,
-        )
-        return result.model_dump(mode="json")
+        if not job.views and job.views_key is not None:
+            key = views_redis_key(self.config.farm.namespace, job.views_key)
+            try:
+                stored = self._stored(key, f"the views of candidate {job.item_id}")
+            except InfraError as exc:
+                return infra_result(job.item_id, str(exc)).model_dump(mode="json")
+            job = replace(job, views=tuple(base64.b64decode(v) for v in stored))
+        return self._selector.select(job).model_dump(mode="json")
 
     def close(self) -> None:
         super().close()
-        renderers, self._renderers = self._renderers, {}
-        for renderer in renderers.values():
-            renderer.close()
+        self._selector.close()
 
     def load_reference(self, gt_key: str) -> ReferencePayload:
         """A reference the API stored in Redis (meshes travel once, not in every message)."""
+        key = reference_redis_key(self.config.farm.namespace, gt_key)
+        return ReferencePayload.from_dict(self._stored(key, f"ground truth {gt_key}"))
+
+    def _stored(self, key: str, what: str) -> Any:
+        """The JSON value the API stored in Redis under ``key``; :class:`InfraError` naming
+        ``what`` when Redis cannot be read or the value is gone."""
         import redis
 
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.config.farm.redis_url)
         try:
-            raw = self._redis.get(reference_redis_key(self.config.farm.namespace, gt_key))
+            raw = self._redis.get(key)
         except redis.RedisError as exc:
-            raise InfraError(f"cannot read ground truth {gt_key} from Redis: {exc}") from exc
+            raise InfraError(f"cannot read {what} from Redis: {exc}") from exc
         if raw is None:
-            raise InfraError(
-                f"ground truth {gt_key} is not in Redis (expired or never stored); resubmit"
-            )
-        return ReferencePayload.from_dict(json.loads(raw))
+            raise InfraError(f"{what}: not in Redis (expired or never stored); resubmit")
+        return json.loads(raw)
 
 
 _state: WorkerState | None = None
