@@ -121,6 +121,7 @@ def assemble_assets(
     seed: int = 0,
     max_evals: int = 60,
     show_progress: bool = True,
+    retry_rejects: bool = False,
 ) -> dict[str, Any]:
     """Assemble, verify and keep or reject every asset of ``parts_dir``; see the module doc.
 
@@ -140,6 +141,8 @@ def assemble_assets(
         Samples and seed of the object's score.
     max_evals : int
         The fitter's refinement budget per part.
+    retry_rejects : bool
+        Assemble the rejected assets again (after a fitter change); kept ones stay.
 
     Returns
     -------
@@ -151,6 +154,8 @@ def assemble_assets(
     out.mkdir(parents=True, exist_ok=True)
     kept_path, rejects_path = out / "objects.jsonl", out / "rejects.jsonl"
     done: dict[str, dict[str, Any]] = {}
+    if retry_rejects and rejects_path.is_file():
+        rejects_path.unlink()
     for path, kept in ((kept_path, True), (rejects_path, False)):
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():

@@ -113,6 +113,13 @@ def assemble_command(
             "asset into one program, run and score it; objects.jsonl + rejects.jsonl.",
         ),
     ] = None,
+    retry_rejects: Annotated[
+        bool,
+        typer.Option(
+            "--retry-rejects",
+            help="With --infinigen: assemble the rejected assets again (after a fitter change).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -127,7 +134,7 @@ def assemble_command(
 
     cfg = load(config)
     if infinigen is not None:
-        _assemble_infinigen(infinigen, out, cfg, as_json)
+        _assemble_infinigen(infinigen, out, cfg, as_json, retry_rejects)
         return
     try:
         categories = load_categories(cfg.data.categories_file)
@@ -177,7 +184,9 @@ def assemble_command(
     console.print(table)
 
 
-def _assemble_infinigen(folder: Path, out: Path | None, cfg: Any, as_json: bool) -> None:
+def _assemble_infinigen(
+    folder: Path, out: Path | None, cfg: Any, as_json: bool, retry_rejects: bool = False
+) -> None:
     from datagen.infinigen_objects import assemble_assets, load_infinigen_categories
     from llm3d.commands.common import console, emit_json, err_console
     from llm3d.exceptions import ConfigError
@@ -199,6 +208,7 @@ def _assemble_infinigen(folder: Path, out: Path | None, cfg: Any, as_json: bool)
         summary = assemble_assets(
             folder, out, runner=runner, min_f_score=cfg.data.min_object_f_score,
             categories=categories, seed=cfg.seed, show_progress=not as_json,
+            retry_rejects=retry_rejects,
         )  # fmt: skip
     if as_json:
         emit_json(summary)

@@ -96,6 +96,14 @@ def test_objects_below_the_threshold_go_to_the_rejects_file(tmp_path: Path, runn
     (reject,) = _rows(out / "rejects.jsonl")
     assert "below 1.01" in str(reject["reason"]) and float(reject["f_score"]) > 0.5  # type: ignore[arg-type]
     assert "# object: desk" in str(reject["code"])
+    # a rerun keeps the verdict; --retry-rejects assembles the rejected asset again
+    again = assemble_assets(folder, out, runner=runner, min_f_score=0.9,  # type: ignore[arg-type]
+                            categories=CATEGORIES, show_progress=False)  # fmt: skip
+    assert again["kept"] == 0 and again["rejected"] == 1
+    retried = assemble_assets(folder, out, runner=runner, min_f_score=0.9,  # type: ignore[arg-type]
+                              categories=CATEGORIES, show_progress=False, retry_rejects=True)  # fmt: skip
+    assert retried["kept"] == 1 and retried["rejected"] == 0
+    assert _rows(out / "rejects.jsonl") == [] and len(_rows(out / "objects.jsonl")) == 1
 
 
 def test_every_configured_factory_has_a_category() -> None:
