@@ -229,7 +229,10 @@ def _assemble_one(
         fitted: list[Part] = []
         part_scores: list[float] = []
         for prow, v, f in parts:
-            fit = fit_mesh(transform.to_fitted(v), f, frame="keep", max_evals=max_evals)
+            # each part's program is run as it is fitted: one that bpy_lib rejects (a size
+            # rounded to 0, an outline collapsed to a line) gives way to the next candidate
+            fit = fit_mesh(transform.to_fitted(v), f, frame="keep", max_evals=max_evals,
+                           runner=runner)  # fmt: skip
             fitted.append(Part(str(prow.get("label") or "part"), fitted_part_code(fit.program)))
             part_scores.append(round(fit.f_score, 4))
         code = assemble(cat.noun, fitted)
