@@ -82,11 +82,17 @@ class Example:
 
     @property
     def target(self) -> str:
-        """The assistant's program (SFT target); raises ConfigError if the row has none."""
+        """The assistant's program (SFT target): the assistant message, else the row's own
+        program (an RL or eval row's ``code``, which is what an SFT row's answer is: its
+        held-out NLL). Raises ConfigError if the row has neither."""
         for m in self.messages:
             if m["role"] == "assistant":
                 return content_text(m["content"])
-        raise ConfigError(f"row {self.id!r} has no assistant message: it cannot be an SFT row")
+        if self.reference_code is not None:
+            return self.reference_code
+        raise ConfigError(
+            f"row {self.id!r} has no assistant message and no program: it cannot be an SFT row"
+        )
 
     @property
     def images(self) -> list[Path]:
