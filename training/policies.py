@@ -5,6 +5,8 @@ program is extracted by :func:`llm3d.program.extract_code`) and has a
 ``fingerprint`` naming what produced them, which keys the runner's completions cache.
 
 - ``oracle``: the dataset's own program. The ceiling the reward allows.
+- ``constant``: the most common training program, whatever the views (the floor that
+  shows whether a model reads its images at all).
 - ``retrieval``: the program of the training sample whose views are nearest to the query's
   views by a cheap image descriptor (grey 16×16 thumbnails of every view, each centred and
   normalised). The floor a learned model must beat. ``k`` samples are the ``k`` nearest.
@@ -24,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +41,7 @@ from llm3d.exceptions import ConfigError, LLM3DError
 __all__ = [
     "POLICIES",
     "BackendPolicy",
+    "ConstantPolicy",
     "OpenAIPolicy",
     "OraclePolicy",
     "Policy",
@@ -51,7 +55,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("oracle", "retrieval", "openai", "tinker", "local")
+POLICIES = ("oracle", "constant", "retrieval", "openai", "tinker", "local")
 THUMB = 16
 
 
@@ -91,6 +95,38 @@ class OraclePolicy:
                 "'code' or an assistant message)"
             )
         return [_fenced(sample.code)] * k
+
+
+class ConstantPolicy:
+    """One program for every task: the most common program of the training split.
+
+    When several programs are equally common (generated parts are all distinct), the first
+    of them in the split's order of the most common category is taken: the split is in
+    curriculum order, so that is the simplest program of the commonest kind of object.
+
+    Args:
+        train: samples with programs (the training split).
+    """
+
+    name = "constant"
+
+    def __init__(self, train: Sequence[Sample]) -> None:
+        usable = [s for s in train if s.code]
+        if not usable:
+            raise PolicyError("constant: the training split has no sample with a program")
+        programs = Counter(s.code for s in usable)
+        top = max(programs.values())
+        tied = [s for s in usable if programs[s.code] == top]
+        category = Counter(s.category for s in tied).most_common(1)[0][0]
+        chosen = next(s for s in tied if s.category == category)
+        self.code: str = chosen.code or ""
+        self.source_id = chosen.id
+        self.count = top
+        digest = hashlib.sha256(self.code.encode()).hexdigest()[:16]
+        self.fingerprint = f"constant:{digest}"
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        return [_fenced(self.code)] * k
 
 
 def image_descriptor(paths: Sequence[str | Path]) -> npt.NDArray[np.float32]:
@@ -481,7 +517,7 @@ def make_policy(
 
     Args:
         name: one of :data:`POLICIES`.
-        train: returns the training samples (``retrieval`` only; called lazily).
+        train: returns the training samples (``constant``, ``retrieval``; called lazily).
         base_url, model: the endpoint and model (``openai``; ``model`` for ``tinker``).
         checkpoint: ``local``: a model folder; ``tinker``: a ``tinker://`` checkpoint.
         config: the llm3d configuration (``local``: its ``training`` section).
@@ -491,6 +527,10 @@ def make_policy(
     """
     if name == "oracle":
         return OraclePolicy()
+    if name == "constant":
+        if train is None:
+            raise ConfigError("constant policy: give the training split (--train-split)")
+        return ConstantPolicy(train())
     if name == "retrieval":
         if train is None:
             raise ConfigError("retrieval policy: give the training split (--train-split)")
