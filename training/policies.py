@@ -462,8 +462,11 @@ def local_policy(
     """A Qwen2.5-VL checkpoint on this machine, through the ``local`` training backend.
 
     Args:
-        checkpoint: a model folder (``save_pretrained``) or a hub id already downloaded.
-        config: the llm3d configuration (its ``training`` section: device, image pixels).
+        checkpoint: a model folder (``save_pretrained``), a hub id already downloaded, or
+            the ``model`` folder of a training checkpoint (``checkpoints/step-N/model``: the
+            trained weights, full or LoRA, which are loaded onto ``training.base_model``).
+        config: the llm3d configuration (its ``training`` section: device, image pixels,
+            and for a training checkpoint its base model and LoRA settings).
 
     Raises:
         ConfigError: when no checkpoint is given or the folder does not exist.
@@ -480,7 +483,13 @@ def local_policy(
     from llm3d.config import load_config
 
     config = config or load_config()
-    training = config.training.model_copy(update={"backend": "local", "base_model": text})
+    from training.backends.local import FULL_WEIGHTS, LORA_WEIGHTS
+
+    # a training checkpoint holds only the trained weights: they go onto the configured base
+    # model (loading the folder as a model would build or read other weights)
+    trained = any((Path(text) / name).is_file() for name in (FULL_WEIGHTS, LORA_WEIGHTS))
+    update = {"backend": "local"} if trained else {"backend": "local", "base_model": text}
+    training = config.training.model_copy(update=update)
     try:
         from training.backends import make_backend
 
@@ -490,6 +499,8 @@ def local_policy(
             "local policy needs torch, transformers and peft: pip install torch==2.13.0 "
             "'llm3d[training]'"
         ) from exc
+    if trained:
+        backend.load(text, optimizer=False)
     resolved = Path(text).resolve() if Path(text).exists() else text
     return BackendPolicy(
         backend,

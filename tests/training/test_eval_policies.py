@@ -143,6 +143,33 @@ def test_local_policy_samples_the_tiny_model(tiny_model: Path, sample: Sample) -
     assert str(tiny_model.resolve()) in policy.fingerprint
 
 
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_local_policy_samples_a_training_checkpoints_weights(
+    lora_rank: int, tiny_model: Path, tmp_path: Path
+) -> None:
+    """``checkpoints/step-N/model`` holds only the trained weights: the policy puts them on
+    the configured base model (it once read the folder as a model and sampled random
+    weights, or with ``model_init: small`` built a random model into it)."""
+    import torch
+
+    from tests.training.conftest import make_config
+    from training.backends.local import LocalBackend
+
+    config = make_config(tiny_model, tmp_path, lora_rank=lora_rank)
+    trained = LocalBackend(config.training)
+    with torch.no_grad():
+        for p in trained.params:
+            p.add_(0.05 * torch.randn_like(p))
+    folder = Path(trained.save(tmp_path / "step-000001", "model"))
+    policy = local_policy(folder, config=config)
+    loaded = policy.backend
+    for (name, mine), (_, theirs) in zip(
+        trained.model.named_parameters(), loaded.model.named_parameters(), strict=True
+    ):
+        assert torch.equal(mine, theirs), name
+    assert not (folder / "config.json").exists(), "nothing written into the checkpoint"
+
+
 def test_local_policy_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--checkpoint"):
         local_policy("")
