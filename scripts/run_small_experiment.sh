@@ -28,11 +28,11 @@ if [ -n "${SMALL:-}" ]; then
   RL_STEPS="${RL_STEPS:-3}" EVAL_TASKS="${EVAL_TASKS:-16}" K="${K:-2}"
   OUT="${OUT:-runs/small_experiment_smoke}" DATA="${DATA:-data/small_cpu_smoke}"
 fi
-PARTS="${PARTS:-2000}"
+PARTS="${PARTS:-1800}"
 COMPOSED="${COMPOSED:-120}"
-SFT_STEPS="${SFT_STEPS:-1200}"
-RL_STEPS="${RL_STEPS:-30}"
-RL_LR="${RL_LR:-0.0002}"
+SFT_STEPS="${SFT_STEPS:-600}"
+RL_STEPS="${RL_STEPS:-12}"
+RL_LR="${RL_LR:-0.0003}"
 EVAL_TASKS="${EVAL_TASKS:-64}"
 K="${K:-4}"
 OUT="${OUT:-runs/small_experiment}"
@@ -123,14 +123,16 @@ evaluate() {
   grep -A3 "^| group" "$dir/report.md" | head -3
 }
 
-# policy RUN: the eval policy of run RUN's last checkpoint (local weights, or Tinker's path)
+# policy RUN: the eval policy of run RUN's last checkpoint: its weights through the local
+# backend (a Tinker run saves a training state, not sampler weights: evaluate it with
+# llm3d eval --policy tinker --checkpoint tinker://...sampler weights)
 policy() {
-  local model; model="$(checkpoint "$1")/model"
-  if [ -f "$model/tinker_path.txt" ]; then
-    echo tinker --checkpoint "$(cat "$model/tinker_path.txt")"
-  else
-    echo local --checkpoint "$model"
+  local last; last="$(checkpoint "$1")"
+  if [ -f "$last/tinker_path.txt" ]; then
+    echo "$last is a Tinker training state: this script evaluates local checkpoints" >&2
+    return 1
   fi
+  echo local --checkpoint "$last/model"
 }
 
 evaluate_all() {  # evaluate_all POLICY [ARGS...]: under both variants
