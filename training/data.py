@@ -38,6 +38,7 @@ __all__ = [
     "curriculum_order",
     "load_examples",
     "system_override",
+    "with_system",
     "write_example_dataset",
 ]
 
@@ -138,7 +139,7 @@ def load_examples(
     examples = [
         Example(
             id=record.id or record.where,
-            messages=tuple(_with_system(record.messages(check_images=True), system)),
+            messages=tuple(with_system(record.messages(check_images=True), system)),
             difficulty=str(record.fields.get("difficulty", "medium")),
             n_parts=int(record.fields.get("n_parts", 0) or 0),
             task_id=record.task_id,
@@ -152,7 +153,9 @@ def load_examples(
     return examples
 
 
-def _with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+def with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+    """The chat with its system message's content replaced by ``system`` (None: as is); the
+    one rule training, the SFT evaluator and the local eval policy apply alike."""
     if system is None:
         return list(messages)
     return [{**m, "content": system} if m["role"] == "system" else m for m in messages]

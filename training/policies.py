@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from environments.blender_3d.dataset import Sample, openai_messages
 from llm3d.exceptions import ConfigError, LLM3DError
+from training.data import system_override, with_system
 
 __all__ = [
     "POLICIES",
@@ -411,6 +412,9 @@ class BackendPolicy:
         fingerprint: what produced the completions (include the checkpoint or step: the
             completions cache is keyed by it).
         temperature: > 0 (the backends sample).
+        system: replaces each prompt's system message, as training did
+            (:func:`training.data.system_override` of ``training.system_prompt``); None
+            keeps the split's own.
     """
 
     def __init__(
@@ -422,6 +426,7 @@ class BackendPolicy:
         temperature: float = 0.7,
         max_tokens: int = 2048,
         seed: int = 0,
+        system: str | None = None,
     ) -> None:
         if temperature <= 0:
             raise ConfigError(
@@ -432,6 +437,7 @@ class BackendPolicy:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
+        self.system = system
         self.fingerprint = (
             fingerprint or f"{name}:{id(backend)}:t{temperature}:m{max_tokens}:s{seed}"
         )
@@ -440,7 +446,7 @@ class BackendPolicy:
     def generate(self, sample: Sample, k: int) -> list[str]:
         # one backend, one model: the runner may call generate() from several threads
         with self._lock:
-            prompt = self.backend.render_prompt(list(sample.messages))
+            prompt = self.backend.render_prompt(with_system(sample.messages, self.system))
             (group,) = self.backend.sample(
                 [prompt],
                 k,
@@ -502,13 +508,17 @@ def local_policy(
     if trained:
         backend.load(text, optimizer=False)
     resolved = Path(text).resolve() if Path(text).exists() else text
+    system = system_override(config.training.system_prompt)
     return BackendPolicy(
         backend,
         name="local",
-        fingerprint=f"local:{resolved}:t{temperature}:m{max_tokens}:s{seed}",
+        fingerprint=(
+            f"local:{resolved}:t{temperature}:m{max_tokens}:s{seed}:{config.training.system_prompt}"
+        ),
         temperature=temperature,
         max_tokens=max_tokens,
         seed=seed,
+        system=system,
     )
 
 

@@ -186,7 +186,8 @@ def test_backend_policy_renders_and_samples_through_the_backend(sample: Sample) 
 
     class Backend:
         def render_prompt(self, messages: list[dict[str, Any]]) -> str:
-            return "PROMPT:" + messages[0]["content"][0]["text"]
+            system = messages[0]["content"]
+            return "PROMPT:" + (system if isinstance(system, str) else system[0]["text"])
 
         def sample(self, prompts: list[str], n: int, **kw: Any) -> list[list[Completion]]:
             self.kw = kw
@@ -197,6 +198,11 @@ def test_backend_policy_renders_and_samples_through_the_backend(sample: Sample) 
     assert policy.generate(sample, 3) == ["PROMPT:REF#0", "PROMPT:REF#1", "PROMPT:REF#2"]
     assert backend.kw == {"max_tokens": 9, "temperature": 0.7, "seed": 4}
     assert policy.fingerprint == "sft:step-10"
+    # the system message the model was trained with (training.system_prompt: short), not
+    # the split's own reference: a model trained on the short one answered the long one
+    # with garbage
+    short = BackendPolicy(backend, system="SHORT", seed=4)
+    assert short.generate(sample, 1) == ["PROMPT:SHORT#0"]
 
 
 def test_openai_policy_errors_name_the_endpoint(sample: Sample) -> None:
