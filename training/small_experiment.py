@@ -322,14 +322,16 @@ def _markdown(report: Mapping[str, Any]) -> str:
     v = report["variant_f_score"]
     if v:
         better = "gated-fine" if v["mean"] > 0 else "gated"
+        clear = math.isfinite(v["z"]) and abs(v["z"]) > SIGMAS
         lines += ["", "## Reward variant", "",
                   f"Held-out F@0.05 of GRPO under gated-fine minus under gated: {_fmt(v['mean'])} "
                   f"± {_fmt(v['se'])} (SE, {v['tasks']} tasks): {better} is ahead"
-                  + ("" if v["significant"] or v["mean"] <= 0 else ", within noise")
-                  + (" (by more than 2 SE)." if v["significant"] else ".")]  # fmt: skip
+                  + (" by more than 2 SE." if clear else ", within noise (less than 2 SE).")]  # fmt: skip
     if report["timings"]:
         lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {t['stage']} | {t['seconds']} |" for t in report["timings"]]
+        total = sum(t["seconds"] for t in report["timings"])
+        lines.append(f"| total | {total} ({total / 60:.1f} min) |")
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in report["figures"]]
     return "\n".join(lines) + "\n"
 
