@@ -167,8 +167,11 @@ def _draw(
     return chosen if len(chosen) >= 2 else order[:2]
 
 
-def compose_object(rows: Sequence[dict[str, Any]], seed: int, index: int) -> ObjectProgram:
-    """Composed object ``index``: 2–6 parts of ``rows`` (solid parts of ``parts.jsonl``).
+def compose_object(
+    rows: Sequence[dict[str, Any]], seed: int, index: int, *, max_parts: int = 6
+) -> ObjectProgram:
+    """Composed object ``index``: 2 to ``max_parts`` parts of ``rows`` (solid parts of
+    ``parts.jsonl``).
 
     Raises
     ------
@@ -178,7 +181,7 @@ def compose_object(rows: Sequence[dict[str, Any]], seed: int, index: int) -> Obj
     if len(rows) < 2:
         raise ValueError(f"composing needs at least 2 generated parts, got {len(rows)}")
     rng = sample_rng(seed, _SALT + index)
-    count = int(rng.integers(2, min(6, len(rows)) + 1))
+    count = int(rng.integers(2, max(2, min(max_parts, len(rows))) + 1))
     chosen = _draw(rows, count, rng)
     boxes = [(np.asarray(r["bbox"][0], float), np.asarray(r["bbox"][1], float)) for r in chosen]
     parts = []

@@ -201,7 +201,10 @@ def plan_sources(
         if len(rows) < 2:
             logger.warning("composed: fewer than 2 solid generated parts; none composed")
         splits = assign_splits(count, dict(data.splits), seed, "composed") if count else []
-        plan += [(compose_object(rows, seed, i), split) for i, split in enumerate(splits)]
+        plan += [
+            (compose_object(rows, seed, i, max_parts=data.composed_max_parts), split)
+            for i, split in enumerate(splits)
+        ]
     if "parts" in sources:
         rows = _jsonl(parts_dir, "parts.jsonl", "llm3d data parts --out DIR")
         rows = rows[: data.source_max_parts]

@@ -346,6 +346,9 @@ class DataConfig(Section):
     source_composed: int = Field(
         100, ge=0, description="compositions of 2-6 touching generated parts (the middle tier)"
     )
+    composed_max_parts: int = Field(
+        6, ge=2, description="most parts in a composition (2-3: short programs, small models)"
+    )
     min_object_f_score: float = Field(
         0.9, ge=0, le=1, description="F@0.05 an assembled object needs against its asset's mesh"
     )

@@ -38,6 +38,7 @@ __all__ = [
     "curriculum_order",
     "load_examples",
     "system_override",
+    "with_system",
     "write_example_dataset",
 ]
 
@@ -82,11 +83,17 @@ class Example:
 
     @property
     def target(self) -> str:
-        """The assistant's program (SFT target); raises ConfigError if the row has none."""
+        """The assistant's program (SFT target): the assistant message, else the row's own
+        program (an RL or eval row's ``code``, which is what an SFT row's answer is: its
+        held-out NLL). Raises ConfigError if the row has neither."""
         for m in self.messages:
             if m["role"] == "assistant":
                 return content_text(m["content"])
-        raise ConfigError(f"row {self.id!r} has no assistant message: it cannot be an SFT row")
+        if self.reference_code is not None:
+            return self.reference_code
+        raise ConfigError(
+            f"row {self.id!r} has no assistant message and no program: it cannot be an SFT row"
+        )
 
     @property
     def images(self) -> list[Path]:
@@ -132,7 +139,7 @@ def load_examples(
     examples = [
         Example(
             id=record.id or record.where,
-            messages=tuple(_with_system(record.messages(check_images=True), system)),
+            messages=tuple(with_system(record.messages(check_images=True), system)),
             difficulty=str(record.fields.get("difficulty", "medium")),
             n_parts=int(record.fields.get("n_parts", 0) or 0),
             task_id=record.task_id,
@@ -146,7 +153,9 @@ def load_examples(
     return examples
 
 
-def _with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+def with_system(messages: Sequence[Message], system: str | None) -> list[Message]:
+    """The chat with its system message's content replaced by ``system`` (None: as is); the
+    one rule training, the SFT evaluator and the local eval policy apply alike."""
     if system is None:
         return list(messages)
     return [{**m, "content": system} if m["role"] == "system" else m for m in messages]

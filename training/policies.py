@@ -5,6 +5,8 @@ program is extracted by :func:`llm3d.program.extract_code`) and has a
 ``fingerprint`` naming what produced them, which keys the runner's completions cache.
 
 - ``oracle``: the dataset's own program. The ceiling the reward allows.
+- ``constant``: the most common training program, whatever the views (the floor that
+  shows whether a model reads its images at all).
 - ``retrieval``: the program of the training sample whose views are nearest to the query's
   views by a cheap image descriptor (grey 16×16 thumbnails of every view, each centred and
   normalised). The floor a learned model must beat. ``k`` samples are the ``k`` nearest.
@@ -24,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,10 +37,12 @@ import numpy.typing as npt
 
 from environments.blender_3d.dataset import Sample, openai_messages
 from llm3d.exceptions import ConfigError, LLM3DError
+from training.data import system_override, with_system
 
 __all__ = [
     "POLICIES",
     "BackendPolicy",
+    "ConstantPolicy",
     "OpenAIPolicy",
     "OraclePolicy",
     "Policy",
@@ -51,7 +56,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("oracle", "retrieval", "openai", "tinker", "local")
+POLICIES = ("oracle", "constant", "retrieval", "openai", "tinker", "local")
 THUMB = 16
 
 
@@ -91,6 +96,38 @@ class OraclePolicy:
                 "'code' or an assistant message)"
             )
         return [_fenced(sample.code)] * k
+
+
+class ConstantPolicy:
+    """One program for every task: the most common program of the training split.
+
+    When several programs are equally common (generated parts are all distinct), the first
+    of them in the split's order of the most common category is taken: the split is in
+    curriculum order, so that is the simplest program of the commonest kind of object.
+
+    Args:
+        train: samples with programs (the training split).
+    """
+
+    name = "constant"
+
+    def __init__(self, train: Sequence[Sample]) -> None:
+        usable = [s for s in train if s.code]
+        if not usable:
+            raise PolicyError("constant: the training split has no sample with a program")
+        programs = Counter(s.code for s in usable)
+        top = max(programs.values())
+        tied = [s for s in usable if programs[s.code] == top]
+        category = Counter(s.category for s in tied).most_common(1)[0][0]
+        chosen = next(s for s in tied if s.category == category)
+        self.code: str = chosen.code or ""
+        self.source_id = chosen.id
+        self.count = top
+        digest = hashlib.sha256(self.code.encode()).hexdigest()[:16]
+        self.fingerprint = f"constant:{digest}"
+
+    def generate(self, sample: Sample, k: int) -> list[str]:
+        return [_fenced(self.code)] * k
 
 
 def image_descriptor(paths: Sequence[str | Path]) -> npt.NDArray[np.float32]:
@@ -375,6 +412,9 @@ class BackendPolicy:
         fingerprint: what produced the completions (include the checkpoint or step: the
             completions cache is keyed by it).
         temperature: > 0 (the backends sample).
+        system: replaces each prompt's system message, as training did
+            (:func:`training.data.system_override` of ``training.system_prompt``); None
+            keeps the split's own.
     """
 
     def __init__(
@@ -386,6 +426,7 @@ class BackendPolicy:
         temperature: float = 0.7,
         max_tokens: int = 2048,
         seed: int = 0,
+        system: str | None = None,
     ) -> None:
         if temperature <= 0:
             raise ConfigError(
@@ -396,6 +437,7 @@ class BackendPolicy:
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
+        self.system = system
         self.fingerprint = (
             fingerprint or f"{name}:{id(backend)}:t{temperature}:m{max_tokens}:s{seed}"
         )
@@ -404,7 +446,7 @@ class BackendPolicy:
     def generate(self, sample: Sample, k: int) -> list[str]:
         # one backend, one model: the runner may call generate() from several threads
         with self._lock:
-            prompt = self.backend.render_prompt(list(sample.messages))
+            prompt = self.backend.render_prompt(with_system(sample.messages, self.system))
             (group,) = self.backend.sample(
                 [prompt],
                 k,
@@ -426,8 +468,11 @@ def local_policy(
     """A Qwen2.5-VL checkpoint on this machine, through the ``local`` training backend.
 
     Args:
-        checkpoint: a model folder (``save_pretrained``) or a hub id already downloaded.
-        config: the llm3d configuration (its ``training`` section: device, image pixels).
+        checkpoint: a model folder (``save_pretrained``), a hub id already downloaded, or
+            the ``model`` folder of a training checkpoint (``checkpoints/step-N/model``: the
+            trained weights, full or LoRA, which are loaded onto ``training.base_model``).
+        config: the llm3d configuration (its ``training`` section: device, image pixels,
+            and for a training checkpoint its base model and LoRA settings).
 
     Raises:
         ConfigError: when no checkpoint is given or the folder does not exist.
@@ -444,7 +489,13 @@ def local_policy(
     from llm3d.config import load_config
 
     config = config or load_config()
-    training = config.training.model_copy(update={"backend": "local", "base_model": text})
+    from training.backends.local import FULL_WEIGHTS, LORA_WEIGHTS
+
+    # a training checkpoint holds only the trained weights: they go onto the configured base
+    # model (loading the folder as a model would build or read other weights)
+    trained = any((Path(text) / name).is_file() for name in (FULL_WEIGHTS, LORA_WEIGHTS))
+    update = {"backend": "local"} if trained else {"backend": "local", "base_model": text}
+    training = config.training.model_copy(update=update)
     try:
         from training.backends import make_backend
 
@@ -454,14 +505,20 @@ def local_policy(
             "local policy needs torch, transformers and peft: pip install torch==2.13.0 "
             "'llm3d[training]'"
         ) from exc
+    if trained:
+        backend.load(text, optimizer=False)
     resolved = Path(text).resolve() if Path(text).exists() else text
+    system = system_override(config.training.system_prompt)
     return BackendPolicy(
         backend,
         name="local",
-        fingerprint=f"local:{resolved}:t{temperature}:m{max_tokens}:s{seed}",
+        fingerprint=(
+            f"local:{resolved}:t{temperature}:m{max_tokens}:s{seed}:{config.training.system_prompt}"
+        ),
         temperature=temperature,
         max_tokens=max_tokens,
         seed=seed,
+        system=system,
     )
 
 
@@ -481,7 +538,7 @@ def make_policy(
 
     Args:
         name: one of :data:`POLICIES`.
-        train: returns the training samples (``retrieval`` only; called lazily).
+        train: returns the training samples (``constant``, ``retrieval``; called lazily).
         base_url, model: the endpoint and model (``openai``; ``model`` for ``tinker``).
         checkpoint: ``local``: a model folder; ``tinker``: a ``tinker://`` checkpoint.
         config: the llm3d configuration (``local``: its ``training`` section).
@@ -491,6 +548,10 @@ def make_policy(
     """
     if name == "oracle":
         return OraclePolicy()
+    if name == "constant":
+        if train is None:
+            raise ConfigError("constant policy: give the training split (--train-split)")
+        return ConstantPolicy(train())
     if name == "retrieval":
         if train is None:
             raise ConfigError("retrieval policy: give the training split (--train-split)")

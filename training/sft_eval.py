@@ -15,7 +15,7 @@ from typing import Any
 
 from llm3d.config import Config
 from training.backends.base import Backend
-from training.data import Example
+from training.data import Example, system_override
 from training.policies import BackendPolicy
 
 __all__ = ["eval_runner_evaluator"]
@@ -53,6 +53,7 @@ def eval_runner_evaluator(config: Config, split: Path, out_dir: Path) -> Any:
             max_tokens=tc.max_new_tokens,
             temperature=tc.temperature,
             seed=config.seed,
+            system=system_override(tc.system_prompt),
         )
         report = run_eval(settings, policy)
         overall = report["results"]["overall"]

@@ -28,7 +28,10 @@ __all__ = ["eval_command"]
 PolicyName = Annotated[
     str,
     typer.Option(
-        "--policy", "-p", help="oracle, retrieval, openai, tinker or local.", show_default=False
+        "--policy",
+        "-p",
+        help="oracle, constant, retrieval, openai, tinker or local.",
+        show_default=False,
     ),
 ]
 

@@ -75,8 +75,12 @@ def test_malformed_rows_name_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "broken.jsonl").write_text('{"id": "x"}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broken.jsonl:1: a row needs a 'messages' list"):
         load_examples(tmp_path / "broken.jsonl")
-    with pytest.raises(ConfigError, match="no assistant message"):
-        _ = load_examples(_write(tmp_path, [_row(tmp_path, "r", "easy", 1.0, None)]))[0].target
+    # an RL/eval row's target is its own program (its held-out NLL); without one, an error
+    rl_row = _row(tmp_path, "r", "easy", 1.0, None)
+    assert load_examples(_write(tmp_path, [rl_row]))[0].target == "# r\nexport_scene()\n"
+    without = {k: v for k, v in rl_row.items() if k != "code"}
+    with pytest.raises(ConfigError, match="no assistant message and no program"):
+        _ = load_examples(_write(tmp_path, [without]))[0].target
 
 
 class _Tasks:

@@ -143,6 +143,33 @@ def test_local_policy_samples_the_tiny_model(tiny_model: Path, sample: Sample) -
     assert str(tiny_model.resolve()) in policy.fingerprint
 
 
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_local_policy_samples_a_training_checkpoints_weights(
+    lora_rank: int, tiny_model: Path, tmp_path: Path
+) -> None:
+    """``checkpoints/step-N/model`` holds only the trained weights: the policy puts them on
+    the configured base model (it once read the folder as a model and sampled random
+    weights, or with ``model_init: small`` built a random model into it)."""
+    import torch
+
+    from tests.training.conftest import make_config
+    from training.backends.local import LocalBackend
+
+    config = make_config(tiny_model, tmp_path, lora_rank=lora_rank)
+    trained = LocalBackend(config.training)
+    with torch.no_grad():
+        for p in trained.params:
+            p.add_(0.05 * torch.randn_like(p))
+    folder = Path(trained.save(tmp_path / "step-000001", "model"))
+    policy = local_policy(folder, config=config)
+    loaded = policy.backend
+    for (name, mine), (_, theirs) in zip(
+        trained.model.named_parameters(), loaded.model.named_parameters(), strict=True
+    ):
+        assert torch.equal(mine, theirs), name
+    assert not (folder / "config.json").exists(), "nothing written into the checkpoint"
+
+
 def test_local_policy_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--checkpoint"):
         local_policy("")
@@ -159,7 +186,8 @@ def test_backend_policy_renders_and_samples_through_the_backend(sample: Sample) 
 
     class Backend:
         def render_prompt(self, messages: list[dict[str, Any]]) -> str:
-            return "PROMPT:" + messages[0]["content"][0]["text"]
+            system = messages[0]["content"]
+            return "PROMPT:" + (system if isinstance(system, str) else system[0]["text"])
 
         def sample(self, prompts: list[str], n: int, **kw: Any) -> list[list[Completion]]:
             self.kw = kw
@@ -170,6 +198,11 @@ def test_backend_policy_renders_and_samples_through_the_backend(sample: Sample) 
     assert policy.generate(sample, 3) == ["PROMPT:REF#0", "PROMPT:REF#1", "PROMPT:REF#2"]
     assert backend.kw == {"max_tokens": 9, "temperature": 0.7, "seed": 4}
     assert policy.fingerprint == "sft:step-10"
+    # the system message the model was trained with (training.system_prompt: short), not
+    # the split's own reference: a model trained on the short one answered the long one
+    # with garbage
+    short = BackendPolicy(backend, system="SHORT", seed=4)
+    assert short.generate(sample, 1) == ["PROMPT:SHORT#0"]
 
 
 def test_openai_policy_errors_name_the_endpoint(sample: Sample) -> None:
