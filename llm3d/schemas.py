@@ -205,8 +205,8 @@ class RewardItem(_Wire):
         return self
 
 
-class RewardRequest(_Wire):
-    """``POST /reward/batch`` and ``POST /reward/jobs``."""
+class _BatchRequest(_Wire):
+    """What every batch request carries: its idempotency key and the per-program limit."""
 
     request_id: RequestId | None = Field(
         None,
@@ -220,6 +220,11 @@ class RewardRequest(_Wire):
         description="per-program limit in seconds (default and maximum: the service's "
         "executor.timeout_s, 120 unless configured; a larger value is a 422)",
     )
+
+
+class RewardRequest(_BatchRequest):
+    """``POST /reward/batch`` and ``POST /reward/jobs``."""
+
     points: int | None = Field(
         None, ge=100, le=1_000_000, description="surface samples (default from config)"
     )
@@ -295,20 +300,9 @@ class SelectGroup(_Wire):
         return self
 
 
-class SelectRequest(_Wire):
+class SelectRequest(_BatchRequest):
     """``POST /select/batch``: best-of-N by render match, no ground truth needed."""
 
-    request_id: RequestId | None = Field(
-        None,
-        description="idempotency key: a repeated id gets the same answer. 1-256 visible "
-        "ASCII characters, no spaces (omit it for a fresh one)",
-    )
-    timeout_s: float | None = Field(
-        None,
-        gt=0,
-        le=3600,
-        description="per-program limit in seconds (default and maximum: executor.timeout_s)",
-    )
     groups: list[SelectGroup] = Field(min_length=1, description="answered in this order")
 
     @model_validator(mode="after")
