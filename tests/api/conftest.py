@@ -6,20 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api.farm import Farm, needs_redis, start_farm
+from tests.api.farm import FARM_BACKENDS, Farm, start_farm
 
 TOKEN = "test-token-7f3a"
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("inline", marks=[pytest.mark.blender, pytest.mark.slow]),
-        pytest.param(
-            "celery", marks=[pytest.mark.blender, pytest.mark.redis, pytest.mark.slow, needs_redis]
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=FARM_BACKENDS)
 def farm(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Farm]:

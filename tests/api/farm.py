@@ -70,6 +70,13 @@ def redis_available(url: str = TEST_REDIS_URL) -> bool:
 needs_redis = pytest.mark.skipif(
     not redis_available(), reason=f"no Redis at {TEST_REDIS_URL} (set LLM3D_TEST_REDIS_URL)"
 )
+#: The backends a farm fixture runs on: inline, and celery (a real worker) where Redis answers.
+FARM_BACKENDS = [
+    pytest.param("inline", marks=[pytest.mark.blender, pytest.mark.slow]),
+    pytest.param(
+        "celery", marks=[pytest.mark.blender, pytest.mark.redis, pytest.mark.slow, needs_redis]
+    ),
+]
 
 
 @dataclass

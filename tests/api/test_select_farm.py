@@ -10,7 +10,7 @@ import pytest
 
 from llm3d.client import RewardClient, encode_image
 from llm3d.config import load_config
-from tests.api.farm import Farm, needs_redis, start_farm
+from tests.api.farm import FARM_BACKENDS, Farm, start_farm
 from tests.helpers.views import program_views
 from worker.demo_programs import BROKEN, OBJECTS
 
@@ -18,15 +18,7 @@ TOKEN = "select-farm-token"
 RESOLUTION = 96
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("inline", marks=[pytest.mark.blender, pytest.mark.slow]),
-        pytest.param(
-            "celery", marks=[pytest.mark.blender, pytest.mark.redis, pytest.mark.slow, needs_redis]
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=FARM_BACKENDS)
 def farm(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Farm]:
