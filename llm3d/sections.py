@@ -370,7 +370,14 @@ class TrainingConfig(Section):
         32, ge=0, description="0: full fine-tuning, every weight trained (local backend only)"
     )
     lora_alpha: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, description="the peak learning rate")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="after the warmup: constant, or a linear or cosine decay to "
+        "lr_min_ratio x learning_rate at the run's last step",
+    )
+    warmup_steps: int = Field(0, ge=0, description="steps of linear warmup from 0")
+    lr_min_ratio: float = Field(0.1, ge=0, le=1, description="the decay's end, x learning_rate")
     batch_size: int = Field(8, ge=1)
     group_size: int = Field(8, ge=2, description="GRPO completions per prompt")
     kl_coef: float = Field(0.0, ge=0)

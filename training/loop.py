@@ -22,18 +22,19 @@ same way for both:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from llm3d.config import Config
+from llm3d.config import Config, TrainingConfig
 from llm3d.exceptions import ConfigError
 from training.backends.base import Backend
 from training.runlog import RunLog, plot_curves, read_metrics, read_state, write_state
 
-__all__ = ["Curve", "Method", "Trainer"]
+__all__ = ["Curve", "Method", "Trainer", "scheduled_learning_rate"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,26 @@ class Curve:
     keys: tuple[str, ...]
     file: str
     title: str
+
+
+def scheduled_learning_rate(tc: TrainingConfig, step: int, total: int) -> float:
+    """The learning rate of step ``step`` (0-based) of a run of ``total`` steps.
+
+    ``training.warmup_steps`` of linear warmup (step 0 at ``1 / warmup_steps`` of the peak),
+    then ``training.lr_schedule``: ``constant`` at ``learning_rate``, or a ``linear`` or
+    ``cosine`` decay from it to ``lr_min_ratio * learning_rate`` at the last step. A pure
+    function of the step, so a resumed run continues the same schedule.
+    """
+    peak = tc.learning_rate
+    warmup = tc.warmup_steps
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if tc.lr_schedule == "constant":
+        return peak
+    span = max(total - 1 - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    shape = progress if tc.lr_schedule == "linear" else (1 - math.cos(math.pi * progress)) / 2
+    return peak * (1 - (1 - tc.lr_min_ratio) * shape)
 
 
 class Method(Protocol[B]):
@@ -86,8 +107,9 @@ class Method(Protocol[B]):
         for GRPO, the current weights, so a resumed run builds the same batches."""
         ...
 
-    def learn(self, batch: B) -> dict[str, Any]:
-        """The loss of ``batch``, its gradient and one optimizer step; the record's fields."""
+    def learn(self, batch: B, learning_rate: float) -> dict[str, Any]:
+        """The loss of ``batch``, its gradient and one optimizer step at ``learning_rate``;
+        the record's fields."""
         ...
 
     def evaluate(self, step: int) -> dict[str, Any] | None:
@@ -124,6 +146,8 @@ class Trainer(Generic[B]):
         self.run_dir = Path(run_dir)
         self.method = method
         self.step = 0
+        #: the run's last step: where the learning-rate schedule ends (set by :meth:`train`)
+        self.total = method.total_steps()
 
     # ------------------------------------------------------------------ one step
 
@@ -133,11 +157,13 @@ class Trainer(Generic[B]):
         if batch is None:
             batch = self.method.batch(self.step)
         built = time.perf_counter()
-        learned = self.method.learn(batch)
+        learning_rate = scheduled_learning_rate(self.tc, self.step, self.total)
+        learned = self.method.learn(batch, learning_rate)
         self.step += 1
         return {
             "kind": "train",
             "step": self.step,
+            "learning_rate": learning_rate,
             **learned,
             self.method.batch_seconds: built - start,
             "seconds": time.perf_counter() - start,
@@ -220,6 +246,7 @@ class Trainer(Generic[B]):
         if resume is not None:
             self.resume(resume)
         total = steps if steps is not None else self.method.total_steps()
+        self.total = total
         log = RunLog(
             self.run_dir,
             wandb_project=self.tc.wandb_project,

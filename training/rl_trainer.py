@@ -257,7 +257,7 @@ class GRPO:
         stats["datums"] = len(data)
         return data, stats
 
-    def update(self, data: Sequence[Datum]) -> dict[str, Any]:
+    def update(self, data: Sequence[Datum], learning_rate: float) -> dict[str, Any]:
         """One clipped-ratio loss gradient and one Adam step (nothing when ``data`` is empty)."""
         if not data:
             return {"loss": None}
@@ -268,16 +268,16 @@ class GRPO:
             clip_high=self.tc.clip_high,
             temperature=self.tc.temperature,
         )
-        optim = self.backend.optim_step(self.tc.learning_rate)
+        optim = self.backend.optim_step(learning_rate)
         return {"loss": result.loss, **result.metrics, **optim}
 
-    def learn(self, groups: list[Group]) -> dict[str, Any]:
+    def learn(self, groups: list[Group], learning_rate: float) -> dict[str, Any]:
         """Score the groups, build the datums, one update; the step's record fields."""
         t0 = time.perf_counter()
         self.score(groups)
         t1 = time.perf_counter()
         data, stats = self.build_data(groups)
-        update = self.update(data)
+        update = self.update(data, learning_rate)
         return {
             **step_metrics(groups),
             **stats,

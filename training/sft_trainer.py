@@ -124,16 +124,15 @@ class SFT:
         data, n_tokens = self.data_for(rows)
         return SFTBatch(step // self.steps_per_epoch, rows, data, n_tokens)
 
-    def learn(self, batch: SFTBatch) -> dict[str, Any]:
+    def learn(self, batch: SFTBatch, learning_rate: float) -> dict[str, Any]:
         result = self.backend.forward_backward(batch.data, "cross_entropy")
-        optim = self.backend.optim_step(self.tc.learning_rate)
+        optim = self.backend.optim_step(learning_rate)
         return {
             "epoch": batch.epoch,
             "loss": result.loss,
             "tokens": batch.n_tokens,
             "prompt_tokens": sum(self.backend.prompt_length(d.prompt) for d in batch.data),
             "sequences": len(batch.data),
-            "learning_rate": self.tc.learning_rate,
             "difficulty": sorted({r.difficulty for r in batch.rows}),
             **optim,
         }

@@ -7,6 +7,7 @@ the right step and ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,8 +42,8 @@ class CountingMethod:
         self.batches.append(step)
         return step
 
-    def learn(self, batch: int) -> dict[str, Any]:
-        return {"loss": 1.0 / (batch + 1)}
+    def learn(self, batch: int, learning_rate: float) -> dict[str, Any]:
+        return {"loss": 1.0 / (batch + 1), "lr_seen": learning_rate}
 
     def evaluate(self, step: int) -> dict[str, Any] | None:
         return {"eval_step": step}
@@ -241,3 +242,37 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint_at_the_right_step(
     assert steps == [1, 2, 3, 4]
     final = latest_checkpoint(tmp_path / "run")
     assert final is not None and final.name == "step-000004"
+
+
+def test_learning_rate_schedule_warms_up_decays_to_its_floor_and_survives_resume(
+    tmp_path: Path,
+) -> None:
+    settings = {"learning_rate": 1e-3, "warmup_steps": 2, "lr_min_ratio": 0.1}
+    cosine = _trainer(tmp_path / "a", CountingMethod(total=6), lr_schedule="cosine", **settings)
+    lrs = [r["lr_seen"] for r in cosine.train(progress=False)]
+    assert lrs[:2] == pytest.approx([5e-4, 1e-3])  # linear warmup, step 0 already moves
+    assert lrs[2] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)  # peak -> floor
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:])), lrs
+    assert lrs[3] > 5.5e-4, "cosine stays above the linear decay in its first half"
+
+    linear = _trainer(tmp_path / "b", CountingMethod(total=6), lr_schedule="linear", **settings)
+    assert [r["lr_seen"] for r in linear.train(progress=False)][2:] == pytest.approx(
+        [1e-3, 7e-4, 4e-4, 1e-4]
+    )
+    constant = _trainer(tmp_path / "c", CountingMethod(total=4), learning_rate=2e-4)
+    records = constant.train(progress=False)
+    assert [r["lr_seen"] for r in records] == [2e-4] * 4
+    assert [r["learning_rate"] for r in records] == [2e-4] * 4  # the run log records it
+
+    # a run stopped at step 3 and resumed takes the same rates as one that never stopped
+    first = _trainer(
+        tmp_path / "d", CountingMethod(total=6), lr_schedule="cosine", save_every=3, **settings
+    )
+    first.train(steps=3, progress=False)
+    again = _trainer(
+        tmp_path / "d", CountingMethod(total=6), lr_schedule="cosine", save_every=3, **settings
+    )
+    rest = again.train(
+        resume=tmp_path / "d" / "run" / "checkpoints" / "step-000003", progress=False
+    )
+    assert [r["lr_seen"] for r in rest] == pytest.approx(lrs[3:])
