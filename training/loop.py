@@ -7,6 +7,8 @@ GRPO: the sampled groups) and turns it into one optimizer step with its loss
 same way for both:
 
 - the step counter and the stop (``steps``, or the method's own total);
+- each step's learning rate (:func:`scheduled_learning_rate`: warmup, then constant or a
+  linear or cosine decay that ends at the stop), given to the method and logged;
 - the run log (``metrics.jsonl``, mirrored to W&B), one ``"train"`` record a step with
   ``kind``, ``step`` and ``seconds`` added, and the progress bar;
 - evaluation every ``eval_every`` steps and at the end (when the method evaluates);
