@@ -14,7 +14,7 @@ from api.deps import ConfigDep, JobsDep, ServiceDep, require_token
 from api.errors import error_responses
 from api.limits import check_limits
 from llm3d.config import Config
-from llm3d.schemas import JobAccepted, JobStatus, RewardRequest, RewardResponse
+from llm3d.schemas import JobAccepted, JobStatus, RewardRequest, RewardResponse, SelectRequest
 
 router = APIRouter(
     prefix="/reward",
@@ -32,16 +32,23 @@ CLIENT_CLOSED_REQUEST = 499
 T = TypeVar("T")
 
 
-def _check(request: RewardRequest, config: Config) -> None:
-    if len(request.items) > config.api.max_items:
+def check_batch(body: RewardRequest | SelectRequest, config: Config, count: int, what: str) -> None:
+    """413 when ``body`` holds more than ``api.max_items`` programs (``what`` names them:
+    "batch has N items"), then every per-field limit (:func:`~api.limits.check_limits`)."""
+    if count > config.api.max_items:
         raise HTTPException(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             detail=(
-                f"batch has {len(request.items)} items; the limit is {config.api.max_items} "
+                f"{what}; the limit is {config.api.max_items} "
                 "(api.max_items): split it into several requests"
             ),
         )
-    check_limits(request, config)
+    check_limits(body, config)
+
+
+def _check(request: RewardRequest, config: Config) -> None:
+    n = len(request.items)
+    check_batch(request, config, n, f"batch has {n} items")
 
 
 async def _disconnected(request: Request) -> None:
@@ -70,6 +77,18 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
             task.cancel()
 
 
+async def answer_unless_disconnected(
+    request: Request, work: Coroutine[Any, Any, T], cancelled: str
+) -> T | Response:
+    """``work``'s answer; 499 (logged: ``cancelled`` names what was stopped) when the client
+    went away first (:func:`unless_disconnected`)."""
+    response = await unless_disconnected(request, work)
+    if response is None:
+        logger.info("client went away: %s cancelled", cancelled)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return response
+
+
 @router.post(
     "/batch",
     response_model=RewardResponse,
@@ -86,11 +105,9 @@ async def score_batch(
     before the answer, its programs still queued or running are stopped.
     """
     _check(body, config)
-    response = await unless_disconnected(request, service.score(body))
-    if response is None:
-        logger.info("client went away: batch of %d items cancelled", len(body.items))
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return response
+    return await answer_unless_disconnected(
+        request, service.score(body), f"batch of {len(body.items)} items"
+    )
 
 
 @router.post(

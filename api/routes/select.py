@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import ConfigDep, SelectorDep, require_token
 from api.errors import error_responses
-from api.limits import check_limits
-from api.routes.reward import CLIENT_CLOSED_REQUEST, unless_disconnected
+from api.routes.reward import answer_unless_disconnected, check_batch
 from llm3d.schemas import SelectRequest, SelectResponse
 
 router = APIRouter(
@@ -18,8 +15,6 @@ router = APIRouter(
     dependencies=[Depends(require_token)],
     responses=error_responses(401, 422),
 )
-
-logger = logging.getLogger(__name__)
 
 
 @router.post(
@@ -39,17 +34,7 @@ async def select_batch(
     its ``error`` and the others are answered as usual. No ground truth is used.
     """
     total = sum(len(g.candidates) for g in body.groups)
-    if total > config.api.max_items:
-        raise HTTPException(
-            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=(
-                f"request has {total} candidates; the limit is {config.api.max_items} "
-                "(api.max_items): split it into several requests"
-            ),
-        )
-    check_limits(body, config)
-    response = await unless_disconnected(request, selector.select(body))
-    if response is None:
-        logger.info("client went away: selection of %d candidates cancelled", total)
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return response
+    check_batch(body, config, total, f"request has {total} candidates")
+    return await answer_unless_disconnected(
+        request, selector.select(body), f"selection of {total} candidates"
+    )
