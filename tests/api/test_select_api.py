@@ -29,13 +29,16 @@ TRUE = "table"
 SYNTAX_ERROR = next(c for c in BROKEN if c.name == "syntax_error")
 
 
-def make_config() -> Config:
+def make_config(**overrides: Any) -> Config:
+    """The service these tests run (one executor server, 96 px renders); ``overrides`` as
+    ``load_config`` keywords (``api__backend="modal"``)."""
     return load_config(
         environ={},
         api__token=TOKEN,
         executor__servers=1,
         executor__timeout_s=20,
         render__resolution=96,
+        **overrides,
     )
 
 

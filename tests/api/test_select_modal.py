@@ -11,7 +11,6 @@ dies raises the SDK's own exception.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -25,31 +24,18 @@ modal = pytest.importorskip("modal", reason="pip install 'llm3d[modal]'")
 from modal.exception import FunctionTimeoutError, NotFoundError  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from llm3d.config import Config, load_config  # noqa: E402
+from llm3d.config import Config  # noqa: E402
+from tests.api.test_select_api import AUTH, SYNTAX_ERROR, TRUE, b64  # noqa: E402
+from tests.api.test_select_api import make_config as api_config  # noqa: E402
 from tests.helpers.modal_stand_in import StandInFunction  # noqa: E402
-from worker.demo_programs import BROKEN, OBJECTS  # noqa: E402
+from worker.demo_programs import OBJECTS  # noqa: E402
 from worker.farm.backends import ModalBackend  # noqa: E402
 
-TOKEN = "select-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TRUE = "table"
-SYNTAX_ERROR = next(c for c in BROKEN if c.name == "syntax_error")
 DIES = "\n# this candidate's container dies\n"
 
 
 def make_config() -> Config:
-    return load_config(
-        environ={},
-        api__backend="modal",
-        api__token=TOKEN,
-        executor__servers=1,
-        executor__timeout_s=20,
-        render__resolution=96,
-    )
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return api_config(api__backend="modal")
 
 
 def modal_client(body: Any) -> tuple[TestClient, StandInFunction]:
