@@ -112,3 +112,37 @@ def test_select_job_reports_a_broken_runner_or_view_as_infra_error(tmp_path: Pat
     finally:
         renderer.close()
     assert SelectJob.from_dict(job.to_dict()) == job
+
+
+@pytest.mark.blender
+def test_extreme_meshes_from_a_program_are_one_requests_answer_not_the_servers_end(
+    tmp_path: Path,
+) -> None:
+    """What a policy's program controls here is the mesh. The numeric extremes of it (a
+    box 1e30 wide, one at 1e-30, all vertices in one point, faces out of range) each get
+    views or a RenderError, within the render timeout, and the same server renders the
+    next mesh and matches it as before."""
+    renderer = Renderer(CONFIG)
+    try:
+        v, f = box()
+        reference = renderer.render(v, f, tmp_path / "ref")
+        pid = renderer.pid
+        hostile = {
+            "huge": (v * np.float32(1e30), f),
+            "tiny": (v * np.float32(1e-30), f),
+            "point": (np.zeros_like(v), f),
+            "out_of_range": (v, f + 100),
+        }
+        for name, (hv, hf) in hostile.items():
+            try:
+                views = renderer.render(hv, hf, tmp_path / name)
+            except RenderError:
+                continue
+            assert len(views) == len(CONFIG.views), name
+        assert renderer.pid == pid, "an extreme mesh killed the render server"
+        again = match_candidate(
+            ExecResult(ExecStatus.OK, v, f), reference, renderer.render, tmp_path
+        )
+        assert again.score is not None and again.score > 0.99
+    finally:
+        renderer.close()
