@@ -69,7 +69,8 @@ def run(job_dir: Path) -> dict[str, Any]:
             f"matched the first {len(rig.views)} images only (the views "
             f"{', '.join(v.name for v in rig.views)}, in that order)"
         )
-    config = RenderConfig(resolution=size, views=rig.views[: len(references)])
+    # the artist's images frame their object, not bpy_lib's box: each candidate framed alike
+    config = RenderConfig(resolution=size, views=rig.views[: len(references)], frame="object")
     try:
         reference_pixels = [_pixels(p, fit=size) for p in references]
         for path, pixels in zip(references, reference_pixels, strict=True):

@@ -73,7 +73,7 @@ def render_result(objects: Iterable[bpy.types.Object], out_dir: str | Path, px: 
     vertices, faces = object_triangles(objects, depsgraph)
     if len(faces) == 0:
         raise RenderUnavailableError("the result has no faces to render; Generate or Run first")
-    config = RenderConfig(resolution=px, workbench_aa="FXAA", views=[RESULT_VIEW])
+    config = RenderConfig(resolution=px, workbench_aa="FXAA", views=[RESULT_VIEW], frame="object")
     stamp = f"{time.time_ns()}_"
     try:
         (path,) = render_views(vertices, faces, out_dir, config=config, prefix=stamp)

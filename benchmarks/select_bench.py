@@ -16,8 +16,8 @@ What is measured, per backend:
 - execute / render / match: the mean seconds of each step a candidate (as the service
   reports them: ``seconds`` of each candidate), and their sum;
 - picked: the share of groups whose ``best`` is the true program, and whose ``best`` builds
-  the true object (the true program or one of its copies: a copy scaled as a whole renders
-  exactly like it, since the renderer frames each mesh by its own box, so it ties);
+  the true object (the true program or one of its copies; with ``render.frame: object`` a
+  copy scaled as a whole renders exactly like it and ties);
 - API overhead a candidate: the same groups sent again (new ``request_id``), all from the
   cache: HTTP, validation, view checks, cache lookup and serialization.
 

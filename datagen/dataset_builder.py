@@ -50,6 +50,7 @@ from datagen.templates import Part
 from llm3d.chat import SPLITS, instruction, make_messages
 from llm3d.config import DataConfig, ExecutorConfig, RenderConfig
 from llm3d.schemas import ExecStatus
+from llm3d.sections import SCENE_LIMIT
 from worker.types import ExecResult
 
 __all__ = [
@@ -70,7 +71,8 @@ RATIO_SPLITS = ("sft", "rl", "eval")
 #: (``llm3d data assemble --infinigen``), generated single parts (``llm3d data parts``).
 #: random compositions of 2–6 generated parts that touch (:mod:`datagen.composer`).
 SOURCES = ("templates", "infinigen", "parts", "composed")
-FRAME_LIMIT = 1.05
+#: bpy_lib's frame plus 5 %: what render.frame: scene frames, so every kept object is in view
+FRAME_LIMIT = SCENE_LIMIT
 
 
 @dataclass

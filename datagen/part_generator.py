@@ -42,6 +42,7 @@ from datagen.progress import progress_bar
 from llm3d.config import DataConfig, ExecutorConfig
 from llm3d.exceptions import MeshError
 from llm3d.schemas import ExecStatus
+from llm3d.sections import SCENE_LIMIT
 from worker.geometry.sampling import face_areas_normals
 from worker.types import ExecResult
 
@@ -55,7 +56,7 @@ SHARD_DIR = "shards"
 MIN_EXTENT = 1e-3
 MIN_FACES = 8
 #: bpy_lib's frame is [-1, 1]³; parts reaching past it (plus 5 %) are rejected.
-FRAME_LIMIT = 1.05
+FRAME_LIMIT = SCENE_LIMIT
 
 
 @dataclass

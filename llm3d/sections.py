@@ -145,6 +145,11 @@ def _default_views() -> list[ViewConfig]:
     ]
 
 
+#: Half the side of bpy_lib's frame as the dataset keeps it ([-1, 1]³ plus 5 %): a generated
+#: object reaching past it is left out, and ``render.frame: scene`` frames this box.
+SCENE_LIMIT = 1.05
+
+
 class RenderConfig(Section):
     """Multi-view images: the model's input."""
 
@@ -155,6 +160,13 @@ class RenderConfig(Section):
         "FXAA", description="Workbench anti-aliasing: FXAA (one pass, fast) or N samples"
     )
     views: list[ViewConfig] = Field(default_factory=_default_views)
+    frame: Literal["scene", "object"] = Field(
+        "scene",
+        description="what the cameras frame: scene, bpy_lib's fixed box [-1.05, 1.05]^3 (every "
+        "dataset object lies in it; a mesh reaching beyond grows the box), so that the views "
+        "show the size and place that the metrics score (DESIGN §3: the GT frame); object, "
+        "each mesh's own bounding box (fills the picture, but hides size and place)",
+    )
 
 
 class ApiConfig(Section):

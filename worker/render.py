@@ -1,8 +1,10 @@
 """Multi-view images of a mesh, rendered in the current Blender process (Blender-only: imports bpy).
 
-:func:`render_views` puts ``(vertices, faces)`` in a private scene, frames its bounding box
-with a camera on the rig of ``config.render.views`` (azimuth/elevation around the object's
-centre; default front, side, top and three-quarter), and writes one square PNG a view.
+:func:`render_views` puts ``(vertices, faces)`` in a private scene, frames bpy_lib's box
+(``render.frame: scene``, the default: size and place show, as the metrics score them) or the
+mesh's own bounding box (``object``) with a camera on the rig of ``config.render.views``
+(azimuth/elevation around the box's centre; default front, side, top and three-quarter), and
+writes one square PNG a view.
 Workbench by default (fast on CPU), Cycles as an option; a neutral grey background,
 studio lighting that turns with the camera (so every view is lit alike), one neutral
 material colour. Nothing random: the same input gives the same pixels.
@@ -29,6 +31,7 @@ from mathutils import Euler, Quaternion, Vector
 
 from llm3d.config import RenderConfig, ViewConfig
 from llm3d.exceptions import MeshError
+from llm3d.sections import SCENE_LIMIT
 from worker.grid import comparison_grid
 
 __all__ = ["BACKGROUND", "OBJECT_COLOUR", "camera_position", "comparison_grid", "render_views"]
@@ -169,8 +172,10 @@ def render_views(
     prefix : str
         Put before each file name (e.g. ``"gt_"``).
     bounds : ((3,) float, (3,) float), optional
-        The box ``(lo, hi)`` the cameras frame; default the mesh's own bounding box. Give two
-        meshes the same box to compare their size and place (:func:`render_pair`).
+        The box ``(lo, hi)`` the cameras frame. Default: ``config.frame``: ``scene``, bpy_lib's
+        box (:data:`~llm3d.sections.SCENE_LIMIT`; with the mesh's when it reaches beyond), so
+        that size and place show as in the dataset's views; ``object``, the mesh's own
+        bounding box. Give two meshes the same box to compare them (:func:`render_pair`).
 
     Returns
     -------
@@ -196,6 +201,8 @@ def render_views(
 
     if bounds is None:
         lo, hi = v.min(axis=0).astype(np.float64), v.max(axis=0).astype(np.float64)
+        if config.frame == "scene":  # bpy_lib's box, grown only by a mesh reaching beyond it
+            lo, hi = np.minimum(lo, -SCENE_LIMIT), np.maximum(hi, SCENE_LIMIT)
     else:
         lo = np.asarray(bounds[0], dtype=np.float64).reshape(3)
         hi = np.asarray(bounds[1], dtype=np.float64).reshape(3)

@@ -17,8 +17,9 @@ best. The definition, view by view, then the mean over the views:
 - ``score = IOU_WEIGHT · iou + (1 − IOU_WEIGHT) · edges`` ∈ [0, 1].
 
 A candidate image of another size than the input is resized to the input's size first. Our
-renderer frames each mesh by its own bounding box, so the score compares shape and
-proportions, not absolute size (F@0.05 against the ground truth does that).
+renderer frames bpy_lib's box by default (``render.frame: scene``, as the dataset's views),
+so the score sees size and place too; with ``render.frame: object`` each mesh fills its
+views and the score compares shape and proportions only.
 """
 
 from __future__ import annotations

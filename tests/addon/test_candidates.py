@@ -37,7 +37,8 @@ def _views_of(program: str, folder: Path) -> list[Path]:
     result = get_sandbox().run(program, 60)
     assert result.ok, result.error
     rig = RenderConfig()
-    config = RenderConfig(views=[v for v in rig.views if v.name in VIEWS])
+    # an artist's pictures frame their object (the add-on renders candidates alike)
+    config = RenderConfig(views=[v for v in rig.views if v.name in VIEWS], frame="object")
     return render_views(result.vertices, result.faces, folder, config=config, prefix="mug_")
 
 

@@ -97,7 +97,7 @@ from llm3d.config import RenderConfig
 from worker.render import render_views
 cube = sandbox.run("from bpy_lib import *\nbox(size=[1, 0.5, 0.3])\n", 60)
 pole = sandbox.run("from bpy_lib import *\ncylinder(radius=0.05, depth=2)\n", 60)
-views = render_views(cube.vertices, cube.faces, tempfile.mkdtemp(), config=RenderConfig())
+views = render_views(cube.vertices, cube.faces, tempfile.mkdtemp(), config=RenderConfig(frame="object"))
 picks = [ext.candidates.Candidate(1, result=cube), ext.candidates.Candidate(2, result=pole)]
 note = ext.candidates.render_and_match(picks, [str(v) for v in views], sandbox, threading.Event())
 out["match"] = [note, picks[0].score, picks[1].score]

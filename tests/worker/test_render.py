@@ -15,7 +15,8 @@ from worker.grid import comparison_grid, format_metric
 
 pytestmark = pytest.mark.blender
 
-SMALL = RenderConfig(resolution=64)
+SMALL = RenderConfig(resolution=64, frame="object")  # each mesh's own box (the scene's:
+# tests/datagen/test_render_stage.py)
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -166,7 +167,7 @@ def _object_share(path: Path) -> float:
 def test_render_pair_shows_a_wrong_size_that_separate_framing_hides(tmp_path: Path) -> None:
     render_module = pytest.importorskip("worker.render")
     front = RenderConfig(
-        resolution=64, views=[ViewConfig(name="f", azimuth_deg=0, elevation_deg=0)]
+        resolution=64, frame="object", views=[ViewConfig(name="f", azimuth_deg=0, elevation_deg=0)]
     )
     gt = meshes.unit_cube()
     half = (np.asarray(gt[0]) * 0.5, gt[1])
