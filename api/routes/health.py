@@ -61,8 +61,10 @@ async def healthz(request: Request, service: ServiceDep) -> JSONResponse:
             "status": "ok",
             "reward_version": service.reward_version,
             "tasks": len(service.tasks),
-            # the cameras of POST /select/batch: one input view each, in this order
+            # the cameras of POST /select/batch: one input view each, in this order, framing
+            # bpy_lib's box (scene, as the dataset's views) or each object's own box (object)
             "render_views": [v.name for v in service.config.render.views],
+            "render_frame": service.config.render.frame,
             **details,
         }
         code = 200

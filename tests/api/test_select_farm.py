@@ -43,6 +43,7 @@ def test_the_client_gets_the_true_program_picked_and_a_broken_one_kept_apart(
     with RewardClient(farm.url, token=TOKEN, retries=1) as client:
         health = client.health()
         assert len(health["render_views"]) == len(views)
+        assert health["render_frame"] == "scene"  # the views above frame bpy_lib's box too
         response = client.select_batch(
             [
                 {"id": "bad", "candidates": candidates, "images": ["bm90IGFuIGltYWdl"] * 4},
