@@ -53,13 +53,17 @@ FAULT_ENV = {
 }
 
 
-def boxes(prefix: str, n: int) -> list[dict[str, Any]]:
-    """``n`` distinct programs (no cache hits) that all build the unit box."""
+def boxes(prefix: str, n: int, spin: int = 0) -> list[dict[str, Any]]:
+    """``n`` distinct programs (no cache hits) that all build the unit box, each counting to
+    ``spin`` first (4,000,000: about 0.2 s, so a fault lands while both workers run one)."""
     tag = uuid.uuid4().hex[:6]
+    code = UNIT_BOX
+    if spin:
+        code = UNIT_BOX.replace("box(", f"n = 0\nwhile n < {spin}:\n    n += 1\nbox(", 1)
     return [
         {
             "id": f"{prefix}{i:03d}",
-            "code": f"{UNIT_BOX}# {tag} {i}\n",
+            "code": f"{code}# {tag} {i}\n",
             "reference": {"code": UNIT_BOX},
         }
         for i in range(n)
@@ -120,6 +124,33 @@ class Broker:
             args = json.loads(base64.b64decode(message["body"]))[0]
             ids.add(str(args[0]["item_id"]))
         return ids
+
+
+def wait_both_busy(
+    farm: Farm, queued_below: int | None = None, queued_at_least: int = 0, running: bool = True
+) -> None:
+    """Wait until both workers hold a task (at least two leases) with the queue as asked and,
+    with ``running``, both run a program right now (each fork server has a program child), so
+    the worker a test then kills or stops has a task in hand.
+
+    At least two leases, not exactly two: a lease the previous test's killed worker left is
+    swept only after the detection window. On a timeout the message says what was seen last.
+    """
+    broker = Broker(farm)
+    seen: list[tuple[int, int, int]] = []
+
+    def busy() -> bool:
+        held, queued = broker.held(), broker.queued()
+        programs = len(busy_fork_servers(farm)) if running else 2
+        seen.append((held, queued, programs))
+        below = queued_below is None or queued < queued_below
+        return held >= 2 and below and queued >= queued_at_least and programs == 2
+
+    try:
+        wait_until(busy, 60, "both workers busy")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (held, queued, programs) last seen: {seen[-5:]}") from None
+    print(f"both workers busy: (held, queued, programs) = {seen[-1]} after {len(seen)} looks")
 
 
 def task_counts(farm: Farm) -> dict[str, int]:
@@ -208,10 +239,10 @@ def test_a_slow_task_is_not_mistaken_for_a_lost_one(two_workers: Farm) -> None:
 
 
 def test_a_killed_worker_costs_seconds(two_workers: Farm) -> None:
-    farm, broker = two_workers, Broker(two_workers)
-    items = boxes("k", 24)
+    farm = two_workers
+    items = boxes("k", 24, spin=4_000_000)
     batch = Batch(farm, items)
-    wait_until(lambda: broker.held() == 2 and broker.queued() < 20, 60, "both workers busy")
+    wait_both_busy(farm, queued_below=20)
     victim = farm.workers[0]
     victim.kill(signal.SIGKILL)  # the whole group: worker, pool, fork server
     killed = time.monotonic()
@@ -219,15 +250,15 @@ def test_a_killed_worker_costs_seconds(two_workers: Farm) -> None:
     delay = batch.end - killed
     print(f"SIGKILLed worker: batch answered {delay:.1f}s after the kill")
     assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
-    # its task came back within the window (the remaining ~20 items take ~5 s on one worker)
+    # its task came back within the window (the remaining ~20 items, ~0.3 s each, take ~6 s on one worker)
     assert delay < VISIBILITY_S + 20, farm.logs()
 
 
 def test_a_stopped_worker_costs_seconds(two_workers: Farm) -> None:
-    farm, broker = two_workers, Broker(two_workers)
-    items = boxes("s", 24)
+    farm = two_workers
+    items = boxes("s", 24, spin=4_000_000)
     batch = Batch(farm, items)
-    wait_until(lambda: broker.held() == 2 and broker.queued() < 20, 60, "both workers busy")
+    wait_both_busy(farm, queued_below=20)
     stopped = farm.workers[0]
     os.killpg(stopped.pid, signal.SIGSTOP)  # a hung host: nothing of it runs
     paused = time.monotonic()
@@ -279,7 +310,7 @@ def test_a_message_lost_in_transit_is_sent_again_within_the_window(two_workers: 
         for i in range(2)
     ]
     batch = Batch(farm, slow + boxes("t", 6))
-    wait_until(lambda: broker.held() == 2 and broker.queued() >= 2, 60, "both workers busy")
+    wait_both_busy(farm, queued_at_least=2)
     lost = broker.client.lpop(broker.queue)  # taken, and never recorded: gone
     assert lost is not None
     popped = time.monotonic()
