@@ -53,13 +53,16 @@ FAULT_ENV = {
 }
 
 
+def spinning_box(spin: int) -> str:
+    """The unit box, built after counting to ``spin`` (4,000,000: about 0.2 s)."""
+    return UNIT_BOX.replace("box(", f"n = 0\nwhile n < {spin}:\n    n += 1\nbox(", 1)
+
+
 def boxes(prefix: str, n: int, spin: int = 0) -> list[dict[str, Any]]:
     """``n`` distinct programs (no cache hits) that all build the unit box, each counting to
-    ``spin`` first (4,000,000: about 0.2 s, so a fault lands while both workers run one)."""
+    ``spin`` first (so a fault lands while both workers run one)."""
     tag = uuid.uuid4().hex[:6]
-    code = UNIT_BOX
-    if spin:
-        code = UNIT_BOX.replace("box(", f"n = 0\nwhile n < {spin}:\n    n += 1\nbox(", 1)
+    code = spinning_box(spin) if spin else UNIT_BOX
     return [
         {
             "id": f"{prefix}{i:03d}",
@@ -126,12 +129,10 @@ class Broker:
         return ids
 
 
-def wait_both_busy(
-    farm: Farm, queued_below: int | None = None, queued_at_least: int = 0, running: bool = True
-) -> None:
-    """Wait until both workers hold a task (at least two leases) with the queue as asked and,
-    with ``running``, both run a program right now (each fork server has a program child), so
-    the worker a test then kills or stops has a task in hand.
+def wait_both_busy(farm: Farm, queued_below: int | None = None, queued_at_least: int = 0) -> None:
+    """Wait until both workers hold a task (at least two leases) with the queue as asked and
+    both run a program right now (each fork server has a program child), so the worker a test
+    then kills or stops has a task in hand.
 
     At least two leases, not exactly two: a lease the previous test's killed worker left is
     swept only after the detection window. On a timeout the message says what was seen last.
@@ -141,7 +142,7 @@ def wait_both_busy(
 
     def busy() -> bool:
         held, queued = broker.held(), broker.queued()
-        programs = len(busy_fork_servers(farm)) if running else 2
+        programs = len(busy_fork_servers(farm))
         seen.append((held, queued, programs))
         below = queued_below is None or queued < queued_below
         return held >= 2 and below and queued >= queued_at_least and programs == 2
@@ -250,7 +251,8 @@ def test_a_killed_worker_costs_seconds(two_workers: Farm) -> None:
     delay = batch.end - killed
     print(f"SIGKILLed worker: batch answered {delay:.1f}s after the kill")
     assert {r["status"] for r in results} == {"ok"}, [r["error"] for r in results]
-    # its task came back within the window (the remaining ~20 items, ~0.3 s each, take ~6 s on one worker)
+    # its task came back within the window (the remaining ~20 items, ~0.3 s each, take ~6 s
+    # on one worker)
     assert delay < VISIBILITY_S + 20, farm.logs()
 
 
@@ -295,7 +297,7 @@ def test_a_killed_fork_server_costs_one_retry(two_workers: Farm) -> None:
     assert statuses == {"f000": "ok", "loop": "timeout"}, results
 
 
-SLOW_BOX = UNIT_BOX.replace("box(", "n = 0\nwhile n < 20_000_000:\n    n += 1\nbox(", 1)
+SLOW_BOX = spinning_box(20_000_000)
 
 
 def test_a_message_lost_in_transit_is_sent_again_within_the_window(two_workers: Farm) -> None:
